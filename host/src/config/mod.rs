@@ -1,0 +1,416 @@
+//! The host's settings: `appsettings.json` or the XML `.config` format, an optional
+//! `{name}.{Environment}.{ext}` layer on top, then environment variables in the ASP.NET form
+//! (`ConnectionStrings__Database`, `Plugins__Required__0`). Every form flattens to the same
+//! `Section:Key` entries, so the same settings in either format give equal [`Settings`].
+
+mod json;
+mod schema;
+mod secret;
+mod xml;
+
+pub use secret::ConnectionString;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The name of the connection string holding the clear ApplicationToken.
+pub const APPLICATION_TOKEN: &str = r"QER\Person\PasswordResetAuthenticator\ApplicationToken";
+/// The name of the connection string of the portal's database.
+pub const DATABASE: &str = "Database";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {}: not found", .path.display())]
+    Missing { path: PathBuf },
+    #[error("config file {}: cannot be read: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {}: unknown format; use .json for appsettings or .config/.xml for the XML form", .path.display())]
+    UnknownFormat { path: PathBuf },
+    #[error("{}:{line}:{column}: {message}", .path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Environment { var: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSettings {
+    /// Every shared library in it is loaded.
+    pub directory: Option<PathBuf>,
+    /// Libraries loaded in addition to the directory.
+    pub files: Vec<PathBuf>,
+    /// Plugin names the host refuses to serve without.
+    pub required: Vec<String>,
+    /// Pinned SHA-256 (lowercase hex) by file name.
+    pub sha256: BTreeMap<String, String>,
+    pub call_timeout: Duration,
+    pub max_concurrent_calls: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// The effective configuration. `Debug` never shows a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Relative paths in the settings are resolved against this: the main file's directory.
+    pub base_dir: PathBuf,
+    pub connection_strings: Vec<ConnectionString>,
+    pub listen: SocketAddr,
+    pub plugins: PluginSettings,
+    pub logging: LoggingSettings,
+}
+
+impl Settings {
+    /// A connection string by name, case-insensitively as in ASP.NET.
+    pub fn connection_string(&self, name: &str) -> Option<&ConnectionString> {
+        self.connection_strings
+            .iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Settings plus the files they came from, in the order they were applied.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub settings: Settings,
+    pub sources: Vec<PathBuf>,
+}
+
+/// The environment the configuration is read in: variables and the environment name.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub vars: Vec<(String, String)>,
+}
+
+impl Environment {
+    /// The process environment (variables that aren't valid UTF-8 are skipped).
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `PRP_ENVIRONMENT`, else `ASPNETCORE_ENVIRONMENT`, else `DOTNET_ENVIRONMENT`.
+    pub fn name(&self) -> Option<&str> {
+        [
+            "PRP_ENVIRONMENT",
+            "ASPNETCORE_ENVIRONMENT",
+            "DOTNET_ENVIRONMENT",
+        ]
+        .iter()
+        .find_map(|n| self.get(n))
+        .filter(|v| !v.trim().is_empty())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Json,
+    Xml,
+}
+
+fn format_of(path: &Path) -> Option<Format> {
+    match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "json" => Some(Format::Json),
+        "config" | "xml" => Some(Format::Xml),
+        _ => None,
+    }
+}
+
+/// One applied entry: value and where it came from (for later error messages).
+struct Entry {
+    key: String,
+    value: String,
+}
+
+/// Loads `path`, its environment layer when one exists, and the environment's overrides.
+pub fn load(path: &Path, env: &Environment) -> Result<LoadedConfig, ConfigError> {
+    let format = format_of(path).ok_or_else(|| ConfigError::UnknownFormat {
+        path: path.to_owned(),
+    })?;
+    let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut sources = Vec::new();
+
+    apply(&mut merged, read_file(path, format)?);
+    sources.push(path.to_owned());
+
+    if let Some(env_name) = env.name() {
+        let layer = environment_layer(path, env_name);
+        if layer.exists() {
+            apply(&mut merged, read_file(&layer, format)?);
+            sources.push(layer);
+        }
+    }
+
+    let mut from_env: Vec<(String, String)> = Vec::new();
+    for (var, value) in &env.vars {
+        let Some((section, _)) = var.split_once("__") else {
+            continue;
+        };
+        if !schema::is_section(section) {
+            continue;
+        }
+        let key = var.replace("__", ":");
+        let key = schema::validate(&key, value).map_err(|message| ConfigError::Environment {
+            var: var.clone(),
+            message,
+        })?;
+        from_env.push((key, value.clone()));
+    }
+    apply(&mut merged, from_env);
+
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
+    Ok(LoadedConfig {
+        settings: bind(merged, base_dir),
+        sources,
+    })
+}
+
+/// `appsettings.json` + `Production` → `appsettings.Production.json`.
+fn environment_layer(path: &Path, env_name: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    path.with_file_name(format!("{stem}.{env_name}.{ext}"))
+}
+
+fn read_file(path: &Path, format: Format) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ConfigError::Missing {
+                path: path.to_owned(),
+            }
+        } else {
+            ConfigError::Unreadable {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })?;
+    match format {
+        Format::Json => json::parse(&text).map_err(|e| {
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line: e.line(),
+                column: e.column(),
+                message: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
+            }
+        }),
+        Format::Xml => xml::parse(&text).map_err(|p| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: p.line,
+            column: p.column,
+            message: p.message,
+        }),
+    }
+}
+
+fn apply(merged: &mut BTreeMap<String, Entry>, entries: Vec<(String, String)>) {
+    for (key, value) in entries {
+        merged.insert(key.to_ascii_lowercase(), Entry { key, value });
+    }
+}
+
+/// Values were validated as they were read, so binding only converts them.
+fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
+    let get = |key: &str| {
+        merged
+            .get(&key.to_ascii_lowercase())
+            .map(|e| e.value.as_str())
+    };
+    let with_prefix = |prefix: &str| {
+        let prefix = prefix.to_ascii_lowercase();
+        merged
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, e)| (k[prefix.len()..].to_owned(), e))
+            .collect::<Vec<_>>()
+    };
+    let indexed = |prefix: &str| {
+        let mut items: Vec<(u64, String)> = with_prefix(prefix)
+            .into_iter()
+            .filter_map(|(i, e)| Some((i.parse().ok()?, e.value.trim().to_owned())))
+            .collect();
+        items.sort_by_key(|(i, _)| *i);
+        items.into_iter().map(|(_, v)| v).collect::<Vec<_>>()
+    };
+    let resolve = |p: &str| base_dir.join(p.trim());
+
+    let mut connection_strings: Vec<ConnectionString> = with_prefix("ConnectionStrings:")
+        .into_iter()
+        .map(|(_, e)| {
+            let name = e.key.split_once(':').map_or("", |(_, n)| n);
+            ConnectionString::new(name, e.value.clone())
+        })
+        .collect();
+    connection_strings.sort_by_key(|c| c.name().to_ascii_lowercase());
+
+    let plugins = PluginSettings {
+        directory: get("Plugins:Directory").map(resolve),
+        files: indexed("Plugins:Files:")
+            .iter()
+            .map(|p| resolve(p))
+            .collect(),
+        required: indexed("Plugins:Required:"),
+        sha256: with_prefix("Plugins:Sha256:")
+            .into_iter()
+            .map(|(_, e)| {
+                let file = e.key.rsplit(':').next().unwrap_or_default().to_owned();
+                (file, e.value.trim().to_ascii_lowercase())
+            })
+            .collect(),
+        call_timeout: Duration::from_millis(
+            get("Plugins:CallTimeoutMs")
+                .and_then(|v| schema::parse_timeout_ms(v).ok())
+                .unwrap_or(10_000),
+        ),
+        max_concurrent_calls: get("Plugins:MaxConcurrentCalls")
+            .and_then(|v| schema::parse_concurrency(v).ok())
+            .unwrap_or(8),
+    };
+    let logging = LoggingSettings {
+        level: get("Logging:Level").unwrap_or("info").trim().to_owned(),
+        format: match get("Logging:Format").map(|v| v.trim().to_ascii_lowercase()) {
+            Some(f) if f == "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        },
+    };
+    Settings {
+        connection_strings,
+        listen: get("Host:Listen")
+            .and_then(|v| schema::parse_listen(v).ok())
+            .unwrap_or(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 8080)),
+        plugins,
+        logging,
+        base_dir,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        Environment {
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn environment_layer_and_variables_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("appsettings.json");
+        fs::write(
+            &base,
+            r#"{"Host":{"Listen":"127.0.0.1:1"},"Plugins":{"CallTimeoutMs":100,"Required":["a"]}}"#,
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("appsettings.Staging.json"),
+            r#"{"Plugins":{"CallTimeoutMs":200}}"#,
+        )
+        .unwrap();
+        let loaded = load(
+            &base,
+            &env(&[
+                ("PRP_ENVIRONMENT", "Staging"),
+                ("Host__Listen", "127.0.0.1:3"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(loaded.sources.len(), 2);
+        let s = loaded.settings;
+        assert_eq!(s.listen.to_string(), "127.0.0.1:3");
+        assert_eq!(s.plugins.call_timeout, Duration::from_millis(200));
+        assert_eq!(s.plugins.required, vec!["a".to_owned()]);
+    }
+
+    #[test]
+    fn bad_environment_variable_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("appsettings.json");
+        fs::write(&base, "{}").unwrap();
+        let err = load(&base, &env(&[("Plugins__CallTimeoutMs", "soon")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("environment variable Plugins__CallTimeoutMs: Plugins:CallTimeoutMs:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_and_unknown_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(&dir.path().join("nope.json"), &Environment::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("nope.json: not found"));
+        let err = load(&dir.path().join("x.yaml"), &Environment::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownFormat { .. }), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("appsettings.json");
+        fs::write(
+            &base,
+            r#"{"ConnectionStrings":{"QER\\Person\\PasswordResetAuthenticator\\ApplicationToken":"tok-SECRET","Database":"postgres://u:pw-SECRET@h/db"}}"#,
+        )
+        .unwrap();
+        let loaded = load(&base, &Environment::default()).unwrap();
+        let shown = format!("{loaded:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert_eq!(
+            loaded
+                .settings
+                .connection_string(APPLICATION_TOKEN)
+                .map(|c| c.expose()),
+            Some("tok-SECRET")
+        );
+    }
+}

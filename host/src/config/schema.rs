@@ -1,0 +1,279 @@
+//! The settings prp-host knows, in the flattened `Section:Key` form that appsettings.json, the
+//! XML `.config` format and environment variables (`Section__Key`) all map to.
+
+/// One known setting. In `pattern`, `#` stands for an array index and `*` for a free name.
+struct Setting {
+    pattern: &'static str,
+    check: fn(&str) -> Result<(), String>,
+    help: &'static str,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting {
+        pattern: "ConnectionStrings:*",
+        check: check_any,
+        help: "a connection string, by name",
+    },
+    Setting {
+        pattern: "Host:Listen",
+        check: check_listen,
+        help: "address to serve HTTP on, e.g. 127.0.0.1:8080 or http://*:8080",
+    },
+    Setting {
+        pattern: "Plugins:Directory",
+        check: check_non_empty,
+        help: "directory whose every shared library is loaded as a plugin",
+    },
+    Setting {
+        pattern: "Plugins:Files:#",
+        check: check_non_empty,
+        help: "a plugin library to load, in addition to the directory",
+    },
+    Setting {
+        pattern: "Plugins:Required:#",
+        check: check_non_empty,
+        help: "name of a plugin the host refuses to serve without",
+    },
+    Setting {
+        pattern: "Plugins:Sha256:*",
+        check: check_sha256,
+        help: "pinned SHA-256 of a plugin file, by file name",
+    },
+    Setting {
+        pattern: "Plugins:CallTimeoutMs",
+        check: check_timeout_ms,
+        help: "how long one plugin call may take before it is denied",
+    },
+    Setting {
+        pattern: "Plugins:MaxConcurrentCalls",
+        check: check_concurrency,
+        help: "how many plugin calls may run at once",
+    },
+    Setting {
+        pattern: "Logging:Level",
+        check: check_level,
+        help: "error, warn, info, debug or trace, or a tracing filter",
+    },
+    Setting {
+        pattern: "Logging:Format",
+        check: check_format,
+        help: "text or json",
+    },
+];
+
+/// The known top-level sections, in their canonical spelling.
+pub const SECTIONS: &[&str] = &["ConnectionStrings", "Host", "Plugins", "Logging"];
+
+/// Whether `name` is a known section (case-insensitive); used to pick environment variables.
+pub fn is_section(name: &str) -> bool {
+    SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// Maps a key (any case) to its canonical spelling and checks the value. The error says what is
+/// wrong in words an operator understands and never repeats a connection string's value.
+pub fn validate(key: &str, value: &str) -> Result<String, String> {
+    let segments: Vec<&str> = key.split(':').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(format!("setting name \"{key}\" has an empty part"));
+    }
+    let Some(section) = SECTIONS
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(segments[0]))
+    else {
+        return Err(format!(
+            "unknown section \"{}\" (known sections: {})",
+            segments[0],
+            SECTIONS.join(", ")
+        ));
+    };
+    for setting in SETTINGS {
+        if let Some(canonical) = match_pattern(setting.pattern, &segments) {
+            (setting.check)(value).map_err(|msg| format!("{canonical}: {msg}"))?;
+            return Ok(canonical);
+        }
+    }
+    let known: Vec<String> = SETTINGS
+        .iter()
+        .filter(|s| s.pattern.starts_with(section))
+        .map(|s| format!("{} ({})", s.pattern.replace('#', "0"), s.help))
+        .collect();
+    Err(format!(
+        "unknown setting \"{key}\"; known settings in {section}: {}",
+        known.join("; ")
+    ))
+}
+
+fn match_pattern(pattern: &str, segments: &[&str]) -> Option<String> {
+    let parts: Vec<&str> = pattern.split(':').collect();
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(parts.len());
+    for (p, s) in parts.iter().zip(segments) {
+        match *p {
+            "*" => out.push((*s).to_owned()),
+            "#" if s.chars().all(|c| c.is_ascii_digit()) => out.push((*s).to_owned()),
+            "#" => return None,
+            lit if lit.eq_ignore_ascii_case(s) => out.push(lit.to_owned()),
+            _ => return None,
+        }
+    }
+    Some(out.join(":"))
+}
+
+fn check_any(_: &str) -> Result<(), String> {
+    Ok(())
+}
+
+fn check_non_empty(v: &str) -> Result<(), String> {
+    if v.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_sha256(v: &str) -> Result<(), String> {
+    if v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("expected 64 hexadecimal digits, got \"{v}\""))
+    }
+}
+
+fn parse_u64_in(v: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
+    match v.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected {what} from {min} to {max}, got \"{v}\"")),
+    }
+}
+
+pub(super) fn parse_timeout_ms(v: &str) -> Result<u64, String> {
+    parse_u64_in(v, 1, 600_000, "a whole number of milliseconds")
+}
+
+fn check_timeout_ms(v: &str) -> Result<(), String> {
+    parse_timeout_ms(v).map(drop)
+}
+
+pub(super) fn parse_concurrency(v: &str) -> Result<usize, String> {
+    parse_u64_in(v, 1, 1024, "a whole number").map(|n| n as usize)
+}
+
+fn check_concurrency(v: &str) -> Result<(), String> {
+    parse_concurrency(v).map(drop)
+}
+
+/// Parses `Host:Listen`: `ip:port`, `http://host:port`, with `*`/`+` for all interfaces and
+/// `localhost` for the loopback address.
+pub(super) fn parse_listen(v: &str) -> Result<std::net::SocketAddr, String> {
+    let raw = v.trim();
+    if raw.starts_with("https://") {
+        return Err(
+            "https is not served directly; terminate TLS in a reverse proxy and listen on http"
+                .into(),
+        );
+    }
+    let rest = raw
+        .strip_prefix("http://")
+        .unwrap_or(raw)
+        .trim_end_matches('/');
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Err(format!("expected host:port, got \"{v}\""));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("\"{port}\" is not a port number (0-65535) in \"{v}\""))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = match host {
+        "*" | "+" | "0.0.0.0" => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+        other => other
+            .parse()
+            .map_err(|_| format!("\"{other}\" is not an IP address, localhost or * in \"{v}\""))?,
+    };
+    Ok(std::net::SocketAddr::new(ip, port))
+}
+
+fn check_listen(v: &str) -> Result<(), String> {
+    parse_listen(v).map(drop)
+}
+
+fn check_level(v: &str) -> Result<(), String> {
+    tracing_subscriber::EnvFilter::try_new(v.trim())
+        .map(drop)
+        .map_err(|e| format!("\"{v}\" is not a log level or filter: {e}"))
+}
+
+fn check_format(v: &str) -> Result<(), String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "text" | "json" => Ok(()),
+        _ => Err(format!("expected text or json, got \"{v}\"")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_canonicalised_case_insensitively() {
+        assert_eq!(
+            validate("host:listen", "127.0.0.1:1").as_deref(),
+            Ok("Host:Listen")
+        );
+        assert_eq!(
+            validate("PLUGINS:required:3", "x").as_deref(),
+            Ok("Plugins:Required:3")
+        );
+        assert_eq!(
+            validate(r"connectionstrings:QER\X", "v").as_deref(),
+            Ok(r"ConnectionStrings:QER\X")
+        );
+    }
+
+    #[test]
+    fn unknown_sections_and_settings_are_named() {
+        let e = validate("Hots:Listen", "x").unwrap_err();
+        assert!(e.contains("unknown section \"Hots\""), "{e}");
+        let e = validate("Host:Lisen", "x").unwrap_err();
+        assert!(e.contains("unknown setting \"Host:Lisen\""), "{e}");
+        assert!(e.contains("Host:Listen"), "{e}");
+        let e = validate("Plugins:Required:first", "x").unwrap_err();
+        assert!(e.contains("unknown setting"), "{e}");
+    }
+
+    #[test]
+    fn values_are_checked() {
+        assert!(validate("Plugins:CallTimeoutMs", "0")
+            .unwrap_err()
+            .contains("Plugins:CallTimeoutMs"));
+        assert!(validate("Plugins:Sha256:a.so", "abc").is_err());
+        assert!(validate("Logging:Format", "xml").is_err());
+        assert!(validate("Host:Listen", "https://x:1")
+            .unwrap_err()
+            .contains("reverse proxy"));
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            parse_listen("127.0.0.1:8080").map(|a| a.to_string()),
+            Ok("127.0.0.1:8080".into())
+        );
+        assert_eq!(
+            parse_listen("http://*:80/").map(|a| a.to_string()),
+            Ok("0.0.0.0:80".into())
+        );
+        assert_eq!(
+            parse_listen("http://localhost:9").map(|a| a.to_string()),
+            Ok("127.0.0.1:9".into())
+        );
+        assert_eq!(
+            parse_listen("[::1]:9").map(|a| a.to_string()),
+            Ok("[::1]:9".into())
+        );
+        assert!(parse_listen("127.0.0.1").is_err());
+        assert!(parse_listen("127.0.0.1:99999").is_err());
+    }
+}

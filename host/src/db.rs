@@ -1,0 +1,111 @@
+//! The portal's database connection. The host owns every connection: plugins never open the
+//! database themselves (see ARCHITECTURE.md).
+
+use crate::config::{ConnectionString, Settings, DATABASE};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("connection string \"{DATABASE}\" is not set")]
+    NotConfigured,
+    #[error("connection string \"{DATABASE}\" ({shown}): unsupported database; use sqlite://… or postgres://…")]
+    Unsupported { shown: String },
+    #[error("database {shown}: {message}")]
+    Unreachable { shown: String, message: String },
+}
+
+/// The URL handed to sqlx: a relative SQLite path is resolved against the config file's
+/// directory, so the portal finds its database wherever it is started from.
+pub fn database_url(cs: &ConnectionString, base_dir: &Path) -> Result<String, DbError> {
+    let raw = cs.expose().trim();
+    if let Some(rest) = raw.strip_prefix("sqlite:") {
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let (path, query) = rest
+            .split_once('?')
+            .map_or((rest, None), |(p, q)| (p, Some(q)));
+        let path = if path == ":memory:" || path.is_empty() || Path::new(path).is_absolute() {
+            path.to_owned()
+        } else {
+            base_dir.join(path).to_string_lossy().into_owned()
+        };
+        return Ok(match query {
+            Some(q) => format!("sqlite://{path}?{q}"),
+            None => format!("sqlite://{path}"),
+        });
+    }
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        return Ok(raw.to_owned());
+    }
+    Err(DbError::Unsupported {
+        shown: cs.redacted(),
+    })
+}
+
+/// Connects and runs `SELECT 1`. Errors never carry the clear connection string.
+pub async fn connect(settings: &Settings) -> Result<AnyPool, DbError> {
+    sqlx::any::install_default_drivers();
+    let cs = settings
+        .connection_string(DATABASE)
+        .ok_or(DbError::NotConfigured)?;
+    let url = database_url(cs, &settings.base_dir)?;
+    let unreachable = |e: sqlx::Error| DbError::Unreachable {
+        shown: cs.redacted(),
+        message: scrub(&e.to_string(), cs),
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&url)
+        .await
+        .map_err(unreachable)?;
+    ping(&pool).await.map_err(unreachable)?;
+    Ok(pool)
+}
+
+pub async fn ping(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(drop)
+}
+
+/// Removes the clear connection string from a driver message, should a driver ever echo it.
+fn scrub(message: &str, cs: &ConnectionString) -> String {
+    let clear = cs.expose();
+    if clear.is_empty() {
+        message.to_owned()
+    } else {
+        message.replace(clear, &cs.redacted())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_sqlite_paths_follow_the_config_file() {
+        let cs = ConnectionString::new(DATABASE, "sqlite://data/prp.db?mode=rwc");
+        assert_eq!(
+            database_url(&cs, Path::new("/etc/prp")).ok().as_deref(),
+            Some("sqlite:///etc/prp/data/prp.db?mode=rwc")
+        );
+        let cs = ConnectionString::new(DATABASE, "sqlite:///var/lib/prp.db");
+        assert_eq!(
+            database_url(&cs, Path::new("/etc")).ok().as_deref(),
+            Some("sqlite:///var/lib/prp.db")
+        );
+        let cs = ConnectionString::new(DATABASE, "mysql://u:p@h/db");
+        let err = database_url(&cs, Path::new("/")).unwrap_err().to_string();
+        assert!(err.contains("unsupported") && !err.contains(":p@"), "{err}");
+    }
+
+    #[test]
+    fn scrub_removes_the_clear_value() {
+        let cs = ConnectionString::new(DATABASE, "postgres://u:pw@h/db");
+        assert_eq!(
+            scrub("failed postgres://u:pw@h/db", &cs),
+            "failed postgres://u:***@h/db"
+        );
+    }
+}

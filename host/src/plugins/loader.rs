@@ -1,0 +1,463 @@
+//! Finds plugin libraries, checks them and loads them. Each library ends up either loaded, with
+//! its name, versions and components, or rejected, with a short reason an operator can act on.
+//!
+//! Libraries are opened with `lib_header_from_path(..)?.init_root_module::<PluginModRef>()`, never
+//! with abi_stable's caching `load_from_*`, and are never unloaded.
+
+use super::gate::{CallError, CallGate};
+use super::services::{host_services, ParameterSource};
+use crate::config::{ConnectionString, PluginSettings};
+use prp_plugin_api::abi_stable::library::{lib_header_from_path, LibraryError};
+use prp_plugin_api::{AuthenticatorBox, ErrorKind, PluginModRef, ResolverBox, ABI_VERSION};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A plugin that loaded and initialised.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub version: String,
+    pub abi_version: String,
+    pub description: String,
+    pub provides: Vec<&'static str>,
+    pub path: PathBuf,
+    pub sha256: String,
+    /// Shared, so that a call can own its handle on the blocking thread.
+    pub authenticators: Vec<Arc<AuthenticatorBox>>,
+    pub resolvers: Vec<Arc<ResolverBox>>,
+}
+
+/// Why a library was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectCause {
+    Missing,
+    Unreadable(String),
+    PinMismatch { expected: String, actual: String },
+    NotALibrary(String),
+    NotAPlugin,
+    IncompatibleAbiStable(String),
+    VersionMismatch { plugin: String, host: String },
+    LayoutMismatch(Vec<String>),
+    InitFailed(String),
+    InitPanicked(String),
+    InitTimedOut(String),
+    DuplicateName { name: String, first: PathBuf },
+}
+
+impl RejectCause {
+    /// A stable identifier for scripts and tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Unreadable(_) => "unreadable",
+            Self::PinMismatch { .. } => "sha256-mismatch",
+            Self::NotALibrary(_) => "not-a-library",
+            Self::NotAPlugin => "not-a-plugin",
+            Self::IncompatibleAbiStable(_) => "abi-stable-mismatch",
+            Self::VersionMismatch { .. } => "version-mismatch",
+            Self::LayoutMismatch(_) => "layout-mismatch",
+            Self::InitFailed(_) => "init-failed",
+            Self::InitPanicked(_) => "init-panicked",
+            Self::InitTimedOut(_) => "init-timed-out",
+            Self::DuplicateName { .. } => "duplicate-name",
+        }
+    }
+
+    /// One short paragraph for the operator.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Missing => "file not found".into(),
+            Self::Unreadable(e) => format!("cannot be read: {e}"),
+            Self::PinMismatch { expected, actual } => format!(
+                "SHA-256 does not match the pinned value (pinned {expected}, file has {actual}); it was not opened"
+            ),
+            Self::NotALibrary(e) => format!("not a loadable shared library: {e}"),
+            Self::NotAPlugin => {
+                "not a prp plugin: the library exports no abi_stable root module".into()
+            }
+            Self::IncompatibleAbiStable(e) => {
+                format!("built with an incompatible abi_stable: {e}")
+            }
+            Self::VersionMismatch { plugin, host } => format!(
+                "ABI version mismatch: the plugin was built for ABI {plugin}, this host speaks ABI {host}; rebuild the plugin against prp-plugin-api {host}"
+            ),
+            Self::LayoutMismatch(lines) => format!(
+                "ABI layout mismatch (same ABI version, different types; the plugin was built against a modified prp-plugin-api):\n{}",
+                lines.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+            ),
+            Self::InitFailed(e) => format!("init returned an error: {e}"),
+            Self::InitPanicked(e) => format!("init panicked: {e}"),
+            Self::InitTimedOut(e) => format!("init did not finish: {e}"),
+            Self::DuplicateName { name, first } => format!(
+                "another library already provides plugin \"{name}\" ({})",
+                first.display()
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub path: PathBuf,
+    pub cause: RejectCause,
+}
+
+/// The outcome of loading: what loaded, what didn't, and which required plugins are missing.
+pub struct LoadReport {
+    pub loaded: Vec<LoadedPlugin>,
+    pub rejected: Vec<Rejection>,
+    /// Required plugin names that are not among the loaded ones.
+    pub missing_required: Vec<String>,
+}
+
+impl LoadReport {
+    /// Fail closed: the host must not serve when a required plugin is missing.
+    pub fn required_ok(&self) -> bool {
+        self.missing_required.is_empty()
+    }
+}
+
+/// Everything a plugin's init gets from the host.
+pub struct InitContext {
+    pub connection_strings: Vec<ConnectionString>,
+    pub parameters: Arc<dyn ParameterSource>,
+}
+
+/// The candidate libraries: every shared library in the directory (sorted), then the explicit
+/// files, each once.
+pub fn candidates(settings: &PluginSettings) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    if let Some(dir) = &settings.directory {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| format!("plugin directory {}: {e}", dir.display()))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().and_then(|e| e.to_str()) == Some(std::env::consts::DLL_EXTENSION)
+            })
+            .collect();
+        found.sort();
+        out.extend(found);
+    }
+    out.extend(settings.files.iter().cloned());
+    let mut seen = BTreeSet::new();
+    out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    Ok(out)
+}
+
+/// Loads every candidate. Never fails as a whole: each library's problem lands in the report.
+pub async fn load_all(
+    settings: &PluginSettings,
+    candidates: Vec<PathBuf>,
+    gate: &CallGate,
+    ctx: &InitContext,
+) -> LoadReport {
+    let mut loaded: Vec<LoadedPlugin> = Vec::new();
+    let mut rejected = Vec::new();
+    for path in candidates {
+        match load_one(settings, &path, gate, ctx, &loaded).await {
+            Ok(plugin) => {
+                tracing::info!(plugin = %plugin.name, version = %plugin.version, path = %path.display(), "plugin loaded");
+                loaded.push(plugin);
+            }
+            Err(cause) => {
+                tracing::warn!(path = %path.display(), reason = %cause.summary(), "plugin rejected");
+                rejected.push(Rejection { path, cause });
+            }
+        }
+    }
+    let missing_required = settings
+        .required
+        .iter()
+        .filter(|name| !loaded.iter().any(|p| &p.name == *name))
+        .cloned()
+        .collect();
+    LoadReport {
+        loaded,
+        rejected,
+        missing_required,
+    }
+}
+
+async fn load_one(
+    settings: &PluginSettings,
+    path: &Path,
+    gate: &CallGate,
+    ctx: &InitContext,
+    already: &[LoadedPlugin],
+) -> Result<LoadedPlugin, RejectCause> {
+    let pin = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| settings.sha256.get(n))
+        .cloned();
+    let owned = path.to_owned();
+    let (module, sha256, abi_version) =
+        tokio::task::spawn_blocking(move || open_checked(&owned, pin.as_deref()))
+            .await
+            .map_err(|e| RejectCause::Unreadable(format!("loader failed: {e}")))??;
+
+    let name = module.name().to_string();
+    if let Some(first) = already.iter().find(|p| p.name == name) {
+        return Err(RejectCause::DuplicateName {
+            name,
+            first: first.path.clone(),
+        });
+    }
+    let host = host_services(
+        &name,
+        ctx.connection_strings.clone(),
+        ctx.parameters.clone(),
+    );
+    let init = module.init();
+    let instance = gate.call(move || init(host)).await.map_err(|e| match e {
+        CallError::Plugin(err) if err.kind == ErrorKind::PANICKED => {
+            let message = err.message.as_str();
+            RejectCause::InitPanicked(
+                message
+                    .strip_prefix("plugin panicked: ")
+                    .unwrap_or(message)
+                    .to_owned(),
+            )
+        }
+        CallError::Plugin(err) => RejectCause::InitFailed(err.to_string()),
+        other => RejectCause::InitTimedOut(other.to_string()),
+    })?;
+    Ok(LoadedPlugin {
+        name,
+        version: module.version().to_string(),
+        abi_version,
+        description: module.description().to_string(),
+        provides: module.provides().names(),
+        path: path.to_owned(),
+        sha256,
+        authenticators: instance.authenticators.into_iter().map(Arc::new).collect(),
+        resolvers: instance.resolvers.into_iter().map(Arc::new).collect(),
+    })
+}
+
+/// Opens the file once, hashes what was read, refuses a pin mismatch before `dlopen`, then loads
+/// exactly the bytes that were hashed (through `/proc/self/fd` on Linux, so a file swapped after
+/// the check is not the one loaded) and checks ABI version and layout.
+fn open_checked(
+    path: &Path,
+    pin: Option<&str>,
+) -> Result<(PluginModRef, String, String), RejectCause> {
+    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => RejectCause::Missing,
+        _ => RejectCause::Unreadable(e.to_string()),
+    })?;
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(RejectCause::Unreadable("is a directory".into()));
+    }
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| RejectCause::Unreadable(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let sha256 = hex(&hasher.finalize());
+    if let Some(expected) = pin {
+        if expected != sha256 {
+            return Err(RejectCause::PinMismatch {
+                expected: expected.to_owned(),
+                actual: sha256,
+            });
+        }
+    }
+    let open_path = open_path(&file, path);
+    let header = lib_header_from_path(&open_path).map_err(classify)?;
+    // The library is now mapped and is never unloaded. The dynamic loader remembers it by the
+    // name it was opened with, so that name (the fd number) must never be reused for another
+    // file: keep the descriptor open for the life of the process.
+    keep_open(file);
+    let abi_version = header.version_strings().version.to_string();
+    let module = header
+        .init_root_module::<PluginModRef>()
+        .map_err(classify)?;
+    Ok((module, sha256, abi_version))
+}
+
+#[cfg(target_os = "linux")]
+fn open_path(file: &std::fs::File, _path: &Path) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+#[cfg(target_os = "linux")]
+fn keep_open(file: std::fs::File) {
+    use std::os::fd::IntoRawFd;
+    let _fd = file.into_raw_fd();
+}
+
+#[cfg(not(target_os = "linux"))]
+fn keep_open(_file: std::fs::File) {}
+
+#[cfg(not(target_os = "linux"))]
+fn open_path(_file: &std::fs::File, path: &Path) -> PathBuf {
+    path.to_owned()
+}
+
+fn classify(err: LibraryError) -> RejectCause {
+    match err {
+        LibraryError::OpenError { err, .. } => {
+            RejectCause::NotALibrary(strip_fd_path(&err.to_string()))
+        }
+        LibraryError::GetSymbolError { .. } => RejectCause::NotAPlugin,
+        LibraryError::InvalidAbiHeader(h) => RejectCause::IncompatibleAbiStable(format!("{h:?}")),
+        LibraryError::InvalidCAbi { .. } => {
+            RejectCause::IncompatibleAbiStable("the C ABI of the compiler differs".into())
+        }
+        LibraryError::ParseVersionError(e) => RejectCause::VersionMismatch {
+            plugin: format!("(unparsable: {e})"),
+            host: ABI_VERSION.to_owned(),
+        },
+        LibraryError::IncompatibleVersionNumber {
+            actual_version,
+            expected_version,
+            ..
+        } => RejectCause::VersionMismatch {
+            plugin: actual_version.to_string(),
+            host: expected_version.to_string(),
+        },
+        LibraryError::AbiInstability(e) => {
+            RejectCause::LayoutMismatch(summarize_layout_error(&e.to_string()))
+        }
+        LibraryError::RootModule { err, .. } => {
+            RejectCause::InitFailed(format!("root module: {err}"))
+        }
+        LibraryError::Many(errs) => errs
+            .into_iter()
+            .next()
+            .map(classify)
+            .unwrap_or_else(|| RejectCause::InitFailed("unknown loading error".into())),
+    }
+}
+
+/// libloading's message names the `/proc/self/fd/N` path we opened; the operator knows the file.
+fn strip_fd_path(msg: &str) -> String {
+    match msg.find("/proc/self/fd/") {
+        Some(start) => {
+            let rest = &msg[start..];
+            let end = rest.find(':').map_or(rest.len(), |i| i + 1);
+            format!("{}{}", &msg[..start], rest[end..].trim_start())
+        }
+        None => msg.to_owned(),
+    }
+}
+
+/// abi_stable's layout error runs to hundreds of lines. Keep what says what differs: for each
+/// `Error:` line, where (the field path of the `error(s)inside:` block before it) and the
+/// expected and found values, at most a few of them.
+pub fn summarize_layout_error(full: &str) -> Vec<String> {
+    const MAX: usize = 6;
+    let lines: Vec<&str> = full.lines().map(str::trim).collect();
+    let value_after = |i: usize, label: &str| {
+        lines
+            .iter()
+            .skip(i + 1)
+            .take(4)
+            .position(|l| *l == label)
+            .and_then(|p| lines.get(i + 1 + p + 1))
+            .map(|v| v.to_string())
+    };
+    let mut out = Vec::new();
+    let mut path: Vec<String> = Vec::new();
+    let mut in_path = false;
+    for (i, line) in lines.iter().enumerate() {
+        if line.ends_with("error(s)inside:") {
+            path.clear();
+            in_path = true;
+        } else if line.starts_with("Layout of expected type") {
+            in_path = false;
+        } else if in_path {
+            if let Some(field) = line.strip_prefix("field_name:") {
+                if path.is_empty() {
+                    path.push(String::new());
+                } else {
+                    path.push(field.to_owned());
+                }
+            } else if let Some(ty) = line.strip_prefix("type:") {
+                if path.len() == 1 && path[0].is_empty() {
+                    path[0] = ty.to_owned();
+                }
+            }
+        } else if let Some(what) = line.strip_prefix("Error:") {
+            let mut entry = String::new();
+            if !path.is_empty() {
+                entry.push_str(&path.join("."));
+                entry.push_str(": ");
+            }
+            entry.push_str(what.trim());
+            if let (Some(e), Some(f)) = (value_after(i, "Expected:"), value_after(i, "Found:")) {
+                entry.push_str(&format!(" (expected {e}, found {f})"));
+            }
+            if !out.contains(&entry) {
+                out.push(entry);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(
+            lines
+                .iter()
+                .find(|l| !l.is_empty())
+                .unwrap_or(&"(no detail)")
+                .to_string(),
+        );
+    }
+    let total = out.len();
+    if total > MAX {
+        out.truncate(MAX);
+        out.push(format!("... and {} more differences", total - MAX));
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_path_is_removed_from_dlopen_messages() {
+        assert_eq!(
+            strip_fd_path("/proc/self/fd/7: invalid ELF header"),
+            "invalid ELF header"
+        );
+        assert_eq!(strip_fd_path("plain"), "plain");
+    }
+
+    #[test]
+    fn layout_summary_names_the_field_and_values() {
+        let full = "header\n2 error(s)inside:\n    <other>\n\n    field_name:0\n    type:PluginMod\n    size:64\n\n    field_name:provides\n    type:Capabilities\nLayout of expected type:\n  dump\nError:incompatible type size\nExpected:\n    4\nFound:\n    8\n\n";
+        assert_eq!(
+            summarize_layout_error(full),
+            vec!["PluginMod.provides: incompatible type size (expected 4, found 8)".to_owned()]
+        );
+    }
+
+    #[test]
+    fn layout_summary_is_short() {
+        let mut full = String::new();
+        for i in 0..10 {
+            full.push_str(&format!(
+                "Error:Mismatched field {i}\nExpected:\n    u32\nFound:\n    u64\n"
+            ));
+        }
+        let s = summarize_layout_error(&full);
+        assert_eq!(s.len(), 7, "{s:?}");
+        assert_eq!(s[0], "Mismatched field 0 (expected u32, found u64)");
+        assert_eq!(s[6], "... and 4 more differences");
+    }
+}

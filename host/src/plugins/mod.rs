@@ -1,0 +1,14 @@
+//! Plugin loading, the host services plugins get, and the gate every plugin call goes through.
+
+mod gate;
+mod loader;
+mod report;
+mod services;
+
+pub use gate::{CallError, CallGate};
+pub use loader::{
+    candidates, load_all, summarize_layout_error, InitContext, LoadReport, LoadedPlugin,
+    RejectCause, Rejection,
+};
+pub use report::{print_json, print_text};
+pub use services::{host_services, NoParameters, ParameterSource};

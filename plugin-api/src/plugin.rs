@@ -1,0 +1,95 @@
+use crate::error::{PluginError, PluginResult};
+use crate::guard::guarded;
+use abi_stable::sabi_trait;
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RBox, RString, RVec};
+use abi_stable::StableAbi;
+
+/// How serious a [`CheckFinding`] is. `ERROR` means the component must not serve.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct Severity(u8);
+
+impl Severity {
+    pub const INFO: Self = Self(1);
+    pub const WARNING: Self = Self(2);
+    pub const ERROR: Self = Self(3);
+
+    pub const fn name(self) -> &'static str {
+        match self.0 {
+            1 => "info",
+            2 => "warning",
+            3 => "error",
+            // A kind added by a newer ABI: treated as the most serious one.
+            _ => "error",
+        }
+    }
+    /// Unknown severities (from a newer ABI) count as errors: fail closed.
+    pub const fn is_error(self) -> bool {
+        self.0 != 1 && self.0 != 2
+    }
+}
+
+/// One result of a component's self-check, e.g. a parameter that is set but invalid.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct CheckFinding {
+    pub severity: Severity,
+    /// What the finding is about, e.g. a parameter path or connection string name.
+    pub subject: RString,
+    /// What is wrong or notable, in words an operator understands. Never a secret.
+    pub message: RString,
+}
+
+impl CheckFinding {
+    pub fn new(severity: Severity, subject: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity,
+            subject: RString::from(subject.into()),
+            message: RString::from(message.into()),
+        }
+    }
+}
+
+/// An authentication module, as the host sees it across the ABI. Plugins don't implement this
+/// directly: they implement [`AuthenticatorImpl`] and wrap it with [`authenticator_box`].
+#[sabi_trait]
+pub trait Authenticator: Send + Sync {
+    /// Stable identifier, used in configuration and logs.
+    fn id(&self) -> RString;
+
+    /// Checks the component's configuration through the host services and says what is wrong.
+    /// The host runs it for `prp-host check` and before serving.
+    #[sabi(last_prefix_field)]
+    fn self_check(&self) -> PluginResult<RVec<CheckFinding>>;
+}
+
+/// An authenticator as the host holds it.
+pub type AuthenticatorBox = Authenticator_TO<'static, RBox<()>>;
+
+/// The Rust-side trait a plugin implements for an authenticator.
+pub trait AuthenticatorImpl: Send + Sync + 'static {
+    fn id(&self) -> String;
+    fn self_check(&self) -> Result<Vec<CheckFinding>, PluginError>;
+}
+
+struct GuardedAuthenticator<A> {
+    id: RString,
+    inner: A,
+}
+
+impl<A: AuthenticatorImpl> Authenticator for GuardedAuthenticator<A> {
+    fn id(&self) -> RString {
+        self.id.clone()
+    }
+    fn self_check(&self) -> PluginResult<RVec<CheckFinding>> {
+        guarded(|| self.inner.self_check().map(RVec::from))
+    }
+}
+
+/// Wraps an [`AuthenticatorImpl`] so that every call across the ABI catches panics.
+/// Call it from the plugin's init function (which is guarded too, so `id()` may panic safely).
+pub fn authenticator_box<A: AuthenticatorImpl>(inner: A) -> AuthenticatorBox {
+    let id = RString::from(inner.id());
+    Authenticator_TO::from_value(GuardedAuthenticator { id, inner }, TD_Opaque)
+}

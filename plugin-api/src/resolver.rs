@@ -1,0 +1,64 @@
+use crate::error::{PluginError, PluginResult};
+use crate::guard::guarded;
+use abi_stable::sabi_trait;
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RBox, ROption, RStr, RString, RVec};
+use abi_stable::StableAbi;
+
+/// One account a login name resolved to.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedAccount {
+    /// The person the account belongs to (`Person.UID_Person`).
+    pub person_uid: RString,
+    /// Where the account lives: `Person` for the central account, else a table or system name.
+    pub source: RString,
+    /// The account's key in that source; `None` for the central account.
+    pub account_uid: ROption<RString>,
+    /// The column or attribute that matched the login name.
+    pub matched_by: RString,
+    /// Why this account may not log in (e.g. `DisabledBy: Locked`), or `None` when it may.
+    pub refused_by: ROption<RString>,
+}
+
+/// A target-system resolver: maps a login name to persons and accounts. Third parties implement
+/// [`ResolverImpl`] (e.g. for a directory) and wrap it with [`resolver_box`].
+#[sabi_trait]
+pub trait Resolver: Send + Sync {
+    /// Stable identifier, used in configuration and logs.
+    fn id(&self) -> RString;
+
+    /// Every account whose login name matches, refused ones included (with the reason), so the
+    /// host can explain a refusal to an operator. An empty list means no match.
+    #[sabi(last_prefix_field)]
+    fn resolve(&self, login_name: RStr<'_>) -> PluginResult<RVec<ResolvedAccount>>;
+}
+
+/// A resolver as the host holds it.
+pub type ResolverBox = Resolver_TO<'static, RBox<()>>;
+
+/// The Rust-side trait a plugin implements for a resolver.
+pub trait ResolverImpl: Send + Sync + 'static {
+    fn id(&self) -> String;
+    fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, PluginError>;
+}
+
+struct GuardedResolver<R> {
+    id: RString,
+    inner: R,
+}
+
+impl<R: ResolverImpl> Resolver for GuardedResolver<R> {
+    fn id(&self) -> RString {
+        self.id.clone()
+    }
+    fn resolve(&self, login_name: RStr<'_>) -> PluginResult<RVec<ResolvedAccount>> {
+        guarded(|| self.inner.resolve(login_name.as_str()).map(RVec::from))
+    }
+}
+
+/// Wraps a [`ResolverImpl`] so that every call across the ABI catches panics.
+pub fn resolver_box<R: ResolverImpl>(inner: R) -> ResolverBox {
+    let id = RString::from(inner.id());
+    Resolver_TO::from_value(GuardedResolver { id, inner }, TD_Opaque)
+}
