@@ -55,6 +55,7 @@ pub async fn connect(settings: &Settings) -> Result<AnyPool, DbError> {
         shown: cs.redacted(),
         message: scrub(&e.to_string(), cs),
     };
+    create_sqlite_parent(&url);
     let pool = AnyPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(5))
@@ -63,6 +64,25 @@ pub async fn connect(settings: &Settings) -> Result<AnyPool, DbError> {
         .map_err(unreachable)?;
     ping(&pool).await.map_err(unreachable)?;
     Ok(pool)
+}
+
+/// With `mode=rwc` SQLite creates the file but not its directory; create that too.
+fn create_sqlite_parent(url: &str) {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return;
+    };
+    let Some((path, query)) = rest.split_once('?') else {
+        return;
+    };
+    if query.split('&').any(|kv| kv == "mode=rwc") {
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                if let Err(e) = std::fs::create_dir_all(parent) {
+                    tracing::warn!(dir = %parent.display(), "cannot create the database directory: {e}");
+                }
+            }
+        }
+    }
 }
 
 pub async fn ping(pool: &AnyPool) -> Result<(), sqlx::Error> {

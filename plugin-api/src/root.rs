@@ -8,7 +8,10 @@ use abi_stable::std_types::{RStr, RVec};
 use abi_stable::StableAbi;
 
 /// The ABI version, which is this crate's version (see "Versioning" in the crate docs).
+#[cfg(not(feature = "__abi_next_probe"))]
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
+#[cfg(feature = "__abi_next_probe")]
+pub const ABI_VERSION: &str = "1.1.0";
 
 #[cfg(not(feature = "__abi_changed_layout"))]
 type CapabilityBits = u32;
@@ -122,7 +125,8 @@ impl RootModule for PluginModRef {
     abi_stable::declare_root_module_statics! {PluginModRef}
     const BASE_NAME: &'static str = "prp_plugin";
     const NAME: &'static str = "prp_plugin";
-    const VERSION_STRINGS: VersionStrings = abi_stable::package_version_strings!();
+    // With the test-only `__abi_next_probe` feature this is the next minor version, 1.1.0.
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new(ABI_VERSION);
 }
 
 /// Exports a plugin's root module. Use once per plugin library:

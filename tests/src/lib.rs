@@ -1,1 +1,270 @@
-//! Helpers live in the test files.
+//! Shared helpers for the end-to-end tests: build the host, the real plugin and the fixture
+//! plugins once per test run (with `cargo build --message-format=json`, since `cargo test`
+//! doesn't produce the `.so` files), run `prp-host`, and talk HTTP to it.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Paths of everything the tests run or load.
+pub struct Artifacts {
+    pub host: PathBuf,
+    /// cdylibs by package name, e.g. `password-reset-authenticator`, `fixture-init-panic`.
+    pub libs: HashMap<String, PathBuf>,
+    /// The host built against the next minor ABI (see tests/fixtures/abi-next-host).
+    pub abi_next_host: PathBuf,
+}
+
+impl Artifacts {
+    pub fn lib(&self, package: &str) -> &Path {
+        self.libs
+            .get(package)
+            .unwrap_or_else(|| panic!("no library was built for {package}"))
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// Builds once per test process. Packages whose features must not mix (the changed-layout
+/// fixture, the next-ABI host) are built in invocations of their own, so that cargo's feature
+/// unification doesn't hand their plugin-api to the others.
+pub fn artifacts() -> &'static Artifacts {
+    static ONCE: OnceLock<Artifacts> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let mut libs = HashMap::new();
+        let mut bins = HashMap::new();
+        for packages in [
+            &[
+                "prp-host",
+                "password-reset-authenticator",
+                "fixture-old-abi",
+                "fixture-init-error",
+                "fixture-init-panic",
+                "fixture-method-panic",
+                "fixture-not-a-plugin",
+            ][..],
+            &["fixture-changed-layout"][..],
+            &["abi-next-host", "fixture-next-abi-plugin"][..],
+        ] {
+            build(packages, &mut libs, &mut bins);
+        }
+        Artifacts {
+            host: bins.remove("prp-host").expect("prp-host was built"),
+            abi_next_host: bins
+                .remove("abi-next-host")
+                .expect("abi-next-host was built"),
+            libs,
+        }
+    })
+}
+
+fn build(
+    packages: &[&str],
+    libs: &mut HashMap<String, PathBuf>,
+    bins: &mut HashMap<String, PathBuf>,
+) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
+        .args(["build", "--message-format=json-render-diagnostics"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let out = cmd.stderr(Stdio::inherit()).output().expect("cargo runs");
+    assert!(out.status.success(), "cargo build {packages:?} failed");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let package = msg["target"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('_', "-");
+        let kinds: Vec<&str> = msg["target"]["kind"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|k| k.as_str()).collect())
+            .unwrap_or_default();
+        if let Some(exe) = msg["executable"].as_str() {
+            bins.insert(package.clone(), PathBuf::from(exe));
+        }
+        if kinds.contains(&"cdylib") {
+            for f in msg["filenames"].as_array().into_iter().flatten() {
+                let f = f.as_str().unwrap_or_default();
+                if f.ends_with(std::env::consts::DLL_SUFFIX) {
+                    libs.insert(package.clone(), PathBuf::from(f));
+                }
+            }
+        }
+    }
+}
+
+/// A scratch directory with a config file in it.
+pub struct Scene {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scene {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    /// An appsettings.json with a SQLite database in the scene, the given plugin files and
+    /// required plugins, and the ApplicationToken when `token` is set.
+    pub fn appsettings(&self, files: &[&Path], required: &[&str], token: bool) -> PathBuf {
+        let mut cs = serde_json::json!({"Database": "sqlite://prp.db?mode=rwc"});
+        if token {
+            cs[r"QER\Person\PasswordResetAuthenticator\ApplicationToken"] = "test-token".into();
+        }
+        let cfg = serde_json::json!({
+            "ConnectionStrings": cs,
+            "Host": {"Listen": "127.0.0.1:0"},
+            "Plugins": {"Files": files, "Required": required, "CallTimeoutMs": 5000},
+            "Logging": {"Level": "info"},
+        });
+        self.write("appsettings.json", &cfg.to_string())
+    }
+
+    /// Runs `prp-host ARGS --config CONFIG` to completion.
+    pub fn run(&self, config: &Path, args: &[&str]) -> Output {
+        host_command(config, args).output().expect("prp-host runs")
+    }
+}
+
+impl Default for Scene {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn host_command(config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(&artifacts().host);
+    cmd.args(args).arg("--config").arg(config);
+    cmd.env_remove("RUST_LOG").env_remove("PRP_ENVIRONMENT");
+    cmd
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A `prp-host serve` process; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts the server and waits for its "listening on" line (up to 60 s).
+    pub fn start(config: &Path) -> Result<Self, String> {
+        let mut child = host_command(config, &["serve"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("prp-host listening on http://") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => Ok(Self {
+                child,
+                addr: addr
+                    .parse()
+                    .map_err(|e| format!("bad address {addr}: {e}"))?,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                Err(format!("server did not start ({status}): {err}"))
+            }
+        }
+    }
+
+    /// A GET request; returns (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(self.addr, "GET", path, None)
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for the process to end; returns its exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client for the tests: one request per connection.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

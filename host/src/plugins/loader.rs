@@ -1,14 +1,16 @@
 //! Finds plugin libraries, checks them and loads them. Each library ends up either loaded, with
 //! its name, versions and components, or rejected, with a short reason an operator can act on.
 //!
-//! Libraries are opened with `lib_header_from_path(..)?.init_root_module::<PluginModRef>()`, never
+//! Libraries are opened with `lib_header_from_path` and `prp_plugin_api::init_plugin_module`, never
 //! with abi_stable's caching `load_from_*`, and are never unloaded.
 
 use super::gate::{CallError, CallGate};
 use super::services::{host_services, ParameterSource};
 use crate::config::{ConnectionString, PluginSettings};
 use prp_plugin_api::abi_stable::library::{lib_header_from_path, LibraryError};
-use prp_plugin_api::{AuthenticatorBox, ErrorKind, PluginModRef, ResolverBox, ABI_VERSION};
+use prp_plugin_api::{
+    init_plugin_module, AuthenticatorBox, ErrorKind, PluginModRef, ResolverBox, ABI_VERSION,
+};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -279,9 +281,7 @@ fn open_checked(
     // file: keep the descriptor open for the life of the process.
     keep_open(file);
     let abi_version = header.version_strings().version.to_string();
-    let module = header
-        .init_root_module::<PluginModRef>()
-        .map_err(classify)?;
+    let module = init_plugin_module(header).map_err(classify)?;
     Ok((module, sha256, abi_version))
 }
 

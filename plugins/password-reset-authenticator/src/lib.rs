@@ -5,12 +5,16 @@
 //! It reads its parameters (`QER\Person\PasswordResetAuthenticator\…`) and the portal's API
 //! configuration keys through the host services, and never opens a database itself.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::todo,
-    clippy::unimplemented
+// A panic in plugin code takes down the host process: none on any path outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented
+    )
 )]
 #![allow(non_local_definitions)]
 

@@ -1,0 +1,91 @@
+//! The root module as each released minor version of the ABI laid it out, and the function that
+//! loads a plugin's root module through the right one.
+//!
+//! abi_stable's layout checker accepts a library whose prefix types have *more* fields than the
+//! host expects, but refuses one with *fewer* (abi_stable issue #118), so on its own it would
+//! refuse every plugin built against an older minor version. The host therefore checks an older
+//! plugin against the frozen layout of the minor version the plugin was built for, then reads
+//! it through the current type: fields appended since then read as absent, because a prefix
+//! type's metadata, written by the plugin, marks which fields exist.
+//!
+//! Rule: when a minor version appends to a type reachable from the root module, freeze the
+//! previous layout here first. A test holds each frozen layout against the current one.
+
+use crate::error::PluginResult;
+use crate::host::HostServicesBox;
+use crate::root::{Capabilities, PluginInstance, PluginModRef};
+use abi_stable::library::{LibHeader, LibraryError, RootModule};
+use abi_stable::prefix_type::PrefixRefTrait;
+use abi_stable::sabi_types::{VersionNumber, VersionStrings};
+use abi_stable::std_types::RStr;
+
+/// ABI 1.0, as released.
+pub mod v1_0 {
+    use super::*;
+    use abi_stable::StableAbi;
+
+    #[repr(C)]
+    #[derive(StableAbi)]
+    #[sabi(kind(Prefix(prefix_ref = PluginModRef, prefix_fields = PluginModPrefix)))]
+    #[sabi(missing_field(option))]
+    pub struct PluginMod {
+        pub name: RStr<'static>,
+        pub version: RStr<'static>,
+        pub description: RStr<'static>,
+        pub provides: Capabilities,
+        #[sabi(last_prefix_field)]
+        pub init: extern "C" fn(host: HostServicesBox) -> PluginResult<PluginInstance>,
+    }
+
+    impl RootModule for PluginModRef {
+        abi_stable::declare_root_module_statics! {PluginModRef}
+        const BASE_NAME: &'static str = "prp_plugin";
+        const NAME: &'static str = "prp_plugin";
+        const VERSION_STRINGS: VersionStrings = VersionStrings::new("1.0.0");
+    }
+}
+
+/// Checks the library's ABI version and layout and returns its root module. Use this instead of
+/// `LibHeader::init_root_module`, which would refuse plugins built against an older minor ABI.
+pub fn init_plugin_module(header: &'static LibHeader) -> Result<PluginModRef, LibraryError> {
+    let plugin = VersionNumber::new(header.version_strings())?;
+    let host = VersionNumber::new(PluginModRef::VERSION_STRINGS)?;
+    if plugin.major != host.major || plugin.minor >= host.minor {
+        // Another major version is refused by the version check; the same or a newer minor
+        // version has at least our fields, which abi_stable accepts as it is.
+        return header.init_root_module::<PluginModRef>();
+    }
+    match (plugin.major, plugin.minor) {
+        (1, 0) => {
+            let old = header.init_root_module::<v1_0::PluginModRef>()?;
+            // SAFETY: v1_0::PluginMod is a prefix of the current PluginMod (held by the test
+            // below), and the prefix metadata the plugin wrote marks the later fields absent,
+            // so every accessor of the current type reads only what the plugin provides.
+            Ok(PluginModRef::from_prefix_ref(unsafe { old.0.cast() }))
+        }
+        // A minor version whose layout was never frozen: let the layout check explain it.
+        _ => header.init_root_module::<PluginModRef>(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+    use abi_stable::StableAbi;
+
+    /// Every frozen layout must be a prefix of the current one: abi_stable accepts a layout with
+    /// more fields in the place of one with fewer, so checking frozen (expected) against current
+    /// (found) fails exactly when a field was changed, reordered or removed.
+    #[test]
+    fn frozen_layouts_are_prefixes_of_the_current_one() {
+        let result = check_layout_compatibility(
+            <v1_0::PluginModRef as StableAbi>::LAYOUT,
+            <PluginModRef as StableAbi>::LAYOUT,
+        );
+        assert!(
+            result.is_ok(),
+            "ABI 1.0's layout is no longer a prefix of the current one"
+        );
+    }
+}
