@@ -1,14 +1,16 @@
-//! A host assembled from its settings: plugins loaded and self-checked, and the checks that
-//! `prp-host check`, start-up and `/health/ready` share.
+//! A portal assembled from its settings: database, hasher, plugins loaded and self-checked,
+//! resolvers and the authenticator chosen; and the checks `prp-host check`, start-up and
+//! `/health/ready` share.
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Environment, LoadedConfig, Settings};
 use crate::db;
-use crate::plugins::{
-    self, CallGate, InitContext, LoadReport, NoParameters, ParameterSource, RejectCause, Rejection,
-};
-use prp_plugin_api::{CheckFinding, Severity};
+use crate::plugins::{self, CallGate, HostContext, LoadReport, RejectCause, Rejection};
+use crate::security::Hasher;
+use crate::store::Store;
+use prp_plugin_api::{AuthenticatorBox, CheckFinding, ResolverBox, Severity};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The outcome of one component's self-check.
 pub struct SelfCheck {
@@ -27,17 +29,141 @@ impl SelfCheck {
     }
 }
 
-/// Plugins loaded for a settings file, with their self-checks.
-pub struct Plugins {
+/// A running portal's parts.
+pub struct Portal {
+    pub settings: Settings,
+    /// `None` when the database could not be reached (then nothing that needs it works).
+    pub store: Option<Store>,
+    pub hasher: Arc<Hasher>,
+    pub ctx: Arc<HostContext>,
+    pub gate: CallGate,
     pub report: LoadReport,
     pub self_checks: Vec<SelfCheck>,
-    pub gate: CallGate,
+    /// The authenticator that handles logins (`Host:Authenticator`), when loaded.
+    pub authenticator: Option<Arc<AuthenticatorBox>>,
+    /// The resolvers in use, in order, by id.
+    pub resolvers: Vec<(String, Arc<ResolverBox>)>,
 }
 
-impl Plugins {
-    /// Why the host must not serve, if it must not: a required plugin is missing, or the
-    /// self-check of a required plugin's component failed.
-    pub fn refusals(&self, settings: &Settings) -> Vec<String> {
+/// Opens the portal's database from the settings.
+pub async fn open_store(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Store, db::DbError> {
+    let cs = settings
+        .connection_string(config::DATABASE)
+        .ok_or(db::DbError::NotConfigured)?;
+    let url = db::database_url(cs, &settings.base_dir)?;
+    db::create_sqlite_parent(&url);
+    Store::connect(&url, clock)
+        .await
+        .map_err(|e| db::DbError::Unreachable {
+            shown: cs.redacted(),
+            message: db::scrub(&e.to_string(), cs),
+        })
+}
+
+/// Builds the hasher on a blocking thread (it computes one hash to have a dummy).
+pub async fn new_hasher(settings: &Settings) -> anyhow::Result<Arc<Hasher>> {
+    let (workers, m, t) = (
+        settings.host.hash_workers,
+        settings.host.argon2_memory_kib,
+        settings.host.argon2_iterations,
+    );
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || Hasher::new(workers, m, t)).await??,
+    ))
+}
+
+/// Loads the plugins with the given store and hasher, picks the resolvers and the
+/// authenticator, and runs every authenticator's self-check.
+pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hasher>) -> Portal {
+    let gate = CallGate::new(
+        settings.plugins.max_concurrent_calls,
+        settings.plugins.call_timeout,
+    );
+    let ctx = Arc::new(HostContext {
+        connection_strings: settings.connection_strings.clone(),
+        store: store.clone(),
+        hasher: hasher.clone(),
+        server_name: settings.host.server_name.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        resolvers: OnceLock::new(),
+    });
+    let mut report = match plugins::candidates(&settings.plugins) {
+        Ok(candidates) => plugins::load_all(&settings.plugins, candidates, &gate, &ctx).await,
+        Err(e) => LoadReport {
+            loaded: Vec::new(),
+            rejected: vec![Rejection {
+                path: settings.plugins.directory.clone().unwrap_or_default(),
+                cause: RejectCause::Unreadable(e),
+            }],
+            missing_required: settings.plugins.required.clone(),
+        },
+    };
+    report.loaded.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let all_resolvers: Vec<(String, Arc<ResolverBox>)> = report
+        .loaded
+        .iter()
+        .flat_map(|p| {
+            p.resolvers
+                .iter()
+                .map(|r| (r.id().to_string(), Arc::clone(r)))
+        })
+        .collect();
+    let resolvers = if settings.plugins.resolvers.is_empty() {
+        all_resolvers
+    } else {
+        settings
+            .plugins
+            .resolvers
+            .iter()
+            .filter_map(|id| all_resolvers.iter().find(|(rid, _)| rid == id).cloned())
+            .collect()
+    };
+    let _ = ctx.resolvers.set(resolvers.clone());
+
+    let authenticator = report
+        .loaded
+        .iter()
+        .flat_map(|p| p.authenticators.iter())
+        .find(|a| a.id().as_str() == settings.host.authenticator)
+        .cloned();
+
+    let mut self_checks = Vec::new();
+    for plugin in &report.loaded {
+        for auth in &plugin.authenticators {
+            let component = format!("authenticator \"{}\"", auth.id());
+            let callee = Arc::clone(auth);
+            let result = gate
+                .call(move || callee.self_check())
+                .await
+                .map(|v| v.into_iter().collect())
+                .map_err(|e| e.to_string());
+            self_checks.push(SelfCheck {
+                plugin: plugin.name.clone(),
+                component,
+                result,
+            });
+        }
+    }
+    Portal {
+        settings,
+        store,
+        hasher,
+        ctx,
+        gate,
+        report,
+        self_checks,
+        authenticator,
+        resolvers,
+    }
+}
+
+impl Portal {
+    /// Why the portal must not serve, if it must not: a required plugin is missing, a required
+    /// plugin's component failed its self-check, the configured authenticator or a configured
+    /// resolver is not there, or the database is unreachable.
+    pub fn refusals(&self) -> Vec<String> {
+        let settings = &self.settings;
         let mut out: Vec<String> = self
             .report
             .missing_required
@@ -69,6 +195,22 @@ impl Plugins {
                 ));
             }
         }
+        if self.authenticator.is_none() && !self.report.loaded.is_empty() {
+            out.push(format!(
+                "no loaded plugin provides the authenticator \"{}\" (Host:Authenticator)",
+                settings.host.authenticator
+            ));
+        }
+        for id in &settings.plugins.resolvers {
+            if !self.resolvers.iter().any(|(rid, _)| rid == id) {
+                out.push(format!(
+                    "no loaded plugin provides the resolver \"{id}\" (Plugins:Resolvers)"
+                ));
+            }
+        }
+        if self.store.is_none() {
+            out.push("the portal database is not reachable".to_owned());
+        }
         out
     }
 }
@@ -82,52 +224,6 @@ fn describe(result: &Result<Vec<CheckFinding>, String>) -> String {
             .map(|f| format!("{}: {}", f.subject, f.message))
             .collect::<Vec<_>>()
             .join("; "),
-    }
-}
-
-/// Loads the configured plugins and runs every authenticator's self-check through the gate.
-pub async fn load_plugins(settings: &Settings, parameters: Arc<dyn ParameterSource>) -> Plugins {
-    let gate = CallGate::new(
-        settings.plugins.max_concurrent_calls,
-        settings.plugins.call_timeout,
-    );
-    let ctx = InitContext {
-        connection_strings: settings.connection_strings.clone(),
-        parameters,
-    };
-    let mut report = match plugins::candidates(&settings.plugins) {
-        Ok(candidates) => plugins::load_all(&settings.plugins, candidates, &gate, &ctx).await,
-        Err(e) => LoadReport {
-            loaded: Vec::new(),
-            rejected: vec![Rejection {
-                path: settings.plugins.directory.clone().unwrap_or_default(),
-                cause: RejectCause::Unreadable(e),
-            }],
-            missing_required: settings.plugins.required.clone(),
-        },
-    };
-    let mut self_checks = Vec::new();
-    for plugin in &report.loaded {
-        for auth in &plugin.authenticators {
-            let component = format!("authenticator \"{}\"", auth.id());
-            let callee = Arc::clone(auth);
-            let result = gate
-                .call(move || callee.self_check())
-                .await
-                .map(|v| v.into_iter().collect())
-                .map_err(|e| e.to_string());
-            self_checks.push(SelfCheck {
-                plugin: plugin.name.clone(),
-                component,
-                result,
-            });
-        }
-    }
-    report.loaded.sort_by(|a, b| a.name.cmp(&b.name));
-    Plugins {
-        report,
-        self_checks,
-        gate,
     }
 }
 
@@ -156,8 +252,8 @@ impl CheckLine {
     }
 }
 
-/// Every check of `prp-host check`, in order. Later checks are skipped when the configuration
-/// can't be read, since they depend on it.
+/// Every check of `prp-host check`, in order. It changes nothing: pending migrations are
+/// reported, not applied. Later checks are skipped when the configuration can't be read.
 pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine> {
     let mut lines = Vec::new();
     let LoadedConfig { settings, sources } = match config::load(config_path, env) {
@@ -178,31 +274,108 @@ pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine>
         shown.join(" + "),
     ));
 
-    match db::connect(&settings).await {
-        Ok(pool) => {
+    let store = match open_store(&settings, Arc::new(SystemClock)).await {
+        Ok(store) => {
             let shown = settings
                 .connection_string(config::DATABASE)
                 .map(|c| c.redacted())
                 .unwrap_or_default();
             lines.push(CheckLine::new(Status::Ok, "database reachable", shown));
-            pool.close().await;
+            Some(store)
+        }
+        Err(e) => {
+            lines.push(CheckLine::new(
+                Status::Failed,
+                "database reachable",
+                e.to_string(),
+            ));
+            None
+        }
+    };
+    if let Some(store) = &store {
+        lines.extend(store_lines(store).await);
+    }
+    let hasher = match new_hasher(&settings).await {
+        Ok(h) => h,
+        Err(e) => {
+            lines.push(CheckLine::new(
+                Status::Failed,
+                "password hashing",
+                e.to_string(),
+            ));
+            return lines;
+        }
+    };
+    let portal = assemble(settings, store, hasher).await;
+    lines.extend(plugin_lines(&portal));
+    lines
+}
+
+/// Checks of the database contents: migrations, the identity schema, the lockout parameters.
+async fn store_lines(store: &Store) -> Vec<CheckLine> {
+    let mut lines = Vec::new();
+    match store.pending_migrations().await {
+        Ok(p) if p.is_empty() => {
+            lines.push(CheckLine::new(Status::Ok, "portal schema", "up to date"))
+        }
+        Ok(p) => {
+            lines.push(CheckLine::new(
+                Status::Failed,
+                "portal schema",
+                format!(
+                    "migrations not applied: {} (run prp-host migrate)",
+                    p.join(", ")
+                ),
+            ));
+            return lines;
         }
         Err(e) => lines.push(CheckLine::new(
             Status::Failed,
-            "database reachable",
+            "portal schema",
             e.to_string(),
         )),
     }
-
-    let plugins = load_plugins(&settings, Arc::new(NoParameters)).await;
-    lines.extend(plugin_lines(&settings, &plugins));
+    match store.check_person_table().await {
+        Ok(p) if p.is_empty() => lines.push(CheckLine::new(
+            Status::Ok,
+            "identity schema",
+            "Person has the columns the portal reads",
+        )),
+        Ok(problems) => {
+            for p in problems {
+                lines.push(CheckLine::new(
+                    Status::Failed,
+                    "identity schema",
+                    p.to_string(),
+                ));
+            }
+        }
+        Err(e) => lines.push(CheckLine::new(
+            Status::Failed,
+            "identity schema",
+            e.to_string(),
+        )),
+    }
+    match store.lockout_policy().await {
+        Ok((_, problems)) => {
+            for p in problems {
+                lines.push(CheckLine::new(Status::Warn, "lockout policy", p));
+            }
+        }
+        Err(e) => lines.push(CheckLine::new(
+            Status::Failed,
+            "lockout policy",
+            e.to_string(),
+        )),
+    }
     lines
 }
 
 /// The plugin part of the checks: each library, the required set, each self-check.
-pub fn plugin_lines(settings: &Settings, plugins: &Plugins) -> Vec<CheckLine> {
+pub fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
     let mut lines = Vec::new();
-    let report = &plugins.report;
+    let report = &portal.report;
+    let settings = &portal.settings;
     for p in &report.loaded {
         lines.push(CheckLine::new(
             Status::Ok,
@@ -229,7 +402,6 @@ pub fn plugin_lines(settings: &Settings, plugins: &Plugins) -> Vec<CheckLine> {
             "no plugin libraries configured (Plugins:Directory, Plugins:Files)",
         ));
     }
-    let refusals = plugins.refusals(settings);
     if settings.plugins.required.is_empty() {
         lines.push(CheckLine::new(
             Status::Warn,
@@ -243,7 +415,7 @@ pub fn plugin_lines(settings: &Settings, plugins: &Plugins) -> Vec<CheckLine> {
             settings.plugins.required.join(", "),
         ));
     }
-    for check in &plugins.self_checks {
+    for check in &portal.self_checks {
         let name = format!("{} ({}) self-check", check.component, check.plugin);
         match &check.result {
             Err(e) => lines.push(CheckLine::new(Status::Failed, name, e.clone())),
@@ -268,7 +440,7 @@ pub fn plugin_lines(settings: &Settings, plugins: &Plugins) -> Vec<CheckLine> {
             }
         }
     }
-    for r in refusals {
+    for r in portal.refusals() {
         lines.push(CheckLine::new(Status::Failed, "host will serve", r));
     }
     lines

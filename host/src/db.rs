@@ -67,7 +67,7 @@ pub async fn connect(settings: &Settings) -> Result<AnyPool, DbError> {
 }
 
 /// With `mode=rwc` SQLite creates the file but not its directory; create that too.
-fn create_sqlite_parent(url: &str) {
+pub fn create_sqlite_parent(url: &str) {
     let Some(rest) = url.strip_prefix("sqlite://") else {
         return;
     };
@@ -90,7 +90,7 @@ pub async fn ping(pool: &AnyPool) -> Result<(), sqlx::Error> {
 }
 
 /// Removes the clear connection string from a driver message, should a driver ever echo it.
-fn scrub(message: &str, cs: &ConnectionString) -> String {
+pub fn scrub(message: &str, cs: &ConnectionString) -> String {
     let clear = cs.expose();
     if clear.is_empty() {
         message.to_owned()

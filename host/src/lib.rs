@@ -5,7 +5,12 @@
 //! host and its checks, and [`server`] serves it over HTTP.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod db;
+pub mod demo;
+pub mod login;
 pub mod plugins;
+pub mod security;
 pub mod server;
+pub mod store;

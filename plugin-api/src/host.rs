@@ -1,6 +1,8 @@
 use crate::error::PluginResult;
+use crate::login::{AccountMatch, AccountQuery, PersonInfo, QuestionAnswer, SecretCheck};
+use crate::resolver::ResolvedAccount;
 use abi_stable::sabi_trait;
-use abi_stable::std_types::{RArc, ROption, RStr, RString};
+use abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
 /// Severity of a log line a plugin sends through the host's logger.
@@ -27,7 +29,7 @@ impl LogLevel {
 /// here, never through a database handle: the host owns every connection, so no second copy of
 /// SQLite ever opens the portal's database file, and no tokio or sqlx type crosses the ABI.
 #[sabi_trait]
-pub trait HostServices: Send + Sync {
+pub trait HostServices: Send + Sync + Clone {
     /// The value of a configuration parameter such as
     /// `QER\Person\PasswordResetAuthenticator\SearchTable`, or `None` when it is unset or not in
     /// force (it, or one of its parents, is disabled).
@@ -41,8 +43,70 @@ pub trait HostServices: Send + Sync {
     fn connection_string(&self, name: RStr<'_>) -> ROption<RString>;
 
     /// Logs through the host's logger, tagged with the plugin's name. Never pass a secret.
-    #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, message: RStr<'_>);
+
+    /// The host's clock, in Unix seconds.
+    fn now(&self) -> i64;
+
+    /// HMAC-SHA256 of `data` under a random key the host keeps for `purpose` (shared by every
+    /// server of the portal), as lowercase hex. For choices that must look random to outsiders
+    /// and stay stable, such as decoy questions.
+    fn keyed_digest(&self, purpose: RStr<'_>, data: RStr<'_>) -> PluginResult<RString>;
+
+    /// Verifies `secret` against a PHC hash string (argon2) under the host's hashing limit.
+    fn verify_hash(&self, phc: RStr<'_>, secret: RStr<'_>) -> PluginResult<bool>;
+
+    /// Persons whose central account matches the login name (ASCII case-insensitively).
+    fn persons_by_central_account(&self, login_name: RStr<'_>) -> PluginResult<RVec<PersonInfo>>;
+
+    /// A person by `UID_Person`.
+    fn person(&self, uid: RStr<'_>) -> PluginResult<ROption<PersonInfo>>;
+
+    /// Accounts in a target-system table whose columns match the login name. Fails when the
+    /// table or columns don't match the live schema.
+    fn search_accounts(&self, query: &AccountQuery) -> PluginResult<RVec<AccountMatch>>;
+
+    /// Checks a password for the person against the given matched accounts (the central
+    /// account is `source` = `Person`): by the resolver that found an account when it verifies
+    /// passwords itself, else by the hash the portal stores. Counts failures and enforces the
+    /// password lock.
+    fn verify_password(
+        &self,
+        person_uid: RStr<'_>,
+        accounts: RSlice<'_, ResolvedAccount>,
+        password: RStr<'_>,
+    ) -> PluginResult<SecretCheck>;
+
+    /// Checks and, when right, consumes the person's passcode, atomically: of concurrent
+    /// logins with the same passcode exactly one gets `OK`. Counts wrong guesses.
+    fn verify_passcode(
+        &self,
+        person_uid: RStr<'_>,
+        passcode: RStr<'_>,
+    ) -> PluginResult<SecretCheck>;
+
+    /// The person's questions (never their answers).
+    fn questions(&self, person_uid: RStr<'_>) -> PluginResult<RVec<QuestionInfo>>;
+
+    /// Checks answers to the person's questions, counting wrong ones and locking questions.
+    fn verify_answers(
+        &self,
+        person_uid: RStr<'_>,
+        answers: RSlice<'_, QuestionAnswer>,
+    ) -> PluginResult<SecretCheck>;
+
+    /// Deletes the person's questions with these ids.
+    #[sabi(last_prefix_field)]
+    fn delete_questions(&self, person_uid: RStr<'_>, ids: RSlice<'_, RString>) -> PluginResult<()>;
+}
+
+/// One of a person's questions, without its answer.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct QuestionInfo {
+    pub id: RString,
+    pub question: RString,
+    pub locked: bool,
 }
 
 /// The host's services as a plugin holds them: shareable and cheap to clone.

@@ -44,6 +44,7 @@ mod error;
 mod guard;
 mod history;
 mod host;
+mod login;
 mod plugin;
 mod resolver;
 mod root;
@@ -51,7 +52,11 @@ mod root;
 pub use error::{ErrorKind, PluginError, PluginResult};
 pub use guard::{guarded, panic_message};
 pub use history::{init_plugin_module, v1_0};
-pub use host::{HostServices, HostServicesBox, HostServices_TO, LogLevel};
+pub use host::{HostServices, HostServicesBox, HostServices_TO, LogLevel, QuestionInfo};
+pub use login::{
+    AccountMatch, AccountQuery, LoginMethod, LoginOutcome, LoginRequest, PersonInfo,
+    QuestionAnswer, QuestionChallenge, SecretCheck, SessionGrant,
+};
 pub use plugin::{
     authenticator_box, Authenticator, AuthenticatorBox, AuthenticatorImpl, Authenticator_TO,
     CheckFinding, Severity,

@@ -1,8 +1,10 @@
 use crate::error::{PluginError, PluginResult};
 use crate::guard::guarded;
+use crate::login::{LoginOutcome, LoginRequest, QuestionChallenge};
+use crate::resolver::ResolvedAccount;
 use abi_stable::sabi_trait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RBox, RString, RVec};
+use abi_stable::std_types::{RBox, RSlice, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
 /// How serious a [`CheckFinding`] is. `ERROR` means the component must not serve.
@@ -60,8 +62,28 @@ pub trait Authenticator: Send + Sync {
 
     /// Checks the component's configuration through the host services and says what is wrong.
     /// The host runs it for `prp-host check` and before serving.
-    #[sabi(last_prefix_field)]
     fn self_check(&self) -> PluginResult<RVec<CheckFinding>>;
+
+    /// Decides a login attempt. Secrets are checked through the host services, which count
+    /// failures and enforce locks.
+    fn login(&self, request: &LoginRequest) -> PluginResult<LoginOutcome>;
+
+    /// The questions to ask for a login name: the person's own when they may log in with
+    /// questions, else plausible decoys that are the same every time for that name.
+    fn challenge(
+        &self,
+        login_name: RStr<'_>,
+        candidates: RSlice<'_, ResolvedAccount>,
+    ) -> PluginResult<RVec<QuestionChallenge>>;
+
+    /// For operators: how the name resolves and what each way of logging in would do, in
+    /// plain lines. Never shows a secret.
+    #[sabi(last_prefix_field)]
+    fn explain(
+        &self,
+        login_name: RStr<'_>,
+        candidates: RSlice<'_, ResolvedAccount>,
+    ) -> PluginResult<RVec<RString>>;
 }
 
 /// An authenticator as the host holds it.
@@ -71,6 +93,17 @@ pub type AuthenticatorBox = Authenticator_TO<'static, RBox<()>>;
 pub trait AuthenticatorImpl: Send + Sync + 'static {
     fn id(&self) -> String;
     fn self_check(&self) -> Result<Vec<CheckFinding>, PluginError>;
+    fn login(&self, request: &LoginRequest) -> Result<LoginOutcome, PluginError>;
+    fn challenge(
+        &self,
+        login_name: &str,
+        candidates: &[ResolvedAccount],
+    ) -> Result<Vec<QuestionChallenge>, PluginError>;
+    fn explain(
+        &self,
+        login_name: &str,
+        candidates: &[ResolvedAccount],
+    ) -> Result<Vec<String>, PluginError>;
 }
 
 struct GuardedAuthenticator<A> {
@@ -84,6 +117,31 @@ impl<A: AuthenticatorImpl> Authenticator for GuardedAuthenticator<A> {
     }
     fn self_check(&self) -> PluginResult<RVec<CheckFinding>> {
         guarded(|| self.inner.self_check().map(RVec::from))
+    }
+    fn login(&self, request: &LoginRequest) -> PluginResult<LoginOutcome> {
+        guarded(|| self.inner.login(request))
+    }
+    fn challenge(
+        &self,
+        login_name: RStr<'_>,
+        candidates: RSlice<'_, ResolvedAccount>,
+    ) -> PluginResult<RVec<QuestionChallenge>> {
+        guarded(|| {
+            self.inner
+                .challenge(login_name.as_str(), candidates.as_slice())
+                .map(RVec::from)
+        })
+    }
+    fn explain(
+        &self,
+        login_name: RStr<'_>,
+        candidates: RSlice<'_, ResolvedAccount>,
+    ) -> PluginResult<RVec<RString>> {
+        guarded(|| {
+            self.inner
+                .explain(login_name.as_str(), candidates.as_slice())
+                .map(|lines| lines.into_iter().map(RString::from).collect())
+        })
     }
 }
 

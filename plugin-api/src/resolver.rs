@@ -1,5 +1,6 @@
 use crate::error::{PluginError, PluginResult};
 use crate::guard::guarded;
+use crate::login::SecretCheck;
 use abi_stable::sabi_trait;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, ROption, RStr, RString, RVec};
@@ -19,6 +20,8 @@ pub struct ResolvedAccount {
     pub matched_by: RString,
     /// Why this account may not log in (e.g. `DisabledBy: Locked`), or `None` when it may.
     pub refused_by: ROption<RString>,
+    /// The id of the resolver that found it (filled in by the host).
+    pub resolver: RString,
 }
 
 /// A target-system resolver: maps a login name to persons and accounts. Third parties implement
@@ -30,8 +33,16 @@ pub trait Resolver: Send + Sync {
 
     /// Every account whose login name matches, refused ones included (with the reason), so the
     /// host can explain a refusal to an operator. An empty list means no match.
-    #[sabi(last_prefix_field)]
     fn resolve(&self, login_name: RStr<'_>) -> PluginResult<RVec<ResolvedAccount>>;
+
+    /// Verifies an account's password in the resolver's own system (e.g. a directory bind).
+    /// `SecretCheck::UNSUPPORTED` means "use the password hash the portal stores".
+    #[sabi(last_prefix_field)]
+    fn verify_password(
+        &self,
+        account: &ResolvedAccount,
+        password: RStr<'_>,
+    ) -> PluginResult<SecretCheck>;
 }
 
 /// A resolver as the host holds it.
@@ -41,6 +52,14 @@ pub type ResolverBox = Resolver_TO<'static, RBox<()>>;
 pub trait ResolverImpl: Send + Sync + 'static {
     fn id(&self) -> String;
     fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, PluginError>;
+    /// Override to verify passwords in the resolver's own system.
+    fn verify_password(
+        &self,
+        _account: &ResolvedAccount,
+        _password: &str,
+    ) -> Result<SecretCheck, PluginError> {
+        Ok(SecretCheck::UNSUPPORTED)
+    }
 }
 
 struct GuardedResolver<R> {
@@ -54,6 +73,13 @@ impl<R: ResolverImpl> Resolver for GuardedResolver<R> {
     }
     fn resolve(&self, login_name: RStr<'_>) -> PluginResult<RVec<ResolvedAccount>> {
         guarded(|| self.inner.resolve(login_name.as_str()).map(RVec::from))
+    }
+    fn verify_password(
+        &self,
+        account: &ResolvedAccount,
+        password: RStr<'_>,
+    ) -> PluginResult<SecretCheck> {
+        guarded(|| self.inner.verify_password(account, password.as_str()))
     }
 }
 

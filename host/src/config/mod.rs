@@ -60,6 +60,21 @@ pub struct PluginSettings {
     pub sha256: BTreeMap<String, String>,
     pub call_timeout: Duration,
     pub max_concurrent_calls: usize,
+    /// Resolver ids to use, in order; empty means every loaded resolver.
+    pub resolvers: Vec<String>,
+}
+
+/// The host's own settings (`Host` section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSettings {
+    pub server_name: String,
+    pub authenticator: String,
+    pub hash_workers: usize,
+    pub max_pending_logins: usize,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub session_minutes: u32,
+    pub reset_session_minutes: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +90,7 @@ pub struct Settings {
     pub base_dir: PathBuf,
     pub connection_strings: Vec<ConnectionString>,
     pub listen: SocketAddr,
+    pub host: HostSettings,
     pub plugins: PluginSettings,
     pub logging: LoggingSettings,
 }
@@ -307,6 +323,35 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
         max_concurrent_calls: get("Plugins:MaxConcurrentCalls")
             .and_then(|v| schema::parse_concurrency(v).ok())
             .unwrap_or(8),
+        resolvers: indexed("Plugins:Resolvers:"),
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let hash_workers = get("Host:HashWorkers")
+        .and_then(|v| schema::parse_concurrency(v).ok())
+        .unwrap_or(cores);
+    let u32_or = |key: &str, min: u64, max: u64, default: u32| {
+        get(key)
+            .and_then(|v| schema::parse_u32_in(v, min, max, "").ok())
+            .unwrap_or(default)
+    };
+    let host = HostSettings {
+        server_name: get("Host:ServerName")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(default_server_name),
+        authenticator: get("Host:Authenticator")
+            .unwrap_or("password-reset")
+            .trim()
+            .to_owned(),
+        hash_workers,
+        max_pending_logins: get("Host:MaxPendingLogins")
+            .and_then(|v| schema::parse_concurrency(v).ok())
+            .unwrap_or(hash_workers * 16),
+        argon2_memory_kib: u32_or("Host:Argon2MemoryKiB", 19_456, 4_194_304, 19_456),
+        argon2_iterations: u32_or("Host:Argon2Iterations", 2, 100, 2),
+        session_minutes: u32_or("Host:SessionMinutes", 1, 43_200, 60),
+        reset_session_minutes: u32_or("Host:ResetSessionMinutes", 1, 43_200, 15),
     };
     let logging = LoggingSettings {
         level: get("Logging:Level").unwrap_or("info").trim().to_owned(),
@@ -320,10 +365,21 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
         listen: get("Host:Listen")
             .and_then(|v| schema::parse_listen(v).ok())
             .unwrap_or(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 8080)),
+        host,
         plugins,
         logging,
         base_dir,
     }
+}
+
+/// The machine's host name, or `localhost`.
+fn default_server_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

@@ -20,6 +20,51 @@ const SETTINGS: &[Setting] = &[
         help: "address to serve HTTP on, e.g. 127.0.0.1:8080 or http://*:8080",
     },
     Setting {
+        pattern: "Host:ServerName",
+        check: check_server_name,
+        help: "this server's name, for API configuration keys set --local (default: the host name)",
+    },
+    Setting {
+        pattern: "Host:Authenticator",
+        check: check_non_empty,
+        help: "the id of the authenticator that handles logins (default: password-reset)",
+    },
+    Setting {
+        pattern: "Host:HashWorkers",
+        check: check_concurrency,
+        help: "how many password hashes may run at once (default: the number of cores)",
+    },
+    Setting {
+        pattern: "Host:MaxPendingLogins",
+        check: check_concurrency,
+        help: "logins in progress beyond which new ones get 503 (default: 16 per hash worker)",
+    },
+    Setting {
+        pattern: "Host:Argon2MemoryKiB",
+        check: check_argon2_memory,
+        help: "argon2id memory per hash in KiB, at least 19456 (the default)",
+    },
+    Setting {
+        pattern: "Host:Argon2Iterations",
+        check: check_argon2_iterations,
+        help: "argon2id passes, at least 2 (the default)",
+    },
+    Setting {
+        pattern: "Host:SessionMinutes",
+        check: check_minutes,
+        help: "lifetime of a session opened with user name and password (default: 60)",
+    },
+    Setting {
+        pattern: "Host:ResetSessionMinutes",
+        check: check_minutes,
+        help: "lifetime of a session opened with a passcode or questions (default: 15)",
+    },
+    Setting {
+        pattern: "Plugins:Resolvers:#",
+        check: check_non_empty,
+        help: "the id of a resolver to use, in order (default: every loaded resolver)",
+    },
+    Setting {
         pattern: "Plugins:Directory",
         check: check_non_empty,
         help: "directory whose every shared library is loaded as a plugin",
@@ -150,6 +195,36 @@ fn parse_u64_in(v: &str, min: u64, max: u64, what: &str) -> Result<u64, String> 
 
 pub(super) fn parse_timeout_ms(v: &str) -> Result<u64, String> {
     parse_u64_in(v, 1, 600_000, "a whole number of milliseconds")
+}
+
+fn check_server_name(v: &str) -> Result<(), String> {
+    if !v.trim().is_empty()
+        && v.trim()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{v}\" is not a server name (letters, digits, -, _ and .)"
+        ))
+    }
+}
+
+pub(super) fn parse_u32_in(v: &str, min: u64, max: u64, what: &str) -> Result<u32, String> {
+    parse_u64_in(v, min, max, what).map(|n| n as u32)
+}
+
+fn check_argon2_memory(v: &str) -> Result<(), String> {
+    parse_u32_in(v, 19_456, 4_194_304, "a memory size in KiB").map(drop)
+}
+
+fn check_argon2_iterations(v: &str) -> Result<(), String> {
+    parse_u32_in(v, 2, 100, "a number of passes").map(drop)
+}
+
+fn check_minutes(v: &str) -> Result<(), String> {
+    parse_u32_in(v, 1, 43_200, "a number of minutes").map(drop)
 }
 
 fn check_timeout_ms(v: &str) -> Result<(), String> {

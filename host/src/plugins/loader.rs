@@ -5,8 +5,8 @@
 //! with abi_stable's caching `load_from_*`, and are never unloaded.
 
 use super::gate::{CallError, CallGate};
-use super::services::{host_services, ParameterSource};
-use crate::config::{ConnectionString, PluginSettings};
+use super::services::{host_services, HostContext};
+use crate::config::PluginSettings;
 use prp_plugin_api::abi_stable::library::{lib_header_from_path, LibraryError};
 use prp_plugin_api::{
     init_plugin_module, AuthenticatorBox, ErrorKind, PluginModRef, ResolverBox, ABI_VERSION,
@@ -121,12 +121,6 @@ impl LoadReport {
     }
 }
 
-/// Everything a plugin's init gets from the host.
-pub struct InitContext {
-    pub connection_strings: Vec<ConnectionString>,
-    pub parameters: Arc<dyn ParameterSource>,
-}
-
 /// The candidate libraries: every shared library in the directory (sorted), then the explicit
 /// files, each once.
 pub fn candidates(settings: &PluginSettings) -> Result<Vec<PathBuf>, String> {
@@ -154,7 +148,7 @@ pub async fn load_all(
     settings: &PluginSettings,
     candidates: Vec<PathBuf>,
     gate: &CallGate,
-    ctx: &InitContext,
+    ctx: &Arc<HostContext>,
 ) -> LoadReport {
     let mut loaded: Vec<LoadedPlugin> = Vec::new();
     let mut rejected = Vec::new();
@@ -187,7 +181,7 @@ async fn load_one(
     settings: &PluginSettings,
     path: &Path,
     gate: &CallGate,
-    ctx: &InitContext,
+    ctx: &Arc<HostContext>,
     already: &[LoadedPlugin],
 ) -> Result<LoadedPlugin, RejectCause> {
     let pin = path
@@ -208,11 +202,7 @@ async fn load_one(
             first: first.path.clone(),
         });
     }
-    let host = host_services(
-        &name,
-        ctx.connection_strings.clone(),
-        ctx.parameters.clone(),
-    );
+    let host = host_services(&name, Arc::clone(ctx));
     let init = module.init();
     let instance = gate.call(move || init(host)).await.map_err(|e| match e {
         CallError::Plugin(err) if err.kind == ErrorKind::PANICKED => {

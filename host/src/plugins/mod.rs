@@ -7,8 +7,7 @@ mod services;
 
 pub use gate::{CallError, CallGate};
 pub use loader::{
-    candidates, load_all, summarize_layout_error, InitContext, LoadReport, LoadedPlugin,
-    RejectCause, Rejection,
+    candidates, load_all, summarize_layout_error, LoadReport, LoadedPlugin, RejectCause, Rejection,
 };
 pub use report::{print_json, print_text};
-pub use services::{host_services, NoParameters, ParameterSource};
+pub use services::{host_services, HostContext};

@@ -1,58 +1,300 @@
-//! The host's side of `HostServices`: what a plugin may ask the host for.
+//! The host's side of `HostServices`: what a plugin may ask the host for. Every method runs on
+//! the blocking thread the host called the plugin on, reaches the database through the host's
+//! pool (`Handle::block_on`), hashes through the host's [`Hasher`], and never panics across the
+//! boundary.
 
 use crate::config::ConnectionString;
-use prp_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RResult, RStr, RString};
-use prp_plugin_api::{
-    HostServices, HostServicesBox, HostServices_TO, LogLevel, PluginError, PluginResult,
+use crate::security::{self, Hasher};
+use crate::store::{
+    AccountSearch, LockScope, PasscodeOutcome, SearchTableConfig, Store, StoreError,
 };
-use std::sync::Arc;
+use prp_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RResult, RSlice, RStr, RString, RVec};
+use prp_plugin_api::{
+    guarded, AccountMatch, AccountQuery, ErrorKind, HostServices, HostServicesBox, HostServices_TO,
+    LogLevel, PersonInfo, PluginError, PluginResult, QuestionAnswer, QuestionInfo, ResolvedAccount,
+    ResolverBox, SecretCheck,
+};
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
-/// Where configuration parameters and API configuration keys come from. The database-backed
-/// configuration store implements it; an empty source answers "unset" to everything.
-pub trait ParameterSource: Send + Sync + 'static {
-    /// The value of a parameter that is in force, or `None`.
-    fn parameter(&self, path: &str) -> Result<Option<String>, String>;
-    /// The effective value of an API configuration key, or `None`.
-    fn api_key(&self, key: &str) -> Result<Option<String>, String>;
+/// What every plugin's services share.
+pub struct HostContext {
+    pub connection_strings: Vec<ConnectionString>,
+    /// `None` when the database could not be reached: every data service then fails (closed).
+    pub store: Option<Store>,
+    pub hasher: Arc<Hasher>,
+    /// This server's name, for API configuration keys set `--local`.
+    pub server_name: String,
+    pub runtime: tokio::runtime::Handle,
+    /// The resolvers in use, by id; set once all plugins are loaded.
+    pub resolvers: OnceLock<Vec<(String, Arc<ResolverBox>)>>,
 }
 
-/// A source with nothing set: what a host without a configuration store offers.
-pub struct NoParameters;
-
-impl ParameterSource for NoParameters {
-    fn parameter(&self, _: &str) -> Result<Option<String>, String> {
-        Ok(None)
-    }
-    fn api_key(&self, _: &str) -> Result<Option<String>, String> {
-        Ok(None)
-    }
-}
-
+#[derive(Clone)]
 struct Services {
     plugin: String,
-    connection_strings: Vec<ConnectionString>,
-    parameters: Arc<dyn ParameterSource>,
+    ctx: Arc<HostContext>,
 }
 
-fn to_plugin(r: Result<Option<String>, String>) -> PluginResult<ROption<RString>> {
-    match r {
-        Ok(v) => RResult::ROk(v.map(RString::from).into()),
-        Err(e) => RResult::RErr(PluginError::new(prp_plugin_api::ErrorKind::UNAVAILABLE, e)),
+fn unavailable(e: impl std::fmt::Display) -> PluginError {
+    PluginError::new(ErrorKind::UNAVAILABLE, e.to_string())
+}
+
+impl From<StoreError> for PluginError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(m) => PluginError::config(m),
+            other => unavailable(other),
+        }
     }
+}
+
+impl Services {
+    fn store(&self) -> Result<&Store, PluginError> {
+        self.ctx
+            .store
+            .as_ref()
+            .ok_or_else(|| unavailable("the portal database is not reachable"))
+    }
+
+    /// Runs a database future to completion on this (blocking) thread.
+    fn block<T>(&self, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, PluginError> {
+        self.ctx.runtime.block_on(fut).map_err(PluginError::from)
+    }
+
+    fn policy(&self) -> Result<crate::store::LockoutPolicy, PluginError> {
+        let store = self.store()?;
+        Ok(self.block(store.lockout_policy())?.0)
+    }
+
+    /// A denial that must cost what a real check costs.
+    fn padded(&self, check: SecretCheck, hashes: usize) -> SecretCheck {
+        for _ in 0..hashes.max(1) {
+            self.ctx.hasher.dummy_verify();
+        }
+        check
+    }
+
+    fn check_password(
+        &self,
+        person_uid: &str,
+        accounts: &[ResolvedAccount],
+        password: &str,
+    ) -> Result<SecretCheck, PluginError> {
+        let store = self.store()?;
+        let policy = self.policy()?;
+        if self
+            .block(store.locked_until(person_uid, LockScope::Password))?
+            .is_some()
+        {
+            return Ok(self.padded(SecretCheck::LOCKED, 1));
+        }
+        let resolvers = self.ctx.resolvers.get();
+        let mut checked = 0usize;
+        let mut ok = false;
+        for account in accounts
+            .iter()
+            .filter(|a| a.person_uid.as_str() == person_uid && a.refused_by.is_none())
+        {
+            // A resolver that verifies passwords in its own system goes first.
+            let own = resolvers
+                .and_then(|rs| {
+                    rs.iter()
+                        .find(|(id, _)| id.as_str() == account.resolver.as_str())
+                })
+                .map(|(_, r)| r.verify_password(account, password.into()));
+            match own {
+                Some(RResult::ROk(c)) if c != SecretCheck::UNSUPPORTED => {
+                    checked += 1;
+                    ok |= c.is_ok();
+                    continue;
+                }
+                Some(RResult::RErr(e)) => {
+                    tracing::warn!(resolver = %account.resolver, "password verification by resolver failed: {e}");
+                    checked += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let (source, key) = match account.account_uid.as_ref().into_option() {
+                None => ("Person", person_uid),
+                Some(uid) => (account.source.as_str(), uid.as_str()),
+            };
+            if let Some(hash) = self.block(store.credential(source, key, person_uid))? {
+                checked += 1;
+                ok |= self.ctx.hasher.verify(&hash, password);
+            }
+        }
+        if checked == 0 {
+            self.ctx.hasher.dummy_verify();
+        }
+        if ok {
+            self.block(store.clear_failures(person_uid, LockScope::Password))?;
+            Ok(SecretCheck::OK)
+        } else {
+            let locked =
+                self.block(store.record_failure(person_uid, LockScope::Password, &policy))?;
+            Ok(match (checked, locked) {
+                (0, _) => SecretCheck::NONE,
+                (_, true) => SecretCheck::WRONG_AND_INVALIDATED,
+                _ => SecretCheck::WRONG,
+            })
+        }
+    }
+
+    fn check_passcode(&self, person_uid: &str, passcode: &str) -> Result<SecretCheck, PluginError> {
+        let store = self.store()?;
+        let policy = self.policy()?;
+        if self
+            .block(store.locked_until(person_uid, LockScope::Passcode))?
+            .is_some()
+        {
+            return Ok(self.padded(SecretCheck::LOCKED, 1));
+        }
+        let outcome = match (
+            self.block(store.passcode(person_uid))?,
+            security::normalize_passcode(passcode),
+        ) {
+            (None, _) => {
+                self.ctx.hasher.dummy_verify();
+                PasscodeOutcome::NoneIssued
+            }
+            (Some((_, expires_at)), _) if expires_at <= store.now() => {
+                self.ctx.hasher.dummy_verify();
+                self.block(store.delete_passcode(person_uid, None))?;
+                PasscodeOutcome::Expired
+            }
+            (Some((hash, _)), normalized) => {
+                // A malformed passcode is checked all the same, so it costs the same.
+                let right = self
+                    .ctx
+                    .hasher
+                    .verify(&hash, normalized.as_deref().unwrap_or(passcode))
+                    && normalized.is_some();
+                if right {
+                    if self.block(store.consume_passcode(person_uid, &hash))? {
+                        PasscodeOutcome::Consumed
+                    } else {
+                        PasscodeOutcome::AlreadyUsed
+                    }
+                } else if self.block(store.passcode_wrong_guess(
+                    person_uid,
+                    &hash,
+                    policy.passcode_max_guesses,
+                ))? {
+                    PasscodeOutcome::WrongAndInvalidated
+                } else {
+                    PasscodeOutcome::Wrong
+                }
+            }
+        };
+        Ok(match outcome {
+            PasscodeOutcome::Consumed => {
+                self.block(store.clear_failures(person_uid, LockScope::Passcode))?;
+                SecretCheck::OK
+            }
+            PasscodeOutcome::AlreadyUsed => SecretCheck::ALREADY_USED,
+            other => {
+                self.block(store.record_failure(person_uid, LockScope::Passcode, &policy))?;
+                match other {
+                    PasscodeOutcome::NoneIssued => SecretCheck::NONE,
+                    PasscodeOutcome::Expired => SecretCheck::EXPIRED,
+                    PasscodeOutcome::WrongAndInvalidated => SecretCheck::WRONG_AND_INVALIDATED,
+                    _ => SecretCheck::WRONG,
+                }
+            }
+        })
+    }
+
+    fn check_answers(
+        &self,
+        person_uid: &str,
+        answers: &[QuestionAnswer],
+    ) -> Result<SecretCheck, PluginError> {
+        let store = self.store()?;
+        let policy = self.policy()?;
+        if self
+            .block(store.locked_until(person_uid, LockScope::Questions))?
+            .is_some()
+        {
+            return Ok(self.padded(SecretCheck::LOCKED, answers.len()));
+        }
+        let questions = self.block(store.questions(person_uid))?;
+        let mut all_right = !answers.is_empty();
+        let mut newly_locked = false;
+        for a in answers {
+            match questions
+                .iter()
+                .find(|q| q.id == a.question_id.as_str() && !q.locked)
+            {
+                None => {
+                    self.ctx.hasher.dummy_verify();
+                    all_right = false;
+                }
+                Some(q) => {
+                    if !self
+                        .ctx
+                        .hasher
+                        .verify(&q.answer_hash, &security::normalize_answer(&a.answer))
+                    {
+                        all_right = false;
+                        newly_locked |=
+                            self.block(store.question_wrong(&q.id, policy.question_max_failures))?;
+                    }
+                }
+            }
+        }
+        if all_right {
+            self.block(store.clear_failures(person_uid, LockScope::Questions))?;
+            return Ok(SecretCheck::OK);
+        }
+        let locked = self.block(store.record_failure(person_uid, LockScope::Questions, &policy))?;
+        Ok(if locked || newly_locked {
+            SecretCheck::WRONG_AND_INVALIDATED
+        } else {
+            SecretCheck::WRONG
+        })
+    }
+}
+
+fn person_info(p: crate::store::Person) -> PersonInfo {
+    PersonInfo {
+        uid: p.uid.into(),
+        central_account: p.central_account.into(),
+        first_name: p.first_name.into(),
+        last_name: p.last_name.into(),
+        manager_uid: p.manager_uid.map(RString::from).into(),
+        inactive: p.inactive,
+    }
+}
+
+fn strings(v: &RVec<RString>) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
 }
 
 impl HostServices for Services {
     fn parameter(&self, path: RStr<'_>) -> PluginResult<ROption<RString>> {
-        to_plugin(self.parameters.parameter(path.as_str()))
+        guarded(|| {
+            let store = self.store()?;
+            Ok(self
+                .block(store.parameter_value(path.as_str()))?
+                .map(RString::from)
+                .into())
+        })
     }
 
     fn api_key(&self, key: RStr<'_>) -> PluginResult<ROption<RString>> {
-        to_plugin(self.parameters.api_key(key.as_str()))
+        guarded(|| {
+            let store = self.store()?;
+            let v = self.block(store.api_key(&self.ctx.server_name, key.as_str()))?;
+            Ok(ROption::RSome(RString::from(v.value)))
+        })
     }
 
     fn connection_string(&self, name: RStr<'_>) -> ROption<RString> {
-        self.connection_strings
+        self.ctx
+            .connection_strings
             .iter()
             .find(|c| c.name().eq_ignore_ascii_case(name.as_str()))
             .map(|c| RString::from(c.expose()))
@@ -70,19 +312,129 @@ impl HostServices for Services {
             _ => tracing::trace!(target: "prp::plugin", plugin, "{message}"),
         }
     }
+
+    fn now(&self) -> i64 {
+        match &self.ctx.store {
+            Some(s) => s.now(),
+            None => crate::clock::Clock::now(&crate::clock::SystemClock),
+        }
+    }
+
+    fn keyed_digest(&self, purpose: RStr<'_>, data: RStr<'_>) -> PluginResult<RString> {
+        guarded(|| {
+            let store = self.store()?;
+            let key = self.block(store.server_key(&format!(
+                "plugin:{}:{}",
+                self.plugin,
+                purpose.as_str()
+            )))?;
+            Ok(RString::from(security::keyed_digest(&key, data.as_str())))
+        })
+    }
+
+    fn verify_hash(&self, phc: RStr<'_>, secret: RStr<'_>) -> PluginResult<bool> {
+        guarded(|| Ok(self.ctx.hasher.verify(phc.as_str(), secret.as_str())))
+    }
+
+    fn persons_by_central_account(&self, login_name: RStr<'_>) -> PluginResult<RVec<PersonInfo>> {
+        guarded(|| {
+            let store = self.store()?;
+            let persons = self.block(store.persons_by_central_account(login_name.as_str()))?;
+            Ok(persons.into_iter().map(person_info).collect())
+        })
+    }
+
+    fn person(&self, uid: RStr<'_>) -> PluginResult<ROption<PersonInfo>> {
+        guarded(|| {
+            let store = self.store()?;
+            Ok(self
+                .block(store.person(uid.as_str()))?
+                .map(person_info)
+                .into())
+        })
+    }
+
+    fn search_accounts(&self, query: &AccountQuery) -> PluginResult<RVec<AccountMatch>> {
+        guarded(|| {
+            let store = self.store()?;
+            let search = AccountSearch {
+                config: SearchTableConfig {
+                    table: query.table.to_string(),
+                    columns: strings(&query.columns),
+                    disabled_by: strings(&query.disabled_by),
+                    enabled_by: strings(&query.enabled_by),
+                },
+                login_name: query.login_name.to_string(),
+            };
+            let rows = self.block(store.search_accounts(&search))?;
+            Ok(rows
+                .into_iter()
+                .map(|r| AccountMatch {
+                    table: r.table.into(),
+                    account_uid: r.account_uid.into(),
+                    person_uid: r.person_uid.map(RString::from).into(),
+                    matched_column: r.matched_column.into(),
+                    refused_by: r.refused_by.map(RString::from).into(),
+                })
+                .collect())
+        })
+    }
+
+    fn verify_password(
+        &self,
+        person_uid: RStr<'_>,
+        accounts: RSlice<'_, ResolvedAccount>,
+        password: RStr<'_>,
+    ) -> PluginResult<SecretCheck> {
+        guarded(|| self.check_password(person_uid.as_str(), accounts.as_slice(), password.as_str()))
+    }
+
+    fn verify_passcode(
+        &self,
+        person_uid: RStr<'_>,
+        passcode: RStr<'_>,
+    ) -> PluginResult<SecretCheck> {
+        guarded(|| self.check_passcode(person_uid.as_str(), passcode.as_str()))
+    }
+
+    fn questions(&self, person_uid: RStr<'_>) -> PluginResult<RVec<QuestionInfo>> {
+        guarded(|| {
+            let store = self.store()?;
+            Ok(self
+                .block(store.questions(person_uid.as_str()))?
+                .into_iter()
+                .map(|q| QuestionInfo {
+                    id: q.id.into(),
+                    question: q.question.into(),
+                    locked: q.locked,
+                })
+                .collect())
+        })
+    }
+
+    fn verify_answers(
+        &self,
+        person_uid: RStr<'_>,
+        answers: RSlice<'_, QuestionAnswer>,
+    ) -> PluginResult<SecretCheck> {
+        guarded(|| self.check_answers(person_uid.as_str(), answers.as_slice()))
+    }
+
+    fn delete_questions(&self, person_uid: RStr<'_>, ids: RSlice<'_, RString>) -> PluginResult<()> {
+        guarded(|| {
+            let store = self.store()?;
+            let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+            self.block(store.delete_questions(person_uid.as_str(), &ids))
+        })
+    }
 }
 
 /// The services handed to one plugin's `init`.
-pub fn host_services(
-    plugin: &str,
-    connection_strings: Vec<ConnectionString>,
-    parameters: Arc<dyn ParameterSource>,
-) -> HostServicesBox {
+pub fn host_services(plugin: &str, ctx: Arc<HostContext>) -> HostServicesBox {
     HostServices_TO::from_ptr(
         RArc::new(Services {
             plugin: plugin.to_owned(),
-            connection_strings,
-            parameters,
+            ctx,
         }),
         TD_Opaque,
     )

@@ -1,51 +1,322 @@
-use crate::params::{is_identifier, parse_bool, parse_column_list, Param};
-use prp_plugin_api::abi_stable::std_types::{ROption, RResult};
-use prp_plugin_api::{
-    AuthenticatorImpl, CheckFinding, HostServicesBox, LogLevel, PluginError, Severity,
+//! The authenticator: decides logins by passcode, password questions, or user name and
+//! password, from the accounts the host's resolvers found. Secrets are checked by the host,
+//! which hashes, counts failures and enforces locks; this decides which check applies and
+//! whether the name may log in at all.
+
+use crate::params::{
+    is_identifier, parse_bool, parse_column_list, Param, Params, DEFAULT_DEFINITIONS,
+    DEFAULT_REQUESTS,
 };
+use crate::questions;
+use prp_plugin_api::abi_stable::std_types::{ROption, RResult, RString, RVec};
+use prp_plugin_api::{
+    AccountQuery, AuthenticatorImpl, CheckFinding, HostServicesBox, LogLevel, LoginMethod,
+    LoginOutcome, LoginRequest, PluginError, QuestionChallenge, ResolvedAccount, SessionGrant,
+    Severity,
+};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 /// The API configuration keys this authenticator reads.
-pub const API_KEYS: &[&str] = &["EnablePasscodeLogin", "EnablePasswordProfileLogin"];
+pub const PASSCODE_KEY: &str = "EnablePasscodeLogin";
+pub const QUESTIONS_KEY: &str = "EnablePasswordProfileLogin";
 
 pub struct PasswordResetAuthenticator {
     host: HostServicesBox,
+    /// The last ApplicationToken check: (stored hash, whether the configured token matched).
+    token_check: Mutex<Option<(String, bool)>>,
+}
+
+/// Who a login name stands for, or why nobody.
+enum Resolution<'a> {
+    Person {
+        uid: String,
+        accounts: Vec<&'a ResolvedAccount>,
+    },
+    Nobody(String),
+}
+
+fn resolve(candidates: &[ResolvedAccount]) -> Resolution<'_> {
+    if candidates.is_empty() {
+        return Resolution::Nobody("unknown login name".into());
+    }
+    let persons: BTreeSet<&str> = candidates
+        .iter()
+        .map(|c| c.person_uid.as_str())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if persons.len() > 1 {
+        return Resolution::Nobody(format!(
+            "ambiguous: the name matches accounts of {} different persons",
+            persons.len()
+        ));
+    }
+    let eligible: Vec<&ResolvedAccount> = candidates
+        .iter()
+        .filter(|c| c.refused_by.is_none())
+        .collect();
+    match (eligible.first(), persons.iter().next()) {
+        (Some(_), Some(uid)) => Resolution::Person {
+            uid: (*uid).to_owned(),
+            accounts: eligible,
+        },
+        _ => {
+            let why = candidates
+                .iter()
+                .filter_map(|c| c.refused_by.as_ref().into_option())
+                .map(|r| r.to_string())
+                .next()
+                .unwrap_or_else(|| "no eligible account".into());
+            Resolution::Nobody(format!("refused: {why}"))
+        }
+    }
+}
+
+fn describe(a: &ResolvedAccount) -> String {
+    match a.account_uid.as_ref().into_option() {
+        None => format!(
+            "central account of person {} (matched {})",
+            a.person_uid, a.matched_by
+        ),
+        Some(uid) => format!(
+            "{} account {uid} of person {} (matched column {})",
+            a.source,
+            if a.person_uid.is_empty() {
+                "(none)"
+            } else {
+                a.person_uid.as_str()
+            },
+            a.matched_by
+        ),
+    }
 }
 
 impl PasswordResetAuthenticator {
     pub fn new(host: HostServicesBox) -> Self {
-        Self { host }
-    }
-
-    fn param(&self, p: Param) -> Result<Option<String>, PluginError> {
-        match self.host.parameter(p.path().as_str().into()) {
-            RResult::ROk(v) => Ok(v
-                .into_option()
-                .map(|s| s.into_string())
-                .filter(|s| !s.trim().is_empty())),
-            RResult::RErr(e) => Err(e),
+        Self {
+            host,
+            token_check: Mutex::new(None),
         }
     }
 
-    fn count(
-        &self,
-        p: Param,
-        findings: &mut Vec<CheckFinding>,
-    ) -> Result<Option<u32>, PluginError> {
-        let Some(raw) = self.param(p)? else {
-            return Ok(None);
+    fn params(&self) -> Params<'_> {
+        Params::new(&self.host)
+    }
+
+    /// Whether the host's ApplicationToken matches the hash in the configuration store, and
+    /// why not. Checked once per stored hash: a rotation is picked up on the next call.
+    fn token_problem(&self) -> Result<Option<String>, PluginError> {
+        let name = Param::ApplicationToken.path();
+        let configured = match self.host.connection_string(name.as_str().into()) {
+            ROption::RSome(t) if !t.trim().is_empty() => t,
+            _ => {
+                return Ok(Some(format!(
+                    "ConnectionStrings:{name} is not set: the authenticator refuses to work without the ApplicationToken in the host's ConnectionStrings"
+                )))
+            }
         };
-        match raw.trim().parse::<u32>() {
-            Ok(n) => Ok(Some(n)),
-            Err(_) => {
-                findings.push(CheckFinding::new(
-                    Severity::ERROR,
-                    p.path(),
-                    format!("\"{raw}\" is not a whole number"),
-                ));
-                Ok(None)
+        let Some(stored) = self.params().get(Param::ApplicationToken)? else {
+            return Ok(Some(format!(
+                "{name}: no token hash is stored in the configuration store; run `prp-host token new`"
+            )));
+        };
+        if let Ok(cache) = self.token_check.lock() {
+            if let Some((hash, ok)) = cache.as_ref() {
+                if *hash == stored {
+                    return Ok((!ok).then(|| mismatch(&name)));
+                }
             }
         }
+        let ok = self
+            .host
+            .verify_hash(stored.as_str().into(), configured.as_str().into())
+            .into_result()?;
+        if let Ok(mut cache) = self.token_check.lock() {
+            *cache = Some((stored, ok));
+        }
+        Ok((!ok).then(|| mismatch(&name)))
     }
+
+    /// The search-table settings, as a query to validate against the live schema.
+    fn search_query(&self) -> Result<Option<AccountQuery>, PluginError> {
+        let params = self.params();
+        let Some(table) = params.get(Param::SearchTable)? else {
+            return Ok(None);
+        };
+        let list = |p: Param| -> RVec<RString> {
+            params
+                .get(p)
+                .ok()
+                .flatten()
+                .and_then(|v| parse_column_list(&v).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .map(RString::from)
+                .collect()
+        };
+        Ok(Some(AccountQuery {
+            table: RString::from(table.trim()),
+            columns: list(Param::SearchColumn),
+            disabled_by: list(Param::DisabledBy),
+            enabled_by: list(Param::EnabledBy),
+            login_name: RString::new(),
+        }))
+    }
+
+    fn counts(&self) -> Result<(u32, u32), PluginError> {
+        let p = self.params();
+        Ok((
+            p.count(Param::QueryAnswerDefinitions, DEFAULT_DEFINITIONS)?,
+            p.count(Param::QueryAnswerRequests, DEFAULT_REQUESTS)?,
+        ))
+    }
+
+    /// The questions a person would be asked, or why questions can't be used.
+    fn person_questions(
+        &self,
+        uid: &str,
+    ) -> Result<Result<Vec<QuestionChallenge>, String>, PluginError> {
+        if !self.params().key_on(crate::authenticator::QUESTIONS_KEY)? {
+            return Ok(Err(format!("{QUESTIONS_KEY} is off")));
+        }
+        let (definitions, requests) = self.counts()?;
+        let all = self.host.questions(uid.into()).into_result()?;
+        if (all.len() as u32) < definitions {
+            return Ok(Err(format!(
+                "the person has {} password questions, fewer than QueryAnswerDefinitions ({definitions})",
+                all.len()
+            )));
+        }
+        let unlocked = all.iter().filter(|q| !q.locked).count() as u32;
+        if unlocked < requests {
+            return Ok(Err(format!(
+                "only {unlocked} unlocked questions left, fewer than QueryAnswerRequests ({requests})"
+            )));
+        }
+        Ok(Ok(questions::select(
+            &self.host,
+            uid,
+            &all,
+            requests as usize,
+        )?))
+    }
+
+    fn decide(&self, request: &LoginRequest) -> Result<LoginOutcome, PluginError> {
+        if let Some(problem) = self.token_problem()? {
+            self.host.log(LogLevel::ERROR, problem.as_str().into());
+            return Ok(LoginOutcome::deny(
+                None,
+                format!("authenticator disabled: {problem}"),
+            ));
+        }
+        let (uid, accounts) = match resolve(&request.candidates) {
+            Resolution::Nobody(why) => return Ok(LoginOutcome::deny(None, why)),
+            Resolution::Person { uid, accounts } => (uid, accounts),
+        };
+        let Some(person) = self
+            .host
+            .person(uid.as_str().into())
+            .into_result()?
+            .into_option()
+        else {
+            return Ok(LoginOutcome::deny(
+                None,
+                format!("person {uid} does not exist"),
+            ));
+        };
+        if person.inactive {
+            return Ok(LoginOutcome::deny(
+                Some(&uid),
+                "person is inactive (IsInActive)",
+            ));
+        }
+        let deny = |why: String| Ok(LoginOutcome::deny(Some(&uid), why));
+        let via = accounts
+            .iter()
+            .map(|a| describe(a))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match request.method {
+            LoginMethod::PASSWORD => {
+                let owned: RVec<ResolvedAccount> = accounts.iter().map(|a| (*a).clone()).collect();
+                let check = self
+                    .host
+                    .verify_password(
+                        uid.as_str().into(),
+                        owned.as_rslice(),
+                        request.secret.as_str().into(),
+                    )
+                    .into_result()?;
+                if check.is_ok() {
+                    Ok(LoginOutcome::grant(
+                        &uid,
+                        SessionGrant::FULL,
+                        format!("password accepted for {via}"),
+                    ))
+                } else {
+                    deny(format!("password: {}", check.name()))
+                }
+            }
+            LoginMethod::PASSCODE => {
+                if !self.params().key_on(PASSCODE_KEY)? {
+                    return deny(format!("passcode login is off ({PASSCODE_KEY})"));
+                }
+                let check = self
+                    .host
+                    .verify_passcode(uid.as_str().into(), request.secret.as_str().into())
+                    .into_result()?;
+                if check.is_ok() {
+                    Ok(LoginOutcome::grant(
+                        &uid,
+                        SessionGrant::RESET,
+                        format!("passcode accepted for {via}"),
+                    ))
+                } else {
+                    deny(format!("passcode: {}", check.name()))
+                }
+            }
+            LoginMethod::QUESTIONS => {
+                let expected = match self.person_questions(&uid)? {
+                    Ok(q) => q,
+                    Err(why) => return deny(format!("questions: {why}")),
+                };
+                let want: BTreeSet<&str> = expected.iter().map(|q| q.id.as_str()).collect();
+                let got: BTreeSet<&str> = request
+                    .answers
+                    .iter()
+                    .map(|a| a.question_id.as_str())
+                    .collect();
+                if want != got || got.len() != request.answers.len() {
+                    return deny(
+                        "questions: the answers are not to the questions that were asked".into(),
+                    );
+                }
+                let check = self
+                    .host
+                    .verify_answers(uid.as_str().into(), request.answers.as_rslice())
+                    .into_result()?;
+                if !check.is_ok() {
+                    return deny(format!("questions: {}", check.name()));
+                }
+                if self.params().flag(Param::InvalidateUsedQuery)? {
+                    let ids: RVec<RString> = expected.iter().map(|q| q.id.clone()).collect();
+                    self.host
+                        .delete_questions(uid.as_str().into(), ids.as_rslice())
+                        .into_result()?;
+                }
+                Ok(LoginOutcome::grant(
+                    &uid,
+                    SessionGrant::RESET,
+                    format!("questions answered for {via}"),
+                ))
+            }
+            other => deny(format!("unknown login method {other:?}")),
+        }
+    }
+}
+
+fn mismatch(name: &str) -> String {
+    format!("ConnectionStrings:{name} does not match the token hash in the configuration store (rotated? see `prp-host token new`)")
 }
 
 impl AuthenticatorImpl for PasswordResetAuthenticator {
@@ -53,23 +324,19 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
         "password-reset".to_owned()
     }
 
-    /// Checks what can be checked without the database: the ApplicationToken is configured,
-    /// the SearchTable settings are complete and valid identifiers, the question counts agree,
-    /// and the API keys hold booleans.
+    /// Checks the ApplicationToken, the SearchTable settings (as values and against the live
+    /// schema), the question counts and the API keys.
     fn self_check(&self) -> Result<Vec<CheckFinding>, PluginError> {
         let mut findings = Vec::new();
-        let token_name = Param::ApplicationToken.path();
-        match self.host.connection_string(token_name.as_str().into()) {
-            ROption::RSome(t) if !t.trim().is_empty() => {}
-            _ => findings.push(CheckFinding::new(
-                Severity::ERROR,
-                format!("ConnectionStrings:{token_name}"),
-                "not set: the authenticator refuses to work without the ApplicationToken in the host's ConnectionStrings",
-            )),
+        if let Some(problem) = self.token_problem()? {
+            let (subject, message) = problem
+                .split_once(": ")
+                .unwrap_or(("ApplicationToken", problem.as_str()));
+            findings.push(CheckFinding::new(Severity::ERROR, subject, message));
         }
-
-        let table = self.param(Param::SearchTable)?;
-        let columns = self.param(Param::SearchColumn)?;
+        let params = self.params();
+        let table = params.get(Param::SearchTable)?;
+        let columns = params.get(Param::SearchColumn)?;
         match (&table, &columns) {
             (None, None) => findings.push(CheckFinding::new(
                 Severity::INFO,
@@ -88,8 +355,10 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
             )),
             (Some(_), Some(_)) => {}
         }
+        let mut values_ok = true;
         if let Some(t) = &table {
             if !is_identifier(t.trim()) {
+                values_ok = false;
                 findings.push(CheckFinding::new(
                     Severity::ERROR,
                     Param::SearchTable.path(),
@@ -98,16 +367,37 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
             }
         }
         for p in [Param::SearchColumn, Param::DisabledBy, Param::EnabledBy] {
-            if let Some(v) = self.param(p)? {
+            if let Some(v) = params.get(p)? {
                 if let Err(e) = parse_column_list(&v) {
+                    values_ok = false;
                     findings.push(CheckFinding::new(Severity::ERROR, p.path(), e));
                 }
             }
         }
+        if values_ok && columns.is_some() {
+            if let Some(query) = self.search_query()? {
+                if let RResult::RErr(e) = self.host.search_accounts(&query) {
+                    findings.push(CheckFinding::new(
+                        Severity::ERROR,
+                        Param::SearchTable.path(),
+                        e.message.to_string(),
+                    ));
+                }
+            }
+        }
 
-        let definitions = self.count(Param::QueryAnswerDefinitions, &mut findings)?;
-        let requests = self.count(Param::QueryAnswerRequests, &mut findings)?;
-        if let (Some(d), Some(r)) = (definitions, requests) {
+        let definitions = params.count(Param::QueryAnswerDefinitions, DEFAULT_DEFINITIONS);
+        let requests = params.count(Param::QueryAnswerRequests, DEFAULT_REQUESTS);
+        for r in [&definitions, &requests] {
+            if let Err(e) = r {
+                let (subject, message) = e
+                    .message
+                    .split_once(": ")
+                    .unwrap_or(("", e.message.as_str()));
+                findings.push(CheckFinding::new(Severity::ERROR, subject, message));
+            }
+        }
+        if let (Ok(d), Ok(r)) = (definitions, requests) {
             if d < r {
                 findings.push(CheckFinding::new(
                     Severity::ERROR,
@@ -115,17 +405,16 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
                     format!("is {d}, fewer than QueryAnswerRequests ({r}): nobody could log in with questions"),
                 ));
             }
+            if r == 0 {
+                findings.push(CheckFinding::new(
+                    Severity::ERROR,
+                    Param::QueryAnswerRequests.path(),
+                    "is 0: a question login would ask nothing",
+                ));
+            }
         }
-        if requests == Some(0) {
-            findings.push(CheckFinding::new(
-                Severity::ERROR,
-                Param::QueryAnswerRequests.path(),
-                "is 0: a question login would ask nothing",
-            ));
-        }
-
-        for key in API_KEYS {
-            if let RResult::ROk(ROption::RSome(v)) = self.host.api_key((*key).into()) {
+        for key in [PASSCODE_KEY, QUESTIONS_KEY] {
+            if let RResult::ROk(ROption::RSome(v)) = self.host.api_key(key.into()) {
                 if parse_bool(&v).is_none() {
                     findings.push(CheckFinding::new(
                         Severity::ERROR,
@@ -135,7 +424,6 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
                 }
             }
         }
-
         let errors = findings.iter().filter(|f| f.severity.is_error()).count();
         self.host.log(
             if errors > 0 {
@@ -152,141 +440,91 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
         );
         Ok(findings)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use prp_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-    use prp_plugin_api::abi_stable::std_types::{RArc, RStr, RString};
-    use prp_plugin_api::{HostServices, HostServices_TO, PluginResult};
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct FakeHost {
-        params: HashMap<String, String>,
-        keys: HashMap<String, String>,
-        connection_strings: HashMap<String, String>,
-        logs: Mutex<Vec<String>>,
+    fn login(&self, request: &LoginRequest) -> Result<LoginOutcome, PluginError> {
+        self.decide(request)
     }
 
-    impl HostServices for FakeHost {
-        fn parameter(&self, path: RStr<'_>) -> PluginResult<ROption<RString>> {
-            RResult::ROk(
-                self.params
-                    .get(path.as_str())
-                    .map(|v| RString::from(v.as_str()))
-                    .into(),
-            )
-        }
-        fn api_key(&self, key: RStr<'_>) -> PluginResult<ROption<RString>> {
-            RResult::ROk(
-                self.keys
-                    .get(key.as_str())
-                    .map(|v| RString::from(v.as_str()))
-                    .into(),
-            )
-        }
-        fn connection_string(&self, name: RStr<'_>) -> ROption<RString> {
-            self.connection_strings
-                .get(name.as_str())
-                .map(|v| RString::from(v.as_str()))
-                .into()
-        }
-        fn log(&self, _level: LogLevel, message: RStr<'_>) {
-            if let Ok(mut logs) = self.logs.lock() {
-                logs.push(message.to_string());
+    fn challenge(
+        &self,
+        login_name: &str,
+        candidates: &[ResolvedAccount],
+    ) -> Result<Vec<QuestionChallenge>, PluginError> {
+        let (_, requests) = self.counts()?;
+        if self.token_problem()?.is_none() {
+            if let Resolution::Person { uid, .. } = resolve(candidates) {
+                let person = self
+                    .host
+                    .person(uid.as_str().into())
+                    .into_result()?
+                    .into_option();
+                if person.is_some_and(|p| !p.inactive) {
+                    if let Ok(real) = self.person_questions(&uid)? {
+                        return Ok(real);
+                    }
+                }
             }
         }
+        questions::decoys(&self.host, login_name, requests as usize)
     }
 
-    fn with(params: &[(Param, &str)], token: bool) -> Vec<CheckFinding> {
-        let mut host = FakeHost::default();
-        for (p, v) in params {
-            host.params.insert(p.path(), (*v).to_owned());
+    fn explain(
+        &self,
+        login_name: &str,
+        candidates: &[ResolvedAccount],
+    ) -> Result<Vec<String>, PluginError> {
+        let mut lines = Vec::new();
+        if let Some(problem) = self.token_problem()? {
+            lines.push(format!("every login is refused: {problem}"));
         }
-        if token {
-            host.connection_strings
-                .insert(Param::ApplicationToken.path(), "tok".into());
+        let uid = match resolve(candidates) {
+            Resolution::Nobody(why) => {
+                lines.push(format!("\"{login_name}\" logs in as nobody: {why}"));
+                return Ok(lines);
+            }
+            Resolution::Person { uid, accounts } => {
+                for a in &accounts {
+                    lines.push(format!("may log in through the {}", describe(a)));
+                }
+                uid
+            }
+        };
+        match self
+            .host
+            .person(uid.as_str().into())
+            .into_result()?
+            .into_option()
+        {
+            None => {
+                lines.push(format!("person {uid} does not exist: refused"));
+                return Ok(lines);
+            }
+            Some(p) if p.inactive => {
+                lines.push(format!(
+                    "person {uid} ({} {}) is inactive: refused",
+                    p.first_name, p.last_name
+                ));
+                return Ok(lines);
+            }
+            Some(p) => lines.push(format!(
+                "resolves to person {uid} ({} {})",
+                p.first_name, p.last_name
+            )),
         }
-        let auth =
-            PasswordResetAuthenticator::new(HostServices_TO::from_ptr(RArc::new(host), TD_Opaque));
-        auth.self_check().unwrap_or_default()
-    }
-
-    fn errors(findings: &[CheckFinding]) -> Vec<String> {
-        findings
-            .iter()
-            .filter(|f| f.severity.is_error())
-            .map(|f| format!("{}: {}", f.subject, f.message))
-            .collect()
-    }
-
-    #[test]
-    fn missing_token_is_an_error() {
-        let e = errors(&with(&[], false));
-        assert_eq!(e.len(), 1, "{e:?}");
-        assert!(
-            e[0].contains("ApplicationToken") && e[0].contains("not set"),
-            "{e:?}"
+        lines.push(
+            "password: checked against the central password or the matched account's password"
+                .into(),
         );
-        assert!(errors(&with(&[], true)).is_empty());
-    }
-
-    #[test]
-    fn search_table_needs_valid_columns() {
-        assert!(errors(&with(
-            &[
-                (Param::SearchTable, "ADSAccount"),
-                (Param::SearchColumn, "CN|SamAccountName")
-            ],
-            true
-        ))
-        .is_empty());
-        let e = errors(&with(&[(Param::SearchTable, "ADSAccount")], true));
-        assert!(e[0].contains("SearchColumn"), "{e:?}");
-        let e = errors(&with(
-            &[
-                (Param::SearchTable, "ADS;Account"),
-                (Param::SearchColumn, "CN"),
-            ],
-            true,
-        ));
-        assert!(e[0].contains("not a valid table name"), "{e:?}");
-        let e = errors(&with(
-            &[
-                (Param::SearchTable, "ADSAccount"),
-                (Param::SearchColumn, "CN"),
-                (Param::DisabledBy, "Locked|Dis abled"),
-            ],
-            true,
-        ));
-        assert!(
-            e[0].contains("DisabledBy") && e[0].contains("\"Dis abled\""),
-            "{e:?}"
-        );
-    }
-
-    #[test]
-    fn question_counts_must_agree() {
-        let e = errors(&with(
-            &[
-                (Param::QueryAnswerDefinitions, "2"),
-                (Param::QueryAnswerRequests, "3"),
-            ],
-            true,
-        ));
-        assert!(e[0].contains("fewer than QueryAnswerRequests"), "{e:?}");
-        let e = errors(&with(&[(Param::QueryAnswerDefinitions, "many")], true));
-        assert!(e[0].contains("not a whole number"), "{e:?}");
-        assert!(errors(&with(
-            &[
-                (Param::QueryAnswerDefinitions, "3"),
-                (Param::QueryAnswerRequests, "2")
-            ],
-            true
-        ))
-        .is_empty());
+        lines.push(if self.params().key_on(PASSCODE_KEY)? {
+            "passcode: allowed (EnablePasscodeLogin is on) when one was issued and is unexpired"
+                .into()
+        } else {
+            "passcode: not allowed (EnablePasscodeLogin is off)".into()
+        });
+        lines.push(match self.person_questions(&uid)? {
+            Ok(q) => format!("questions: allowed; {} would be asked", q.len()),
+            Err(why) => format!("questions: not allowed: {why}"),
+        });
+        Ok(lines)
     }
 }

@@ -20,13 +20,16 @@
 
 mod authenticator;
 mod params;
+mod questions;
+mod resolvers;
 
 pub use authenticator::PasswordResetAuthenticator;
 pub use params::{is_identifier, parse_column_list, Param};
+pub use resolvers::{CentralAccountResolver, SearchTableResolver};
 
 use prp_plugin_api::abi_stable::std_types::RVec;
 use prp_plugin_api::{
-    authenticator_box, Capabilities, HostServicesBox, PluginError, PluginInstance,
+    authenticator_box, resolver_box, Capabilities, HostServicesBox, PluginError, PluginInstance,
 };
 
 /// The plugin's name, as operators list it in `Plugins:Required`.
@@ -35,9 +38,12 @@ pub const PLUGIN_NAME: &str = "password-reset-authenticator";
 fn init(host: HostServicesBox) -> Result<PluginInstance, PluginError> {
     Ok(PluginInstance {
         authenticators: RVec::from(vec![authenticator_box(PasswordResetAuthenticator::new(
-            host,
+            host.clone(),
         ))]),
-        resolvers: RVec::new(),
+        resolvers: RVec::from(vec![
+            resolver_box(CentralAccountResolver { host: host.clone() }),
+            resolver_box(SearchTableResolver { host }),
+        ]),
     })
 }
 
@@ -45,6 +51,6 @@ prp_plugin_api::export_plugin! {
     name: PLUGIN_NAME,
     version: env!("CARGO_PKG_VERSION"),
     description: "Logs people in with a passcode, password questions, or user name and password",
-    provides: Capabilities::AUTHENTICATOR,
+    provides: Capabilities::AUTHENTICATOR.union(Capabilities::RESOLVER),
     init: init,
 }

@@ -1,5 +1,7 @@
 //! The authenticator's configuration parameters and how their values are read.
 
+use prp_plugin_api::{HostServicesBox, PluginError};
+
 /// The parameters under `QER\Person\PasswordResetAuthenticator`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Param {
@@ -36,6 +38,57 @@ impl Param {
         format!(r"{}\{}", Self::ROOT, self.name())
     }
 }
+
+/// Reads this plugin's parameters through the host services.
+pub struct Params<'a> {
+    host: &'a HostServicesBox,
+}
+
+impl<'a> Params<'a> {
+    pub fn new(host: &'a HostServicesBox) -> Self {
+        Self { host }
+    }
+
+    /// The value in force, `None` when unset, disabled or blank.
+    pub fn get(&self, p: Param) -> Result<Option<String>, PluginError> {
+        self.host
+            .parameter(p.path().as_str().into())
+            .into_result()
+            .map(|v| {
+                v.into_option()
+                    .map(|s| s.into_string())
+                    .filter(|s| !s.trim().is_empty())
+            })
+    }
+
+    /// A whole number, or `default` when unset; an error names the parameter when it is not.
+    pub fn count(&self, p: Param, default: u32) -> Result<u32, PluginError> {
+        match self.get(p)? {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse::<u32>().map_err(|_| {
+                PluginError::config(format!("{}: \"{raw}\" is not a whole number", p.path()))
+            }),
+        }
+    }
+
+    /// A boolean parameter (unset is false).
+    pub fn flag(&self, p: Param) -> Result<bool, PluginError> {
+        Ok(self.get(p)?.and_then(|v| parse_bool(&v)).unwrap_or(false))
+    }
+
+    /// An API configuration key as a boolean (unset or unreadable is false: fail closed).
+    pub fn key_on(&self, key: &str) -> Result<bool, PluginError> {
+        self.host.api_key(key.into()).into_result().map(|v| {
+            v.into_option()
+                .and_then(|s| parse_bool(&s))
+                .unwrap_or(false)
+        })
+    }
+}
+
+/// Defaults when the parameters are unset.
+pub const DEFAULT_DEFINITIONS: u32 = 3;
+pub const DEFAULT_REQUESTS: u32 = 2;
 
 /// A table or column name the portal may put into SQL: ASCII letters, digits and `_`, not
 /// starting with a digit, at most 63 characters (PostgreSQL's limit). Anything else is refused,

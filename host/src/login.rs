@@ -1,0 +1,336 @@
+//! Logging in, as the host runs it for every authenticator: admission control, resolution
+//! through the resolvers, the authenticator's decision, padding to a constant number of
+//! hashes, the audit record and the session. Every denial looks the same to the client.
+
+use crate::plugins::{CallError, CallGate};
+use crate::security::{take_hash_count, Hasher};
+use crate::store::{AuditEvent, SessionKind, Store};
+use prp_plugin_api::abi_stable::std_types::{RString, RVec};
+use prp_plugin_api::{
+    AuthenticatorBox, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
+    ResolvedAccount, ResolverBox,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Input limits: longer input is denied like any other failure.
+pub const MAX_LOGIN_NAME: usize = 256;
+pub const MAX_SECRET: usize = 1024;
+pub const MAX_ANSWERS: usize = 10;
+pub const MAX_ANSWER: usize = 256;
+
+/// A login attempt as the HTTP layer received it.
+pub struct LoginInput {
+    pub method: LoginMethod,
+    pub login_name: String,
+    pub secret: String,
+    pub answers: Vec<(String, String)>,
+    pub remote_addr: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum LoginResult {
+    Granted {
+        token: String,
+        expires_at: i64,
+        kind: SessionKind,
+    },
+    /// Every failure, whatever the reason.
+    Denied,
+    /// Too many logins in progress: try again shortly.
+    Busy,
+}
+
+pub struct LoginService {
+    pub store: Store,
+    pub gate: CallGate,
+    pub hasher: Arc<Hasher>,
+    pub authenticator: Arc<AuthenticatorBox>,
+    pub resolvers: Vec<(String, Arc<ResolverBox>)>,
+    pub max_pending: usize,
+    pub session_seconds: i64,
+    pub reset_session_seconds: i64,
+    pending: AtomicUsize,
+}
+
+/// Counts a login in progress for as long as it lives.
+struct Pending<'a>(&'a AtomicUsize);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl LoginService {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        gate: CallGate,
+        hasher: Arc<Hasher>,
+        authenticator: Arc<AuthenticatorBox>,
+        resolvers: Vec<(String, Arc<ResolverBox>)>,
+        max_pending: usize,
+        session_seconds: i64,
+        reset_session_seconds: i64,
+    ) -> Self {
+        Self {
+            store,
+            gate,
+            hasher,
+            authenticator,
+            resolvers,
+            max_pending,
+            session_seconds,
+            reset_session_seconds,
+            pending: AtomicUsize::new(0),
+        }
+    }
+
+    /// Logins in progress now.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    fn admit(&self) -> Option<Pending<'_>> {
+        let before = self.pending.fetch_add(1, Ordering::SeqCst);
+        let guard = Pending(&self.pending);
+        (before < self.max_pending).then_some(guard)
+    }
+
+    /// Every account any resolver in use finds for the name. A resolver that fails makes the
+    /// whole resolution fail: deny rather than decide on part of the picture.
+    pub async fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, String> {
+        let mut out = Vec::new();
+        for (id, resolver) in &self.resolvers {
+            let r = Arc::clone(resolver);
+            let name = login_name.to_owned();
+            let found = self
+                .gate
+                .call(move || r.resolve(name.as_str().into()))
+                .await
+                .map_err(|e| format!("resolver {id}: {e}"))?;
+            for mut account in found {
+                account.resolver = RString::from(id.as_str());
+                out.push(account);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn login(&self, input: LoginInput) -> LoginResult {
+        let method = input.method.name();
+        let Some(_pending) = self.admit() else {
+            self.audit(
+                &input,
+                None,
+                "failure",
+                "overloaded: too many logins in progress",
+            )
+            .await;
+            return LoginResult::Busy;
+        };
+        let hashes = if input.method == LoginMethod::QUESTIONS {
+            input.answers.len().max(1)
+        } else {
+            1
+        };
+        let too_long = input.login_name.len() > MAX_LOGIN_NAME
+            || input.secret.len() > MAX_SECRET
+            || input.answers.len() > MAX_ANSWERS
+            || input
+                .answers
+                .iter()
+                .any(|(id, a)| id.len() > MAX_ANSWER || a.len() > MAX_ANSWER);
+        if too_long || input.login_name.trim().is_empty() {
+            self.pad(hashes).await;
+            let why = if too_long {
+                "input over the length limits"
+            } else {
+                "empty login name"
+            };
+            self.audit(&input, None, "failure", why).await;
+            return LoginResult::Denied;
+        }
+        let candidates = match self.resolve(&input.login_name).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("login name resolution failed: {e}");
+                self.pad(hashes).await;
+                self.audit(&input, None, "failure", &format!("resolution failed: {e}"))
+                    .await;
+                return LoginResult::Denied;
+            }
+        };
+        let request = LoginRequest {
+            method: input.method,
+            login_name: input.login_name.as_str().into(),
+            secret: input.secret.as_str().into(),
+            answers: input
+                .answers
+                .iter()
+                .map(|(id, a)| QuestionAnswer {
+                    question_id: id.as_str().into(),
+                    answer: a.as_str().into(),
+                })
+                .collect::<RVec<_>>(),
+            candidates: candidates.into_iter().collect(),
+        };
+        let auth = Arc::clone(&self.authenticator);
+        let hasher = Arc::clone(&self.hasher);
+        let decided = self
+            .gate
+            .call(move || {
+                take_hash_count();
+                let outcome = auth.login(&request);
+                // Pad to the same number of hashes on every path (unknown names included).
+                for _ in take_hash_count() as usize..hashes {
+                    hasher.dummy_verify();
+                }
+                outcome
+            })
+            .await;
+        let outcome = match decided {
+            Ok(o) => o,
+            Err(e) => {
+                let why = match &e {
+                    CallError::Plugin(p) => format!("authenticator failed: {p}"),
+                    other => other.to_string(),
+                };
+                tracing::error!(
+                    method,
+                    "login denied because the authenticator failed: {why}"
+                );
+                self.audit(&input, None, "failure", &why).await;
+                return LoginResult::Denied;
+            }
+        };
+        let person = outcome
+            .person_uid
+            .as_ref()
+            .map(|p| p.to_string())
+            .into_option();
+        if !outcome.granted {
+            self.audit(
+                &input,
+                person.as_deref(),
+                "failure",
+                outcome.reason.as_str(),
+            )
+            .await;
+            return LoginResult::Denied;
+        }
+        let Some(person_uid) = person else {
+            self.audit(
+                &input,
+                None,
+                "failure",
+                "authenticator granted a login without a person",
+            )
+            .await;
+            return LoginResult::Denied;
+        };
+        let kind = if outcome.session.is_full() && input.method == LoginMethod::PASSWORD {
+            SessionKind::Full
+        } else {
+            SessionKind::Reset
+        };
+        let lifetime = match kind {
+            SessionKind::Full => self.session_seconds,
+            SessionKind::Reset => self.reset_session_seconds,
+        };
+        match self
+            .store
+            .create_session(&person_uid, method, kind, lifetime)
+            .await
+        {
+            Ok((token, expires_at)) => {
+                self.audit(
+                    &input,
+                    Some(&person_uid),
+                    "success",
+                    outcome.reason.as_str(),
+                )
+                .await;
+                LoginResult::Granted {
+                    token,
+                    expires_at,
+                    kind,
+                }
+            }
+            Err(e) => {
+                tracing::error!("cannot create a session: {e}");
+                self.audit(
+                    &input,
+                    Some(&person_uid),
+                    "failure",
+                    "session could not be created",
+                )
+                .await;
+                LoginResult::Denied
+            }
+        }
+    }
+
+    /// The questions to show for a login name (real or decoy; the client can't tell which).
+    pub async fn challenge(&self, login_name: &str) -> Result<Vec<QuestionChallenge>, String> {
+        if login_name.len() > MAX_LOGIN_NAME {
+            return Err("login name too long".into());
+        }
+        let candidates = self.resolve(login_name).await?;
+        let auth = Arc::clone(&self.authenticator);
+        let name = login_name.to_owned();
+        self.gate
+            .call(move || {
+                let c: RVec<ResolvedAccount> = candidates.into_iter().collect();
+                auth.challenge(name.as_str().into(), c.as_rslice())
+            })
+            .await
+            .map(|v| v.into_iter().collect())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Dummy hashes on a blocking thread, for denials decided before the authenticator ran.
+    async fn pad(&self, hashes: usize) {
+        let hasher = Arc::clone(&self.hasher);
+        let _ = tokio::task::spawn_blocking(move || {
+            for _ in 0..hashes {
+                hasher.dummy_verify();
+            }
+        })
+        .await;
+    }
+
+    async fn audit(
+        &self,
+        input: &LoginInput,
+        person_uid: Option<&str>,
+        outcome: &str,
+        reason: &str,
+    ) {
+        let event = AuditEvent {
+            event: "login",
+            outcome,
+            method: Some(input.method.name()),
+            login_name: Some(truncate(&input.login_name, MAX_LOGIN_NAME)),
+            person_uid,
+            reason: Some(reason),
+            actor: None,
+            remote_addr: input.remote_addr.as_deref(),
+        };
+        if let Err(e) = self.store.audit(&event).await {
+            tracing::error!("audit log write failed: {e}");
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

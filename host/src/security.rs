@@ -1,0 +1,272 @@
+//! Secrets: random tokens and ids, passcodes, answer normalisation, and argon2id hashing under
+//! a limit on concurrent hashes (each takes 19 MiB or more).
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use unicode_normalization::UnicodeNormalization;
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // The OS generator failing means the machine can't produce secrets: nothing safe to do.
+    #[allow(clippy::expect_used)]
+    getrandom::getrandom(&mut buf).expect("the operating system's random generator failed");
+    buf
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A 256-bit random token, as 64 hex digits.
+pub fn random_token() -> String {
+    hex(&random_bytes::<32>())
+}
+
+/// A random id in the 8-4-4-4-12 hex form.
+pub fn random_id() -> String {
+    format_id(&random_bytes::<16>())
+}
+
+/// 16 bytes in the 8-4-4-4-12 hex form.
+pub fn format_id(b: &[u8]) -> String {
+    let h = hex(&b[..16.min(b.len())]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// SHA-256 of a session token, as stored.
+pub fn token_digest(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// HMAC-SHA256 of `data` under `key`, as hex.
+pub fn keyed_digest(key: &str, data: &str) -> String {
+    #[allow(clippy::expect_used)]
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(data.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A new passcode: 80 random bits as 16 Crockford base-32 characters in four groups
+/// (`7KQ2-M9XD-4HBW-R1TZ`): easy to read out (no I, L, O or U) and to type.
+pub fn new_passcode() -> String {
+    let bytes = random_bytes::<10>();
+    let mut bits: u128 = 0;
+    for b in bytes {
+        bits = (bits << 8) | u128::from(b);
+    }
+    let chars: Vec<char> = (0..16)
+        .rev()
+        .map(|i| CROCKFORD[((bits >> (i * 5)) & 31) as usize] as char)
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Normalises a typed passcode: case, dashes and spaces don't matter, and the letters people
+/// confuse with digits (O, I, L) count as those digits. `None` when it can't be a passcode.
+pub fn normalize_passcode(input: &str) -> Option<String> {
+    let mut out = String::with_capacity(16);
+    for c in input.chars() {
+        let c = match c.to_ascii_uppercase() {
+            '-' | ' ' => continue,
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        };
+        if !CROCKFORD.contains(&(c as u8)) || !c.is_ascii() {
+            return None;
+        }
+        out.push(c);
+    }
+    (out.len() == 16).then_some(out)
+}
+
+/// The rule answers are compared by: Unicode NFKC, lower case, surrounding white space removed
+/// and inner runs of white space made one space. `" Ｍüller  Straße "` → `"müller straße"`.
+pub fn normalize_answer(answer: &str) -> String {
+    let folded: String = answer.nfkc().collect::<String>().to_lowercase();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("argon2: {0}")]
+    Argon2(String),
+}
+
+thread_local! {
+    /// How many hashes this thread computed: lets the host pad a login to a constant number
+    /// of hashes, whatever path it took.
+    static HASHES: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Hashes computed on this thread since the last call.
+pub fn take_hash_count() -> u32 {
+    HASHES.with(|c| c.replace(0))
+}
+
+/// argon2id with OWASP's minimum (19 MiB, t = 2, p = 1) or more, in PHC strings, with at most
+/// `workers` hashes at a time. All methods block: call them on a blocking thread.
+pub struct Hasher {
+    argon2: Argon2<'static>,
+    slots: Mutex<usize>,
+    freed: Condvar,
+    waiting: AtomicUsize,
+    dummy: String,
+}
+
+impl Hasher {
+    pub const MIN_MEMORY_KIB: u32 = 19 * 1024;
+    pub const MIN_ITERATIONS: u32 = 2;
+
+    pub fn new(workers: usize, memory_kib: u32, iterations: u32) -> Result<Self, HashError> {
+        let params = Params::new(
+            memory_kib.max(Self::MIN_MEMORY_KIB),
+            iterations.max(Self::MIN_ITERATIONS),
+            1,
+            None,
+        )
+        .map_err(|e| HashError::Argon2(e.to_string()))?;
+        let mut hasher = Self {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            slots: Mutex::new(workers.max(1)),
+            freed: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+            dummy: String::new(),
+        };
+        hasher.dummy = hasher.hash(&random_token())?;
+        take_hash_count();
+        Ok(hasher)
+    }
+
+    /// Hashes waiting for a free worker.
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    fn with_slot<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut free = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            while *free == 0 {
+                free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+            }
+            *free -= 1;
+        }
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let out = f();
+        *self.slots.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.freed.notify_one();
+        HASHES.with(|c| c.set(c.get() + 1));
+        out
+    }
+
+    /// A PHC string of `secret` with a fresh salt.
+    pub fn hash(&self, secret: &str) -> Result<String, HashError> {
+        let salt = SaltString::encode_b64(&random_bytes::<16>())
+            .map_err(|e| HashError::Argon2(e.to_string()))?;
+        self.with_slot(|| {
+            self.argon2
+                .hash_password(secret.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| HashError::Argon2(e.to_string()))
+        })
+    }
+
+    /// Whether `secret` matches `phc` (compared in constant time by argon2). A malformed hash
+    /// costs the same as a real one and never matches.
+    pub fn verify(&self, phc: &str, secret: &str) -> bool {
+        match PasswordHash::new(phc) {
+            Ok(parsed) => self.with_slot(|| {
+                self.argon2
+                    .verify_password(secret.as_bytes(), &parsed)
+                    .is_ok()
+            }),
+            Err(_) => {
+                self.dummy_verify();
+                false
+            }
+        }
+    }
+
+    /// A verification against a hash nobody knows the secret of: spends the time a real one
+    /// would, so that a missing account takes as long as a present one.
+    pub fn dummy_verify(&self) {
+        if let Ok(parsed) = PasswordHash::new(&self.dummy) {
+            let _ = self.with_slot(|| {
+                self.argon2
+                    .verify_password(b"not the secret", &parsed)
+                    .is_ok()
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passcodes_have_80_bits_and_normalise() {
+        let p = new_passcode();
+        assert_eq!(p.len(), 19, "{p}");
+        assert_eq!(p.matches('-').count(), 3);
+        let n = normalize_passcode(&p.to_lowercase()).unwrap_or_default();
+        assert_eq!(n, p.replace('-', ""));
+        assert_eq!(
+            normalize_passcode("o1il-0000-0000-0000").as_deref(),
+            Some("0111000000000000")
+        );
+        assert_eq!(normalize_passcode("short"), None);
+        assert_eq!(normalize_passcode("UUUU-0000-0000-0000"), None);
+        assert_ne!(new_passcode(), new_passcode());
+    }
+
+    #[test]
+    fn answers_normalise() {
+        assert_eq!(normalize_answer("  Ｍüller \t Straße "), "müller straße");
+        assert_eq!(normalize_answer("Cafe\u{301}"), normalize_answer("Café"));
+        assert_eq!(normalize_answer("FLUFFY"), "fluffy");
+    }
+
+    #[test]
+    fn hashes_are_argon2id_phc_and_verify() {
+        let h = Hasher::new(1, Hasher::MIN_MEMORY_KIB, 2).unwrap_or_else(|e| panic!("{e}"));
+        let phc = h.hash("correct horse").unwrap_or_default();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        take_hash_count();
+        assert!(h.verify(&phc, "correct horse"));
+        assert!(!h.verify(&phc, "wrong"));
+        assert!(!h.verify("not a hash", "x"));
+        assert_eq!(
+            take_hash_count(),
+            3,
+            "a malformed hash must cost one hash too"
+        );
+    }
+
+    #[test]
+    fn keyed_digests_depend_on_the_key() {
+        assert_eq!(keyed_digest("k", "a"), keyed_digest("k", "a"));
+        assert_ne!(keyed_digest("k", "a"), keyed_digest("k2", "a"));
+        assert_eq!(keyed_digest("k", "a").len(), 64);
+    }
+}

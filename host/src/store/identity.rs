@@ -1,0 +1,547 @@
+//! Read-only access to the operator's identity tables: `Person`, and the target-system table
+//! named by `SearchTable`. Table and column names come from configuration, so they are checked
+//! against the live schema first and only the names the schema reports, which are also valid
+//! identifiers, are ever quoted into SQL.
+//!
+//! Case rule: login names match case-insensitively for the ASCII letters A–Z; every other
+//! character must match exactly. Both dialects apply the same rule ([`Dialect::ascii_lower`]).
+
+use super::{Dialect, Store, StoreError};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A person, as the portal needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub uid: String,
+    pub central_account: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub manager_uid: Option<String>,
+    pub inactive: bool,
+}
+
+/// The target-system search the `SearchTable`, `SearchColumn`, `DisabledBy` and `EnabledBy`
+/// parameters describe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SearchTableConfig {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub disabled_by: Vec<String>,
+    pub enabled_by: Vec<String>,
+}
+
+/// A login-name search in a target-system table.
+#[derive(Debug, Clone)]
+pub struct AccountSearch {
+    pub config: SearchTableConfig,
+    pub login_name: String,
+}
+
+/// An account whose login name matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub table: String,
+    pub account_uid: String,
+    /// `None` when the account is assigned to nobody.
+    pub person_uid: Option<String>,
+    pub matched_column: String,
+    /// `DisabledBy: Locked` or `EnabledBy: Active` when a flag refuses the account.
+    pub refused_by: Option<String>,
+}
+
+/// What is wrong with the configured search table, naming the parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaProblem {
+    pub parameter: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for SchemaProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.parameter, self.message)
+    }
+}
+
+/// The search table as the live schema spells it.
+#[derive(Debug, Clone)]
+struct ResolvedTable {
+    table: String,
+    key: String,
+    uid_person: String,
+    columns: Vec<String>,
+    disabled_by: Vec<String>,
+    enabled_by: Vec<String>,
+}
+
+type Validation = Result<ResolvedTable, Vec<SchemaProblem>>;
+
+/// Schema validations, remembered for a minute so a login doesn't introspect the schema.
+#[derive(Default)]
+pub struct IdentitySchema {
+    cache: Mutex<HashMap<SearchTableConfig, (Instant, Validation)>>,
+}
+
+const CACHE_FOR: Duration = Duration::from_secs(60);
+const PERSON_COLUMNS: &[&str] = &[
+    "UID_Person",
+    "CentralAccount",
+    "FirstName",
+    "LastName",
+    "UID_PersonHead",
+    "IsInActive",
+];
+
+/// A table or column name that may be quoted into SQL.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 63
+}
+
+fn quote(ident: &str) -> String {
+    // Only ever called with names that passed `is_identifier`, which excludes `"`.
+    format!("\"{ident}\"")
+}
+
+impl Dialect {
+    /// Lower-cases A–Z only, identically in both dialects (SQLite's `lower` already does just
+    /// that; PostgreSQL's would fold other letters too).
+    pub fn ascii_lower(self, expr: &str) -> String {
+        match self {
+            Self::Sqlite => format!("lower({expr})"),
+            Self::Postgres => format!(
+                "translate({expr}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+            ),
+        }
+    }
+
+    /// The actual name of a table, matched case-insensitively.
+    async fn table_name(self, store: &Store, name: &str) -> Result<Option<String>, StoreError> {
+        let sql = match self {
+            Self::Sqlite => "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND lower(name) = lower($1)",
+            Self::Postgres => "SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = current_schema() AND lower(table_name::text) = lower($1)",
+        };
+        Ok(sqlx::query_scalar(sql)
+            .bind(name)
+            .fetch_optional(store.pool())
+            .await?)
+    }
+
+    /// `(column, declared type, is primary key)` of a table.
+    async fn columns(
+        self,
+        store: &Store,
+        table: &str,
+    ) -> Result<Vec<(String, String, bool)>, StoreError> {
+        match self {
+            Self::Sqlite => {
+                let rows = sqlx::query("SELECT name, type, pk FROM pragma_table_info($1)")
+                    .bind(table)
+                    .fetch_all(store.pool())
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get("name")?,
+                            r.try_get("type")?,
+                            r.try_get::<i64, _>("pk")? > 0,
+                        ))
+                    })
+                    .collect()
+            }
+            Self::Postgres => {
+                let rows = sqlx::query(
+                    "SELECT c.column_name::text AS name, c.data_type::text AS type,
+                            CAST(CASE WHEN EXISTS (
+                                SELECT 1 FROM information_schema.table_constraints tc
+                                JOIN information_schema.key_column_usage k
+                                  ON k.constraint_name = tc.constraint_name AND k.table_schema = tc.table_schema
+                                WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = c.table_schema
+                                  AND tc.table_name = c.table_name AND k.column_name = c.column_name
+                            ) THEN 1 ELSE 0 END AS BIGINT) AS pk
+                     FROM information_schema.columns c
+                     WHERE c.table_schema = current_schema() AND c.table_name = $1
+                     ORDER BY c.ordinal_position",
+                )
+                .bind(table)
+                .fetch_all(store.pool())
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get("name")?,
+                            r.try_get("type")?,
+                            r.try_get::<i64, _>("pk")? > 0,
+                        ))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// `(column, referenced table, referenced column)` of a table's foreign keys.
+    async fn foreign_keys(
+        self,
+        store: &Store,
+        table: &str,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let sql = match self {
+            Self::Sqlite => "SELECT \"from\" AS col, \"table\" AS ref_table, \"to\" AS ref_col FROM pragma_foreign_key_list($1)",
+            Self::Postgres => {
+                "SELECT k.column_name::text AS col, u.table_name::text AS ref_table, u.column_name::text AS ref_col
+                 FROM information_schema.table_constraints tc
+                 JOIN information_schema.key_column_usage k
+                   ON k.constraint_name = tc.constraint_name AND k.table_schema = tc.table_schema
+                 JOIN information_schema.constraint_column_usage u
+                   ON u.constraint_name = tc.constraint_name AND u.table_schema = tc.table_schema
+                 WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = current_schema() AND tc.table_name = $1"
+            }
+        };
+        let rows = sqlx::query(sql).bind(table).fetch_all(store.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                let ref_col: Option<String> = r.try_get("ref_col")?;
+                Ok((
+                    r.try_get("col")?,
+                    r.try_get("ref_table")?,
+                    ref_col.unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    fn is_boolean_type(self, declared: &str) -> bool {
+        let t = declared.to_ascii_lowercase();
+        match self {
+            Self::Sqlite => t.contains("bool") || t == "bit",
+            Self::Postgres => t == "boolean",
+        }
+    }
+}
+
+/// The schema's spelling of each configured column, checking that it exists (and is boolean
+/// when `boolean`).
+fn resolve_columns(
+    d: Dialect,
+    table: &str,
+    cols: &[(String, String, bool)],
+    parameter: &'static str,
+    names: &[String],
+    boolean: bool,
+    problems: &mut Vec<SchemaProblem>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in names {
+        let problem = |message: String| SchemaProblem { parameter, message };
+        match cols.iter().find(|(c, _, _)| c.eq_ignore_ascii_case(n)) {
+            None => problems.push(problem(format!("table \"{table}\" has no column \"{n}\""))),
+            Some((actual, ty, _)) if boolean && !d.is_boolean_type(ty) => problems.push(problem(
+                format!("column \"{table}.{actual}\" is {ty}, not boolean"),
+            )),
+            Some((actual, _, _)) if !is_identifier(actual) => problems.push(problem(format!(
+                "column \"{actual}\" has a name the portal won't quote into SQL"
+            ))),
+            Some((actual, _, _)) => out.push(actual.clone()),
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Checks that `Person` has the columns the portal reads.
+    pub async fn check_person_table(&self) -> Result<Vec<SchemaProblem>, StoreError> {
+        let d = self.dialect();
+        let Some(table) = d.table_name(self, "Person").await? else {
+            return Ok(vec![SchemaProblem {
+                parameter: "Person",
+                message: "the identity table \"Person\" does not exist in this database".into(),
+            }]);
+        };
+        let cols = d.columns(self, &table).await?;
+        Ok(PERSON_COLUMNS
+            .iter()
+            .filter(|c| !cols.iter().any(|(n, _, _)| n == *c))
+            .map(|c| SchemaProblem {
+                parameter: "Person",
+                message: format!("table \"{table}\" has no column \"{c}\""),
+            })
+            .collect())
+    }
+
+    /// Checks the search table against the live schema: it exists, has a `UID_Person` foreign
+    /// key to `Person` and a one-column primary key, the columns exist and the flags are boolean.
+    pub async fn check_search_table(
+        &self,
+        config: &SearchTableConfig,
+    ) -> Result<Vec<SchemaProblem>, StoreError> {
+        Ok(match self.resolve_search_table(config).await? {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems,
+        })
+    }
+
+    async fn resolve_search_table(
+        &self,
+        config: &SearchTableConfig,
+    ) -> Result<Result<ResolvedTable, Vec<SchemaProblem>>, StoreError> {
+        if let Ok(cache) = self.identity.cache.lock() {
+            if let Some((at, result)) = cache.get(config) {
+                if at.elapsed() < CACHE_FOR {
+                    return Ok(result.clone());
+                }
+            }
+        }
+        let result = self.introspect_search_table(config).await?;
+        if let Ok(mut cache) = self.identity.cache.lock() {
+            cache.insert(config.clone(), (Instant::now(), result.clone()));
+        }
+        Ok(result)
+    }
+
+    async fn introspect_search_table(
+        &self,
+        config: &SearchTableConfig,
+    ) -> Result<Result<ResolvedTable, Vec<SchemaProblem>>, StoreError> {
+        let d = self.dialect();
+        let problem =
+            |parameter: &'static str, message: String| SchemaProblem { parameter, message };
+        if !is_identifier(&config.table) {
+            return Ok(Err(vec![problem(
+                "SearchTable",
+                format!("\"{}\" is not a valid table name", config.table),
+            )]));
+        }
+        let Some(table) = d.table_name(self, &config.table).await? else {
+            return Ok(Err(vec![problem(
+                "SearchTable",
+                format!("table \"{}\" does not exist", config.table),
+            )]));
+        };
+        if !is_identifier(&table) {
+            return Ok(Err(vec![problem(
+                "SearchTable",
+                format!("table \"{table}\" has a name the portal won't quote into SQL"),
+            )]));
+        }
+        let cols = d.columns(self, &table).await?;
+        let mut problems = Vec::new();
+        let find = |name: &str| {
+            cols.iter()
+                .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+                .cloned()
+        };
+
+        let fks = d.foreign_keys(self, &table).await?;
+        let uid_person = ["UID_Person", "CCC_UID_Person"]
+            .iter()
+            .find_map(|c| find(c));
+        let uid_person = match uid_person {
+            None => {
+                problems.push(problem(
+                    "SearchTable",
+                    format!("table \"{table}\" has no UID_Person column"),
+                ));
+                None
+            }
+            Some((name, _, _)) => {
+                let references_person = fks.iter().any(|(col, ref_table, ref_col)| {
+                    col.eq_ignore_ascii_case(&name)
+                        && ref_table.eq_ignore_ascii_case("Person")
+                        && (ref_col.is_empty() || ref_col.eq_ignore_ascii_case("UID_Person"))
+                });
+                if !references_person {
+                    problems.push(problem(
+                        "SearchTable",
+                        format!("table \"{table}\": column \"{name}\" is not a foreign key to Person(UID_Person)"),
+                    ));
+                }
+                Some(name)
+            }
+        };
+        let pk: Vec<&(String, String, bool)> = cols.iter().filter(|(_, _, pk)| *pk).collect();
+        let key = match pk.as_slice() {
+            [one] => Some(one.0.clone()),
+            _ => {
+                problems.push(problem(
+                    "SearchTable",
+                    format!("table \"{table}\" needs a one-column primary key to tell its accounts apart"),
+                ));
+                None
+            }
+        };
+        if config.columns.is_empty() {
+            problems.push(problem(
+                "SearchColumn",
+                "is not set: name the column(s) that hold login names".into(),
+            ));
+        }
+        let columns = resolve_columns(
+            d,
+            &table,
+            &cols,
+            "SearchColumn",
+            &config.columns,
+            false,
+            &mut problems,
+        );
+        let disabled_by = resolve_columns(
+            d,
+            &table,
+            &cols,
+            "DisabledBy",
+            &config.disabled_by,
+            true,
+            &mut problems,
+        );
+        let enabled_by = resolve_columns(
+            d,
+            &table,
+            &cols,
+            "EnabledBy",
+            &config.enabled_by,
+            true,
+            &mut problems,
+        );
+        match (problems.is_empty(), key, uid_person) {
+            (true, Some(key), Some(uid_person)) => Ok(Ok(ResolvedTable {
+                table,
+                key,
+                uid_person,
+                columns,
+                disabled_by,
+                enabled_by,
+            })),
+            _ => Ok(Err(problems)),
+        }
+    }
+
+    /// Accounts in the search table whose configured columns match the login name. Fails
+    /// (closed) when the configuration doesn't match the live schema.
+    pub async fn search_accounts(
+        &self,
+        search: &AccountSearch,
+    ) -> Result<Vec<AccountRow>, StoreError> {
+        let t = match self.resolve_search_table(&search.config).await? {
+            Ok(t) => t,
+            Err(problems) => {
+                let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                return Err(StoreError::Invalid(format!(
+                    "search table misconfigured: {}",
+                    text.join("; ")
+                )));
+            }
+        };
+        let d = self.dialect();
+        let mut flags = Vec::new();
+        for (i, c) in t.disabled_by.iter().enumerate() {
+            flags.push(format!(
+                "CAST(CASE WHEN {} THEN 1 ELSE 0 END AS BIGINT) AS d{i}",
+                quote(c)
+            ));
+        }
+        for (i, c) in t.enabled_by.iter().enumerate() {
+            flags.push(format!(
+                "CAST(CASE WHEN {} THEN 1 ELSE 0 END AS BIGINT) AS e{i}",
+                quote(c)
+            ));
+        }
+        let flag_sql = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", flags.join(", "))
+        };
+        let name = search.login_name.to_ascii_lowercase();
+        let mut out: Vec<AccountRow> = Vec::new();
+        for column in &t.columns {
+            let sql = format!(
+                "SELECT CAST({key} AS TEXT) AS account_uid, CAST({uid} AS TEXT) AS person_uid{flag_sql} FROM {table} WHERE {col} = $1",
+                key = quote(&t.key),
+                uid = quote(&t.uid_person),
+                table = quote(&t.table),
+                col = d.ascii_lower(&quote(column)),
+            );
+            for r in sqlx::query(&sql).bind(&name).fetch_all(self.pool()).await? {
+                let account_uid: String = r.try_get("account_uid")?;
+                if out.iter().any(|a| a.account_uid == account_uid) {
+                    continue;
+                }
+                let mut refused_by = None;
+                for (i, c) in t.disabled_by.iter().enumerate() {
+                    if refused_by.is_none() && r.try_get::<i64, _>(format!("d{i}").as_str())? != 0 {
+                        refused_by = Some(format!("DisabledBy: {c}"));
+                    }
+                }
+                for (i, c) in t.enabled_by.iter().enumerate() {
+                    if refused_by.is_none() && r.try_get::<i64, _>(format!("e{i}").as_str())? == 0 {
+                        refused_by = Some(format!("EnabledBy: {c}"));
+                    }
+                }
+                out.push(AccountRow {
+                    table: t.table.clone(),
+                    account_uid,
+                    person_uid: r.try_get("person_uid")?,
+                    matched_column: column.clone(),
+                    refused_by,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn person_select(&self) -> String {
+        "SELECT CAST(\"UID_Person\" AS TEXT) AS uid, \"CentralAccount\" AS central_account, \"FirstName\" AS first_name,
+                \"LastName\" AS last_name, CAST(\"UID_PersonHead\" AS TEXT) AS manager_uid,
+                CAST(CASE WHEN \"IsInActive\" THEN 1 ELSE 0 END AS BIGINT) AS inactive
+         FROM \"Person\""
+            .to_owned()
+    }
+
+    fn person_from(r: &sqlx::any::AnyRow) -> Result<Person, StoreError> {
+        Ok(Person {
+            uid: r.try_get("uid")?,
+            central_account: r
+                .try_get::<Option<String>, _>("central_account")?
+                .unwrap_or_default(),
+            first_name: r
+                .try_get::<Option<String>, _>("first_name")?
+                .unwrap_or_default(),
+            last_name: r
+                .try_get::<Option<String>, _>("last_name")?
+                .unwrap_or_default(),
+            manager_uid: r
+                .try_get::<Option<String>, _>("manager_uid")?
+                .filter(|m| !m.is_empty()),
+            inactive: r.try_get::<i64, _>("inactive")? != 0,
+        })
+    }
+
+    /// Persons whose central account matches the login name (by the case rule).
+    pub async fn persons_by_central_account(
+        &self,
+        login_name: &str,
+    ) -> Result<Vec<Person>, StoreError> {
+        let sql = format!(
+            "{} WHERE {} = $1",
+            self.person_select(),
+            self.dialect().ascii_lower("\"CentralAccount\"")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(login_name.to_ascii_lowercase())
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(Self::person_from).collect()
+    }
+
+    pub async fn person(&self, uid: &str) -> Result<Option<Person>, StoreError> {
+        let sql = format!("{} WHERE \"UID_Person\" = $1", self.person_select());
+        let row = sqlx::query(&sql)
+            .bind(uid)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(Self::person_from).transpose()
+    }
+}

@@ -1,0 +1,261 @@
+//! Failure counters and locks, per person, in the database: they hold across restarts and
+//! across servers, and every update is a single atomic statement.
+
+use super::{Store, StoreError};
+
+/// What a lock covers. `All` counts failures of every method together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockScope {
+    All,
+    Password,
+    Questions,
+    Passcode,
+}
+
+impl LockScope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Password => "password",
+            Self::Questions => "questions",
+            Self::Passcode => "passcode",
+        }
+    }
+    fn param(self) -> &'static str {
+        match self {
+            Self::All => "All",
+            Self::Password => "Password",
+            Self::Questions => "Questions",
+            Self::Passcode => "Passcode",
+        }
+    }
+}
+
+/// Thresholds of one scope: `max_failures` within `window` seconds lock for `lock` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopePolicy {
+    pub max_failures: i64,
+    pub window: i64,
+    pub lock: i64,
+}
+
+/// The lockout rules. Defaults follow ASVS/NIST (at most 100 failures an hour across all
+/// methods) and are far stricter for questions and passcodes. Each can be set with parameters
+/// under `PRP\Lockout` (see [`LockoutPolicy::PARAMETERS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub all: ScopePolicy,
+    pub password: ScopePolicy,
+    pub questions: ScopePolicy,
+    pub passcode: ScopePolicy,
+    /// Wrong guesses after which a passcode is invalidated.
+    pub passcode_max_guesses: i64,
+    /// Wrong answers after which a question is locked.
+    pub question_max_failures: i64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            all: ScopePolicy {
+                max_failures: 100,
+                window: 3600,
+                lock: 3600,
+            },
+            password: ScopePolicy {
+                max_failures: 10,
+                window: 3600,
+                lock: 1800,
+            },
+            questions: ScopePolicy {
+                max_failures: 5,
+                window: 3600,
+                lock: 86_400,
+            },
+            passcode: ScopePolicy {
+                max_failures: 5,
+                window: 3600,
+                lock: 3600,
+            },
+            passcode_max_guesses: 3,
+            question_max_failures: 3,
+        }
+    }
+}
+
+impl LockoutPolicy {
+    pub const ROOT: &'static str = r"PRP\Lockout";
+
+    /// The parameter paths that tune the policy, with what each means.
+    pub const PARAMETERS: &'static [(&'static str, &'static str)] = &[
+        (
+            r"PRP\Lockout\<Scope>\MaxFailures",
+            "failures in the window that lock (Scope: All, Password, Questions, Passcode)",
+        ),
+        (r"PRP\Lockout\<Scope>\WindowMinutes", "the counting window"),
+        (
+            r"PRP\Lockout\<Scope>\LockMinutes",
+            "how long the lock lasts",
+        ),
+        (
+            r"PRP\Lockout\PasscodeMaxGuesses",
+            "wrong guesses that invalidate a passcode",
+        ),
+        (
+            r"PRP\Lockout\QuestionMaxFailures",
+            "wrong answers that lock a question",
+        ),
+    ];
+
+    pub fn scope(&self, scope: LockScope) -> ScopePolicy {
+        match scope {
+            LockScope::All => self.all,
+            LockScope::Password => self.password,
+            LockScope::Questions => self.questions,
+            LockScope::Passcode => self.passcode,
+        }
+    }
+}
+
+impl Store {
+    /// The policy in force, with each value that is set (and valid) replacing the default.
+    /// Invalid values are reported, and the default stays in force for them.
+    pub async fn lockout_policy(&self) -> Result<(LockoutPolicy, Vec<String>), StoreError> {
+        let mut policy = LockoutPolicy::default();
+        let mut problems = Vec::new();
+        let mut read = |value: Option<String>,
+                        path: String,
+                        min: i64,
+                        max: i64,
+                        target: &mut i64,
+                        scale: i64| {
+            if let Some(v) = value {
+                match v.trim().parse::<i64>() {
+                    Ok(n) if (min..=max).contains(&n) => *target = n * scale,
+                    _ => problems.push(format!("{path}: \"{v}\" is not a whole number from {min} to {max}; the default applies")),
+                }
+            }
+        };
+        for scope in [
+            LockScope::All,
+            LockScope::Password,
+            LockScope::Questions,
+            LockScope::Passcode,
+        ] {
+            let mut p = policy.scope(scope);
+            let base = format!(r"{}\{}", LockoutPolicy::ROOT, scope.param());
+            let max_cap = if scope == LockScope::All { 100 } else { 1000 };
+            for (name, min, max, scale) in [
+                ("MaxFailures", 1, max_cap, 1),
+                ("WindowMinutes", 1, 10_080, 60),
+                ("LockMinutes", 1, 525_600, 60),
+            ] {
+                let path = format!(r"{base}\{name}");
+                let value = self.parameter_value(&path).await?;
+                let target = match name {
+                    "MaxFailures" => &mut p.max_failures,
+                    "WindowMinutes" => &mut p.window,
+                    _ => &mut p.lock,
+                };
+                read(value, path, min, max, target, scale);
+            }
+            match scope {
+                LockScope::All => policy.all = p,
+                LockScope::Password => policy.password = p,
+                LockScope::Questions => policy.questions = p,
+                LockScope::Passcode => policy.passcode = p,
+            }
+        }
+        let path = format!(r"{}\PasscodeMaxGuesses", LockoutPolicy::ROOT);
+        read(
+            self.parameter_value(&path).await?,
+            path,
+            1,
+            20,
+            &mut policy.passcode_max_guesses,
+            1,
+        );
+        let path = format!(r"{}\QuestionMaxFailures", LockoutPolicy::ROOT);
+        read(
+            self.parameter_value(&path).await?,
+            path,
+            1,
+            20,
+            &mut policy.question_max_failures,
+            1,
+        );
+        Ok((policy, problems))
+    }
+
+    /// When the person is locked for this scope (or for all methods), until when.
+    pub async fn locked_until(
+        &self,
+        person_uid: &str,
+        scope: LockScope,
+    ) -> Result<Option<i64>, StoreError> {
+        let until: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(locked_until) FROM prp_failure WHERE person_uid = $1 AND scope IN ('all', $2) AND locked_until > $3",
+        )
+        .bind(person_uid)
+        .bind(scope.name())
+        .bind(self.now())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(until)
+    }
+
+    /// Counts a failure in the scope and in `all`; locks a scope whose count reaches its
+    /// threshold. Returns whether the person is now locked for this scope.
+    pub async fn record_failure(
+        &self,
+        person_uid: &str,
+        scope: LockScope,
+        policy: &LockoutPolicy,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut locked = false;
+        for s in [scope, LockScope::All] {
+            let p = policy.scope(s);
+            let failures: i64 = sqlx::query_scalar(
+                "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
+                 VALUES ($1, $2, $3, 1, 0)
+                 ON CONFLICT (person_uid, scope) DO UPDATE SET
+                   failures = CASE WHEN prp_failure.window_start <= $4 THEN 1 ELSE prp_failure.failures + 1 END,
+                   window_start = CASE WHEN prp_failure.window_start <= $4 THEN $3 ELSE prp_failure.window_start END
+                 RETURNING failures",
+            )
+            .bind(person_uid)
+            .bind(s.name())
+            .bind(now)
+            .bind(now - p.window)
+            .fetch_one(self.pool())
+            .await?;
+            if failures >= p.max_failures {
+                sqlx::query(
+                    "UPDATE prp_failure SET locked_until = $3 WHERE person_uid = $1 AND scope = $2 AND locked_until < $3",
+                )
+                .bind(person_uid)
+                .bind(s.name())
+                .bind(now + p.lock)
+                .execute(self.pool())
+                .await?;
+                locked = true;
+            }
+        }
+        Ok(locked)
+    }
+
+    /// Clears the scope's counter and lock (after a successful login, or a password reset).
+    pub async fn clear_failures(
+        &self,
+        person_uid: &str,
+        scope: LockScope,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM prp_failure WHERE person_uid = $1 AND scope = $2")
+            .bind(person_uid)
+            .bind(scope.name())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

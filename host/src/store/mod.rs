@@ -1,0 +1,184 @@
+//! The portal's database: its own tables (managed by migrations), and read-only access to the
+//! operator's identity tables. One `AnyPool` serves SQLite and PostgreSQL; every query is
+//! written once with `$n` placeholders, which both accept. What differs between the two lives in
+//! [`Dialect`] alone: migrations and schema introspection.
+
+mod audit;
+mod identity;
+mod lockout;
+mod params;
+mod secrets;
+mod sessions;
+
+pub use audit::{AuditEvent, AuditRecord};
+pub use identity::{
+    is_identifier, AccountRow, AccountSearch, Person, SchemaProblem, SearchTableConfig,
+};
+pub use lockout::{LockScope, LockoutPolicy};
+pub use params::{ApiKeyScope, ApiKeyValue, Parameter};
+pub use secrets::{AnswerOutcome, PasscodeOutcome, QuestionRow};
+pub use sessions::{Session, SessionKind};
+
+use crate::clock::Clock;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::AnyPool;
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("unsupported database URL; use sqlite://… or postgres://…")]
+    Unsupported,
+}
+
+/// The SQL dialects the portal speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
+        match self {
+            Self::Sqlite => &[(
+                1,
+                "portal",
+                include_str!("../../migrations/sqlite/0001_portal.sql"),
+            )],
+            Self::Postgres => &[(
+                1,
+                "portal",
+                include_str!("../../migrations/postgres/0001_portal.sql"),
+            )],
+        }
+    }
+}
+
+/// The embedded migrations of one dialect, as sqlx's migrator wants them.
+#[derive(Debug)]
+struct Embedded(Dialect);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures_core::future::BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        let migrations = self
+            .0
+            .migrations()
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    Cow::Borrowed(sql),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+/// The database and the clock the portal's rules run on.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+    clock: Arc<dyn Clock>,
+    identity: Arc<identity::IdentitySchema>,
+}
+
+impl Store {
+    /// Connects to `url` (already resolved, see `db::database_url`).
+    pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of_url(url).ok_or(StoreError::Unsupported)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        if dialect == Dialect::Sqlite {
+            // Readers don't block the writer; kept in the file, so set once is enough.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        Ok(Self::from_pool(pool, dialect, clock))
+    }
+
+    pub fn from_pool(pool: AnyPool, dialect: Dialect, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            pool,
+            dialect,
+            clock,
+            identity: Arc::default(),
+        }
+    }
+
+    /// Applies the portal's pending migrations. Never touches operator tables.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = Migrator::new(Embedded(self.dialect)).await?;
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Migrations the database hasn't had yet, by description.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        // No migrations table yet means nothing was applied.
+        let applied: Vec<i64> =
+            sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success = $1")
+                .bind(true)
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
+        Ok(self
+            .dialect
+            .migrations()
+            .iter()
+            .filter(|(v, _, _)| !applied.contains(v))
+            .map(|(v, name, _)| format!("{v:04}_{name}"))
+            .collect())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+}
+
+/// 0/1 integers for flags, the same in both dialects.
+pub(crate) fn flag(b: bool) -> i64 {
+    i64::from(b)
+}

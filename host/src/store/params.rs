@@ -1,0 +1,367 @@
+//! The configuration store: hierarchical parameters (`QER\Person\PasswordResetAuthenticator\…`)
+//! and the portal's API configuration keys, global or local to one server.
+//!
+//! Reads go to the database every time, so a change made with `prp-host params`/`keys` takes
+//! effect on every server at its next request, without a restart.
+
+use super::{flag, Store, StoreError};
+use sqlx::Row;
+
+/// One stored parameter and whether it is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    pub path: String,
+    pub value: Option<String>,
+    pub enabled: bool,
+    /// The nearest disabled ancestor (or the parameter itself), when there is one.
+    pub disabled_by: Option<String>,
+}
+
+impl Parameter {
+    /// In force: it and all its parents are enabled.
+    pub fn in_force(&self) -> bool {
+        self.disabled_by.is_none()
+    }
+}
+
+/// Normalises a parameter path: the UI form `QER | Person | X` and the stored form `QER\Person\X`
+/// are the same path. Segments are letters, digits, `_`, `-` and `.`.
+pub fn normalize_path(path: &str) -> Result<String, StoreError> {
+    let segments: Vec<&str> = path.split(['\\', '|']).map(str::trim).collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(StoreError::Invalid(format!(
+            "parameter path \"{path}\" has an empty segment"
+        )));
+    }
+    if let Some(bad) = segments.iter().find(|s| {
+        !s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    }) {
+        return Err(StoreError::Invalid(format!(
+            "parameter path \"{path}\": segment \"{bad}\" may only hold letters, digits, _, - and ."
+        )));
+    }
+    Ok(segments.join("\\"))
+}
+
+/// `A\B\C` → `["A", "A\B", "A\B\C"]`.
+fn ancestors_and_self(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for seg in path.split('\\') {
+        if !current.is_empty() {
+            current.push('\\');
+        }
+        current.push_str(seg);
+        out.push(current.clone());
+    }
+    out
+}
+
+impl Store {
+    async fn parameter_rows(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<(String, Option<String>, bool)>, StoreError> {
+        let mut out = Vec::new();
+        for key in keys {
+            let row =
+                sqlx::query("SELECT path, value, enabled FROM prp_parameter WHERE path_key = $1")
+                    .bind(key.to_ascii_lowercase())
+                    .fetch_optional(self.pool())
+                    .await?;
+            if let Some(r) = row {
+                out.push((
+                    r.try_get("path")?,
+                    r.try_get("value")?,
+                    r.try_get::<i64, _>("enabled")? != 0,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A parameter with its in-force state, or `None` when it was never set.
+    pub async fn parameter(&self, path: &str) -> Result<Option<Parameter>, StoreError> {
+        let path = normalize_path(path)?;
+        let chain = ancestors_and_self(&path);
+        let rows = self.parameter_rows(&chain).await?;
+        let Some((stored_path, value, enabled)) = rows
+            .iter()
+            .find(|(p, _, _)| p.eq_ignore_ascii_case(&path))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        // Ancestors first: the outermost disabled node is what an operator has to enable.
+        let disabled_by = chain.iter().find_map(|c| {
+            rows.iter()
+                .find(|(p, _, e)| p.eq_ignore_ascii_case(c) && !e)
+                .map(|(p, _, _)| p.clone())
+        });
+        Ok(Some(Parameter {
+            path: stored_path,
+            value,
+            enabled,
+            disabled_by,
+        }))
+    }
+
+    /// The value of a parameter in force, else `None`. What plugins see.
+    pub async fn parameter_value(&self, path: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .parameter(path)
+            .await?
+            .filter(Parameter::in_force)
+            .and_then(|p| p.value))
+    }
+
+    /// Sets a value, keeping the enabled state (new parameters are enabled).
+    pub async fn set_parameter(&self, path: &str, value: Option<&str>) -> Result<(), StoreError> {
+        let path = normalize_path(path)?;
+        sqlx::query(
+            "INSERT INTO prp_parameter (path_key, path, value, enabled, updated_at) VALUES ($1, $2, $3, 1, $4)
+             ON CONFLICT (path_key) DO UPDATE SET value = $3, updated_at = $4",
+        )
+        .bind(path.to_ascii_lowercase())
+        .bind(&path)
+        .bind(value)
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Enables or disables a parameter or a whole branch (a parent node is created if needed).
+    pub async fn set_parameter_enabled(&self, path: &str, enabled: bool) -> Result<(), StoreError> {
+        let path = normalize_path(path)?;
+        sqlx::query(
+            "INSERT INTO prp_parameter (path_key, path, value, enabled, updated_at) VALUES ($1, $2, NULL, $3, $4)
+             ON CONFLICT (path_key) DO UPDATE SET enabled = $3, updated_at = $4",
+        )
+        .bind(path.to_ascii_lowercase())
+        .bind(&path)
+        .bind(flag(enabled))
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Every stored parameter under `prefix` (all when `None`), sorted by path.
+    pub async fn list_parameters(
+        &self,
+        prefix: Option<&str>,
+    ) -> Result<Vec<Parameter>, StoreError> {
+        let prefix = prefix.map(normalize_path).transpose()?;
+        let rows = sqlx::query("SELECT path FROM prp_parameter ORDER BY path_key")
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let path: String = r.try_get("path")?;
+            let lower = path.to_ascii_lowercase();
+            if let Some(p) = &prefix {
+                let p = p.to_ascii_lowercase();
+                if lower != p && !lower.starts_with(&format!("{p}\\")) {
+                    continue;
+                }
+            }
+            if let Some(param) = self.parameter(&path).await? {
+                out.push(param);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where an API configuration key value lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeyScope {
+    /// In the database, for every server.
+    Global,
+    /// In the database, for the named server only; overrides global.
+    Local(String),
+}
+
+impl ApiKeyScope {
+    fn column(&self) -> String {
+        match self {
+            Self::Global => "global".to_owned(),
+            Self::Local(server) => format!("local:{}", server.to_ascii_lowercase()),
+        }
+    }
+}
+
+/// The effective value of a key and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyValue {
+    pub name: &'static str,
+    pub value: String,
+    /// `local`, `global` or `default`.
+    pub source: &'static str,
+    pub description: &'static str,
+}
+
+struct KeySpec {
+    name: &'static str,
+    default: &'static str,
+    description: &'static str,
+    check: fn(&str) -> Result<String, String>,
+}
+
+fn check_bool(v: &str) -> Result<String, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok("true".into()),
+        "0" | "false" | "no" | "off" => Ok("false".into()),
+        _ => Err(format!("\"{v}\" is not a boolean (true or false)")),
+    }
+}
+
+fn check_hours(v: &str) -> Result<String, String> {
+    match v.trim().parse::<u32>() {
+        Ok(h) if (1..=720).contains(&h) => Ok(h.to_string()),
+        _ => Err(format!("\"{v}\" is not a number of hours from 1 to 720")),
+    }
+}
+
+const KEYS: &[KeySpec] = &[
+    KeySpec {
+        name: "EnablePasscodeLogin",
+        default: "false",
+        description: "people may log in with a passcode from their manager or the help desk",
+        check: check_bool,
+    },
+    KeySpec {
+        name: "EnablePasswordProfileLogin",
+        default: "false",
+        description: "people may log in by answering their password questions",
+        check: check_bool,
+    },
+    KeySpec {
+        name: "VI_Employee_MasterData_PassCode_HoursValid",
+        default: "8",
+        description: "how many hours a passcode stays valid",
+        check: check_hours,
+    },
+];
+
+fn spec(name: &str) -> Result<&'static KeySpec, StoreError> {
+    KEYS.iter()
+        .find(|k| k.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "unknown API configuration key \"{name}\" (known: {})",
+                KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+            ))
+        })
+}
+
+impl Store {
+    /// Sets a key in a scope, after checking the value.
+    pub async fn set_api_key(
+        &self,
+        scope: &ApiKeyScope,
+        name: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let spec = spec(name)?;
+        let value =
+            (spec.check)(value).map_err(|e| StoreError::Invalid(format!("{}: {e}", spec.name)))?;
+        sqlx::query(
+            "INSERT INTO prp_api_key (scope, name_key, name, value, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (scope, name_key) DO UPDATE SET value = $4, updated_at = $5",
+        )
+        .bind(scope.column())
+        .bind(spec.name.to_ascii_lowercase())
+        .bind(spec.name)
+        .bind(&value)
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a key from a scope, so the next scope (or the default) applies.
+    pub async fn unset_api_key(&self, scope: &ApiKeyScope, name: &str) -> Result<bool, StoreError> {
+        let spec = spec(name)?;
+        let done = sqlx::query("DELETE FROM prp_api_key WHERE scope = $1 AND name_key = $2")
+            .bind(scope.column())
+            .bind(spec.name.to_ascii_lowercase())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The effective value for `server`: local, else global, else the default.
+    pub async fn api_key(&self, server: &str, name: &str) -> Result<ApiKeyValue, StoreError> {
+        let spec = spec(name)?;
+        for (scope, source) in [
+            (ApiKeyScope::Local(server.to_owned()), "local"),
+            (ApiKeyScope::Global, "global"),
+        ] {
+            let v: Option<String> = sqlx::query_scalar(
+                "SELECT value FROM prp_api_key WHERE scope = $1 AND name_key = $2",
+            )
+            .bind(scope.column())
+            .bind(spec.name.to_ascii_lowercase())
+            .fetch_optional(self.pool())
+            .await?;
+            if let Some(value) = v {
+                return Ok(ApiKeyValue {
+                    name: spec.name,
+                    value,
+                    source,
+                    description: spec.description,
+                });
+            }
+        }
+        Ok(ApiKeyValue {
+            name: spec.name,
+            value: spec.default.to_owned(),
+            source: "default",
+            description: spec.description,
+        })
+    }
+
+    /// Every known key's effective value for `server`.
+    pub async fn api_keys(&self, server: &str) -> Result<Vec<ApiKeyValue>, StoreError> {
+        let mut out = Vec::new();
+        for k in KEYS {
+            out.push(self.api_key(server, k.name).await?);
+        }
+        Ok(out)
+    }
+
+    /// A boolean key's effective value.
+    pub async fn api_flag(&self, server: &str, name: &str) -> Result<bool, StoreError> {
+        Ok(self.api_key(server, name).await?.value == "true")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalise() {
+        assert_eq!(
+            normalize_path("QER | Person | PasswordResetAuthenticator | SearchTable")
+                .ok()
+                .as_deref(),
+            Some(r"QER\Person\PasswordResetAuthenticator\SearchTable")
+        );
+        assert!(normalize_path(r"QER\\X").is_err());
+        assert!(normalize_path(r"QER\X Y").is_err());
+        assert_eq!(ancestors_and_self(r"A\B\C"), vec!["A", r"A\B", r"A\B\C"]);
+    }
+
+    #[test]
+    fn key_values_are_checked() {
+        assert_eq!(check_bool("1").ok().as_deref(), Some("true"));
+        assert!(check_bool("maybe").is_err());
+        assert!(check_hours("0").is_err());
+        assert!(spec("enablepasscodelogin").is_ok());
+        assert!(spec("EnablePascodeLogin").is_err());
+    }
+}

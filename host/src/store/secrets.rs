@@ -1,0 +1,271 @@
+//! Passcodes, password questions, stored credentials and server keys: only hashes are stored,
+//! and each consuming or counting update is one atomic statement. Hashing happens outside,
+//! in `security`, so no database transaction waits on an argon2 computation.
+
+use super::{Store, StoreError};
+use sqlx::Row;
+
+/// A person's question as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuestionRow {
+    pub id: String,
+    pub question: String,
+    pub answer_hash: String,
+    pub sort_order: i64,
+    pub failures: i64,
+    pub locked: bool,
+}
+
+/// The result of presenting a passcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasscodeOutcome {
+    /// Right, and this call consumed it: nobody else can use it.
+    Consumed,
+    /// Right, but another login consumed (or a new issue replaced) it first.
+    AlreadyUsed,
+    Wrong,
+    /// Wrong, and that was the last allowed guess: it is gone.
+    WrongAndInvalidated,
+    Expired,
+    NoneIssued,
+}
+
+/// The result of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerOutcome {
+    Right,
+    Wrong,
+    /// Wrong, and the question is now locked.
+    WrongAndLocked,
+}
+
+impl Store {
+    /// Stores a passcode's hash, replacing any earlier one of the person.
+    pub async fn issue_passcode(
+        &self,
+        person_uid: &str,
+        hash: &str,
+        valid_for: i64,
+        issued_by: &str,
+    ) -> Result<i64, StoreError> {
+        let now = self.now();
+        let expires_at = now + valid_for;
+        sqlx::query(
+            "INSERT INTO prp_passcode (person_uid, hash, issued_at, expires_at, issued_by, failures)
+             VALUES ($1, $2, $3, $4, $5, 0)
+             ON CONFLICT (person_uid) DO UPDATE SET hash = $2, issued_at = $3, expires_at = $4, issued_by = $5, failures = 0",
+        )
+        .bind(person_uid)
+        .bind(hash)
+        .bind(now)
+        .bind(expires_at)
+        .bind(issued_by)
+        .execute(self.pool())
+        .await?;
+        Ok(expires_at)
+    }
+
+    /// The person's passcode hash and expiry, if one was issued.
+    pub async fn passcode(&self, person_uid: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let row = sqlx::query("SELECT hash, expires_at FROM prp_passcode WHERE person_uid = $1")
+            .bind(person_uid)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok((r.try_get("hash")?, r.try_get("expires_at")?)))
+            .transpose()
+    }
+
+    /// Consumes the passcode with this hash if it is still there and unexpired. Exactly one of
+    /// any number of concurrent callers gets `true`.
+    pub async fn consume_passcode(&self, person_uid: &str, hash: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM prp_passcode WHERE person_uid = $1 AND hash = $2 AND expires_at > $3",
+        )
+        .bind(person_uid)
+        .bind(hash)
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Counts a wrong guess; invalidates the passcode at `max_guesses`. Returns whether it did.
+    pub async fn passcode_wrong_guess(
+        &self,
+        person_uid: &str,
+        hash: &str,
+        max_guesses: i64,
+    ) -> Result<bool, StoreError> {
+        let failures: Option<i64> = sqlx::query_scalar(
+            "UPDATE prp_passcode SET failures = failures + 1 WHERE person_uid = $1 AND hash = $2 RETURNING failures",
+        )
+        .bind(person_uid)
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?;
+        match failures {
+            Some(n) if n >= max_guesses => {
+                self.delete_passcode(person_uid, Some(hash)).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Deletes the person's passcode (only the one with `hash`, when given).
+    pub async fn delete_passcode(
+        &self,
+        person_uid: &str,
+        hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match hash {
+            Some(h) => sqlx::query("DELETE FROM prp_passcode WHERE person_uid = $1 AND hash = $2")
+                .bind(person_uid)
+                .bind(h),
+            None => sqlx::query("DELETE FROM prp_passcode WHERE person_uid = $1").bind(person_uid),
+        }
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The person's questions, in their order.
+    pub async fn questions(&self, person_uid: &str) -> Result<Vec<QuestionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, question, answer_hash, sort_order, failures, locked FROM prp_question
+             WHERE person_uid = $1 ORDER BY sort_order, id",
+        )
+        .bind(person_uid)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QuestionRow {
+                    id: r.try_get("id")?,
+                    question: r.try_get("question")?,
+                    answer_hash: r.try_get("answer_hash")?,
+                    sort_order: r.try_get("sort_order")?,
+                    failures: r.try_get("failures")?,
+                    locked: r.try_get::<i64, _>("locked")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a question with its answer's hash; returns its id.
+    pub async fn add_question(
+        &self,
+        person_uid: &str,
+        question: &str,
+        answer_hash: &str,
+    ) -> Result<String, StoreError> {
+        let id = crate::security::random_id();
+        let next: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(sort_order), 0) + 1 FROM prp_question WHERE person_uid = $1",
+        )
+        .bind(person_uid)
+        .fetch_one(self.pool())
+        .await?;
+        sqlx::query(
+            "INSERT INTO prp_question (id, person_uid, question, answer_hash, sort_order, failures, locked, created_at)
+             VALUES ($1, $2, $3, $4, $5, 0, 0, $6)",
+        )
+        .bind(&id)
+        .bind(person_uid)
+        .bind(question)
+        .bind(answer_hash)
+        .bind(next)
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// Counts a wrong answer and locks the question at `max_failures`. Returns whether it is
+    /// now locked.
+    pub async fn question_wrong(&self, id: &str, max_failures: i64) -> Result<bool, StoreError> {
+        let locked: Option<i64> = sqlx::query_scalar(
+            "UPDATE prp_question SET failures = failures + 1,
+                    locked = CASE WHEN failures + 1 >= $2 THEN 1 ELSE locked END
+             WHERE id = $1 RETURNING locked",
+        )
+        .bind(id)
+        .bind(max_failures)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(locked.unwrap_or(0) != 0)
+    }
+
+    /// Deletes the person's questions with these ids (`InvalidateUsedQuery`).
+    pub async fn delete_questions(
+        &self,
+        person_uid: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        for id in ids {
+            sqlx::query("DELETE FROM prp_question WHERE person_uid = $1 AND id = $2")
+                .bind(person_uid)
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a password hash for the central account (`source` = `Person`, `account_uid` =
+    /// the person) or a target-system account.
+    pub async fn set_credential(
+        &self,
+        source: &str,
+        account_uid: &str,
+        person_uid: &str,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO prp_credential (source, account_uid, person_uid, hash, set_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (source, account_uid) DO UPDATE SET person_uid = $3, hash = $4, set_at = $5",
+        )
+        .bind(source)
+        .bind(account_uid)
+        .bind(person_uid)
+        .bind(hash)
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The stored hash of one credential, if it belongs to `person_uid`.
+    pub async fn credential(
+        &self,
+        source: &str,
+        account_uid: &str,
+        person_uid: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT hash FROM prp_credential WHERE source = $1 AND account_uid = $2 AND person_uid = $3",
+        )
+        .bind(source)
+        .bind(account_uid)
+        .bind(person_uid)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// A server-side random key shared by every server, created on first use.
+    pub async fn server_key(&self, name: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO prp_secret (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(crate::security::random_token())
+        .execute(self.pool())
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM prp_secret WHERE name = $1")
+                .bind(name)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+}
