@@ -137,7 +137,7 @@ impl Scene {
     pub fn appsettings(&self, files: &[&Path], required: &[&str], token: bool) -> PathBuf {
         let mut cs = serde_json::json!({"Database": "sqlite://prp.db?mode=rwc"});
         if token {
-            cs[r"QER\Person\PasswordResetAuthenticator\ApplicationToken"] = "test-token".into();
+            cs[prp_host::config::APPLICATION_TOKEN] = TEST_TOKEN.into();
         }
         let cfg = serde_json::json!({
             "ConnectionStrings": cs,
@@ -145,7 +145,15 @@ impl Scene {
             "Plugins": {"Files": files, "Required": required, "CallTimeoutMs": 5000},
             "Logging": {"Level": "info"},
         });
-        self.write("appsettings.json", &cfg.to_string())
+        let path = self.write("appsettings.json", &cfg.to_string());
+        if token {
+            // Store the token's hash, as an operator does once per installation.
+            let out = host_command(&path, &["token", "adopt"])
+                .output()
+                .expect("prp-host runs");
+            assert!(out.status.success(), "token adopt failed: {}", stderr(&out));
+        }
+        path
     }
 
     /// Runs `prp-host ARGS --config CONFIG` to completion.
@@ -267,4 +275,193 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The databases the portal is tested on: SQLite always, PostgreSQL when
+/// `PRP_TEST_POSTGRES_URL` is set (`.ci/run` sets it).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The backends to run a test on, saying so when PostgreSQL is skipped.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    match std::env::var("PRP_TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => out.push(Backend::Postgres(url)),
+        _ => {
+            eprintln!("PRP_TEST_POSTGRES_URL is not set: skipping the PostgreSQL run of this test")
+        }
+    }
+    out
+}
+
+/// A database of its own for one test: a SQLite file in a scratch directory, or a PostgreSQL
+/// database created for the test and dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    admin_url: Option<String>,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: &Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("portal.db").display()
+                );
+                Self {
+                    url,
+                    backend: backend.clone(),
+                    admin_url: None,
+                    name: String::new(),
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres(admin) => {
+                sqlx::any::install_default_drivers();
+                let name = format!("prp_t_{}", &prp_host::security::random_token()[..16]);
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
+                    .await
+                    .expect("connect to PRP_TEST_POSTGRES_URL");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create the test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+                Self {
+                    url: format!("{base}/{name}"),
+                    backend: backend.clone(),
+                    admin_url: Some(admin.clone()),
+                    name,
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// The portal's store on this database, migrated, on the given clock.
+    pub async fn store_with(
+        &self,
+        clock: std::sync::Arc<dyn prp_host::clock::Clock>,
+    ) -> prp_host::store::Store {
+        let store = prp_host::store::Store::connect(&self.url, clock)
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    pub async fn store(&self) -> prp_host::store::Store {
+        self.store_with(std::sync::Arc::new(prp_host::clock::SystemClock))
+            .await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(admin) = self.admin_url.clone() else {
+            return;
+        };
+        let name = self.name.clone();
+        // Best effort, on a thread of its own: Drop may run inside a runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) =
+                    <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await
+                {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The ApplicationToken the test portals are configured with.
+pub const TEST_TOKEN: &str = "test-application-token-0123456789";
+
+/// A hasher for seeding (OWASP minimum parameters, one worker per core).
+pub fn hasher() -> std::sync::Arc<prp_host::security::Hasher> {
+    static ONCE: OnceLock<std::sync::Arc<prp_host::security::Hasher>> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        std::sync::Arc::new(
+            prp_host::security::Hasher::new(2, prp_host::security::Hasher::MIN_MEMORY_KIB, 2)
+                .expect("hasher"),
+        )
+    })
+    .clone()
+}
+
+/// Stores the hash of `token` as the ApplicationToken parameter, as `prp-host token` does.
+pub async fn store_token(store: &prp_host::store::Store, token: &str) {
+    let hash = prp_host::demo::hash(&hasher(), token).await.expect("hash");
+    store
+        .set_parameter(prp_host::config::APPLICATION_TOKEN, Some(&hash))
+        .await
+        .expect("store token hash");
+}
+
+impl Scene {
+    /// A config for a portal on `db_url` with the real plugin required and `token` (if any) in
+    /// its ConnectionStrings. Extra `Host` settings can be merged in.
+    pub fn portal_config(
+        &self,
+        db_url: &str,
+        token: Option<&str>,
+        host: serde_json::Value,
+    ) -> PathBuf {
+        let mut cs = serde_json::json!({ "Database": db_url });
+        if let Some(t) = token {
+            cs[prp_host::config::APPLICATION_TOKEN] = t.into();
+        }
+        let mut host_section =
+            serde_json::json!({"Listen": "127.0.0.1:0", "ServerName": "test-server"});
+        if let (Some(h), Some(extra)) = (host_section.as_object_mut(), host.as_object()) {
+            for (k, v) in extra {
+                h.insert(k.clone(), v.clone());
+            }
+        }
+        let cfg = serde_json::json!({
+            "ConnectionStrings": cs,
+            "Host": host_section,
+            "Plugins": {
+                "Files": [artifacts().lib("password-reset-authenticator")],
+                "Required": ["password-reset-authenticator"],
+                "CallTimeoutMs": 20000,
+            },
+            "Logging": {"Level": "warn"},
+        });
+        self.write("appsettings.json", &cfg.to_string())
+    }
+}
+
+impl Server {
+    /// POSTs JSON; returns (status, body).
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
+        http(self.addr, "POST", path, Some(&body.to_string()))
+    }
 }

@@ -61,17 +61,28 @@ fn the_real_plugin_loads_and_answers() {
     let p = &report["loaded"][0];
     assert_eq!(p["name"], REAL);
     assert_eq!(p["abi_version"], prp_host_abi_version());
-    assert_eq!(p["provides"], serde_json::json!(["authenticator"]));
+    assert_eq!(
+        p["provides"],
+        serde_json::json!(["authenticator", "resolver"])
+    );
     assert_eq!(p["authenticators"], serde_json::json!(["password-reset"]));
+    assert_eq!(
+        p["resolvers"],
+        serde_json::json!(["central-account", "search-table"])
+    );
     assert_eq!(p["sha256"].as_str().map(str::len), Some(64));
 
     // The self-check is a real call through the ABI and the host services: it reads the
-    // connection strings the host was given.
+    // connection strings the host was given and the token hash in the configuration store.
     let with_token = scene.run(
         &scene.appsettings(&[a.lib(REAL)], &[REAL], true),
         &["check"],
     );
-    assert!(with_token.status.success(), "{}", stdout(&with_token));
+    let out = stdout(&with_token);
+    assert!(
+        out.contains(r#"ok      authenticator "password-reset" (password-reset-authenticator) self-check: passed"#),
+        "{out}"
+    );
     let without = scene.run(
         &scene.appsettings(&[a.lib(REAL)], &[REAL], false),
         &["check"],
@@ -266,7 +277,7 @@ fn every_library_in_the_plugin_directory_is_loaded() {
     assert_eq!(lines.len(), 2, "{text}");
     assert!(
         lines[0].starts_with(
-            "loaded    password-reset-authenticator 0.1.0 (ABI 1.0.0), provides authenticator:"
+            "loaded    password-reset-authenticator 0.1.0 (ABI 1.0.0), provides authenticator, resolver:"
         ),
         "{text}"
     );

@@ -103,38 +103,50 @@ impl PasswordResetAuthenticator {
         Params::new(&self.host)
     }
 
-    /// Whether the host's ApplicationToken matches the hash in the configuration store, and
-    /// why not. Checked once per stored hash: a rotation is picked up on the next call.
-    fn token_problem(&self) -> Result<Option<String>, PluginError> {
+    /// Why the authenticator must refuse to work, as (subject, problem), when the host's
+    /// ApplicationToken is missing or doesn't match the hash in the configuration store.
+    /// Checked once per stored hash: a rotation is picked up on the next call.
+    fn token_problem(&self) -> Result<Option<(String, String)>, PluginError> {
         let name = Param::ApplicationToken.path();
         let configured = match self.host.connection_string(name.as_str().into()) {
             ROption::RSome(t) if !t.trim().is_empty() => t,
             _ => {
-                return Ok(Some(format!(
-                    "ConnectionStrings:{name} is not set: the authenticator refuses to work without the ApplicationToken in the host's ConnectionStrings"
+                return Ok(Some((
+                    format!("ConnectionStrings:{name}"),
+                    "not set: the authenticator refuses to work without the ApplicationToken in the host's ConnectionStrings".into(),
                 )))
             }
         };
         let Some(stored) = self.params().get(Param::ApplicationToken)? else {
-            return Ok(Some(format!(
-                "{name}: no token hash is stored in the configuration store; run `prp-host token new`"
+            return Ok(Some((
+                name,
+                "no token hash is stored in the configuration store (or it is not in force); run `prp-host token new`".into(),
             )));
         };
-        if let Ok(cache) = self.token_check.lock() {
-            if let Some((hash, ok)) = cache.as_ref() {
-                if *hash == stored {
-                    return Ok((!ok).then(|| mismatch(&name)));
+        let cached = self.token_check.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(hash, _)| *hash == stored)
+                .map(|(_, ok)| *ok)
+        });
+        let ok = match cached {
+            Some(ok) => ok,
+            None => {
+                let ok = self
+                    .host
+                    .verify_hash(stored.as_str().into(), configured.as_str().into())
+                    .into_result()?;
+                if let Ok(mut cache) = self.token_check.lock() {
+                    *cache = Some((stored, ok));
                 }
+                ok
             }
-        }
-        let ok = self
-            .host
-            .verify_hash(stored.as_str().into(), configured.as_str().into())
-            .into_result()?;
-        if let Ok(mut cache) = self.token_check.lock() {
-            *cache = Some((stored, ok));
-        }
-        Ok((!ok).then(|| mismatch(&name)))
+        };
+        Ok((!ok).then(|| {
+            (
+                format!("ConnectionStrings:{name}"),
+                "does not match the token hash in the configuration store (rotated? see `prp-host token new`)".into(),
+            )
+        }))
     }
 
     /// The search-table settings, as a query to validate against the live schema.
@@ -202,7 +214,8 @@ impl PasswordResetAuthenticator {
     }
 
     fn decide(&self, request: &LoginRequest) -> Result<LoginOutcome, PluginError> {
-        if let Some(problem) = self.token_problem()? {
+        if let Some((subject, problem)) = self.token_problem()? {
+            let problem = format!("{subject}: {problem}");
             self.host.log(LogLevel::ERROR, problem.as_str().into());
             return Ok(LoginOutcome::deny(
                 None,
@@ -315,10 +328,6 @@ impl PasswordResetAuthenticator {
     }
 }
 
-fn mismatch(name: &str) -> String {
-    format!("ConnectionStrings:{name} does not match the token hash in the configuration store (rotated? see `prp-host token new`)")
-}
-
 impl AuthenticatorImpl for PasswordResetAuthenticator {
     fn id(&self) -> String {
         "password-reset".to_owned()
@@ -328,11 +337,8 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
     /// schema), the question counts and the API keys.
     fn self_check(&self) -> Result<Vec<CheckFinding>, PluginError> {
         let mut findings = Vec::new();
-        if let Some(problem) = self.token_problem()? {
-            let (subject, message) = problem
-                .split_once(": ")
-                .unwrap_or(("ApplicationToken", problem.as_str()));
-            findings.push(CheckFinding::new(Severity::ERROR, subject, message));
+        if let Some((subject, problem)) = self.token_problem()? {
+            findings.push(CheckFinding::new(Severity::ERROR, subject, problem));
         }
         let params = self.params();
         let table = params.get(Param::SearchTable)?;
@@ -474,8 +480,8 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
         candidates: &[ResolvedAccount],
     ) -> Result<Vec<String>, PluginError> {
         let mut lines = Vec::new();
-        if let Some(problem) = self.token_problem()? {
-            lines.push(format!("every login is refused: {problem}"));
+        if let Some((subject, problem)) = self.token_problem()? {
+            lines.push(format!("every login is refused: {subject}: {problem}"));
         }
         let uid = match resolve(candidates) {
             Resolution::Nobody(why) => {

@@ -1,0 +1,853 @@
+//! Logging in over HTTP against the real host and the real plugin, on SQLite and (when
+//! `PRP_TEST_POSTGRES_URL` is set) PostgreSQL: each way in, each refusal, the same answer for
+//! every failure, lockouts, passcode races, questions, and misconfiguration.
+
+use prp_host::demo::{self, NewAccount, NewPerson};
+use prp_host::store::{ApiKeyScope, Store};
+use prp_tests::{
+    backends, hasher, host_command, stdout, store_token, Backend, Scene, Server, TestDb, TEST_TOKEN,
+};
+use serde_json::{json, Value};
+
+const ROOT: &str = r"QER\Person\PasswordResetAuthenticator";
+const CAROL_CENTRAL: &str = "carol-central-pw";
+const CAROL_ADS: &str = "carol-ads-pw";
+const FLAG_PW: &str = "flag-account-pw";
+
+fn person<'a>(uid: &'a str, central: &'a str) -> NewPerson<'a> {
+    NewPerson {
+        uid,
+        central_account: central,
+        first_name: "Test",
+        last_name: uid,
+        manager_uid: None,
+        inactive: false,
+    }
+}
+
+fn account<'a>(uid: &'a str, person_uid: &'a str, cn: &'a str, sam: &'a str) -> NewAccount<'a> {
+    NewAccount {
+        uid,
+        person_uid: Some(person_uid),
+        cn,
+        sam_account_name: sam,
+        locked: false,
+        disabled: false,
+        active: true,
+        enabled: true,
+    }
+}
+
+/// The identities every login test starts from.
+async fn seed(store: &Store) {
+    let h = hasher();
+    demo::create_identity_schema(store)
+        .await
+        .expect("identity schema");
+    for p in [
+        person("P-CAROL", "carol"),
+        person("P-DAN", "dan"),
+        person("P-SAM", "shared"),
+        person("P-LARS", "lars"),
+        person("P-DORA", "dora"),
+        person("P-NED", "ned"),
+        person("P-OKKO", "okko"),
+        person("P-QUINN", "quinn"),
+        person("P-PAT", "pat"),
+        NewPerson {
+            inactive: true,
+            ..person("P-INGRID", "ingrid")
+        },
+    ] {
+        demo::insert_person(store, &p).await.expect("person");
+    }
+    for a in [
+        account("A-CAROL", "P-CAROL", "Carol Example", "cexample"),
+        account("A-DAN", "P-DAN", "Dan Shared", "shared"),
+        NewAccount {
+            locked: true,
+            ..account("A-LOCKED", "P-LARS", "Lars", "locked.acct")
+        },
+        NewAccount {
+            disabled: true,
+            ..account("A-DISABLED", "P-DORA", "Dora", "disabled.acct")
+        },
+        NewAccount {
+            enabled: false,
+            ..account("A-NOTENABLED", "P-NED", "Ned", "notenabled.acct")
+        },
+        account("A-OK", "P-OKKO", "Okko", "ok.acct"),
+    ] {
+        demo::insert_account(store, &a).await.expect("account");
+    }
+    demo::set_central_password(store, &h, "P-CAROL", CAROL_CENTRAL)
+        .await
+        .expect("pw");
+    demo::set_central_password(store, &h, "P-INGRID", "ingrid-pw")
+        .await
+        .expect("pw");
+    demo::set_account_password(store, &h, "ADSAccount", "A-CAROL", "P-CAROL", CAROL_ADS)
+        .await
+        .expect("pw");
+    for a in ["A-LOCKED", "A-DISABLED", "A-NOTENABLED", "A-OK"] {
+        let p = match a {
+            "A-LOCKED" => "P-LARS",
+            "A-DISABLED" => "P-DORA",
+            "A-NOTENABLED" => "P-NED",
+            _ => "P-OKKO",
+        };
+        demo::set_account_password(store, &h, "ADSAccount", a, p, FLAG_PW)
+            .await
+            .expect("pw");
+    }
+    for (q, a) in [
+        ("Colour of the sky?", "Blue"),
+        ("Best number?", "Seven"),
+        ("Home town?", "Porto"),
+    ] {
+        demo::add_question(store, &h, "P-QUINN", q, a)
+            .await
+            .expect("question");
+    }
+    for (k, v) in [
+        ("SearchTable", "ADSAccount"),
+        ("SearchColumn", "CN|SamAccountName"),
+        ("DisabledBy", "Locked|Disabled"),
+        ("EnabledBy", "Enabled"),
+        ("QueryAnswerDefinitions", "3"),
+        ("QueryAnswerRequests", "2"),
+    ] {
+        store
+            .set_parameter(&format!(r"{ROOT}\{k}"), Some(v))
+            .await
+            .expect("param");
+    }
+    store
+        .set_parameter(r"PRP\Lockout\Password\MaxFailures", Some("3"))
+        .await
+        .expect("param");
+    store
+        .set_api_key(&ApiKeyScope::Global, "EnablePasscodeLogin", "true")
+        .await
+        .expect("key");
+    store
+        .set_api_key(&ApiKeyScope::Global, "EnablePasswordProfileLogin", "true")
+        .await
+        .expect("key");
+    store_token(store, TEST_TOKEN).await;
+}
+
+/// A seeded portal, served.
+struct Portal {
+    server: Server,
+    store: Store,
+    _scene: Scene,
+    config: std::path::PathBuf,
+    _db: TestDb,
+}
+
+async fn portal(backend: &Backend) -> Portal {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    seed(&store).await;
+    let scene = Scene::new();
+    let config = scene.portal_config(&db.url, Some(TEST_TOKEN), json!({}));
+    let server = Server::start(&config).unwrap_or_else(|e| panic!("[{}] {e}", backend.name()));
+    Portal {
+        server,
+        store,
+        _scene: scene,
+        config,
+        _db: db,
+    }
+}
+
+impl Portal {
+    fn password(&self, name: &str, password: &str) -> (u16, String) {
+        self.server.post(
+            "/api/login/password",
+            &json!({"login_name": name, "password": password}),
+        )
+    }
+    fn passcode(&self, name: &str, passcode: &str) -> (u16, String) {
+        self.server.post(
+            "/api/login/passcode",
+            &json!({"login_name": name, "passcode": passcode}),
+        )
+    }
+    fn challenge(&self, name: &str) -> Vec<(String, String)> {
+        let (status, body) = self.server.post(
+            "/api/login/questions/challenge",
+            &json!({"login_name": name}),
+        );
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        v["questions"]
+            .as_array()
+            .expect("questions")
+            .iter()
+            .map(|q| {
+                (
+                    q["id"].as_str().unwrap_or_default().to_owned(),
+                    q["question"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+    fn answer(&self, name: &str, answers: &[(String, &str)]) -> (u16, String) {
+        let answers: Vec<Value> = answers
+            .iter()
+            .map(|(id, a)| json!({"question_id": id, "answer": a}))
+            .collect();
+        self.server.post(
+            "/api/login/questions",
+            &json!({"login_name": name, "answers": answers}),
+        )
+    }
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        host_command(&self.config, args)
+            .output()
+            .expect("prp-host runs")
+    }
+    async fn last_reason(&self) -> String {
+        let e = self.store.audit_tail(1).await.expect("audit");
+        e.first().and_then(|e| e.reason.clone()).unwrap_or_default()
+    }
+}
+
+fn token_of(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).expect("json");
+    v["token"].as_str().unwrap_or_default().to_owned()
+}
+
+fn quinn_answer(question: &str) -> &'static str {
+    match question {
+        "Colour of the sky?" => " BLUE ",
+        "Best number?" => "seven",
+        _ => "Porto",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_way_in_works() {
+    for b in backends() {
+        let p = portal(&b).await;
+        let tag = b.name();
+        // User name and password: central account (any case of A-Z), and the ADS account by
+        // either search column.
+        let (s, body) = p.password("CAROL", CAROL_CENTRAL);
+        assert_eq!(s, 200, "[{tag}] {body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["session_kind"], "full");
+        let token = token_of(&body);
+        let (s, session) = prp_tests::http(p.server.addr, "GET", "/api/session", None);
+        assert_eq!(s, 401, "[{tag}] no credentials, no session: {session}");
+        let (s, session) = http_with(
+            &p.server,
+            "/api/session",
+            &format!("Authorization: Bearer {token}"),
+        );
+        assert_eq!(s, 200, "[{tag}] {session}");
+        assert!(
+            session.contains("\"person_uid\":\"P-CAROL\""),
+            "[{tag}] {session}"
+        );
+        let (s, _) = http_with(
+            &p.server,
+            "/api/session",
+            &format!("Cookie: prp_session={token}"),
+        );
+        assert_eq!(s, 200, "[{tag}] the cookie opens the same session");
+        assert_eq!(
+            p.password("cexample", CAROL_ADS).0,
+            200,
+            "[{tag}] SamAccountName"
+        );
+        assert_eq!(p.password("Carol Example", CAROL_ADS).0, 200, "[{tag}] CN");
+        assert_eq!(
+            p.password("carol", CAROL_ADS).0,
+            401,
+            "[{tag}] only a matched account's own password counts"
+        );
+
+        // Passcode, issued by the help desk CLI, typed in lower case.
+        let out = p.cli(&["passcode", "new", "pat"]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "[{tag}] {text}");
+        let code = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 19 && l.matches('-').count() == 3)
+            .expect("the passcode is printed")
+            .to_owned();
+        let (s, body) = p.passcode("pat", &code.to_lowercase());
+        assert_eq!(s, 200, "[{tag}] {body}");
+        assert!(
+            body.contains("\"session_kind\":\"reset\""),
+            "[{tag}] {body}"
+        );
+        assert_eq!(
+            p.passcode("pat", &code).0,
+            401,
+            "[{tag}] a passcode works once"
+        );
+
+        // Questions: the challenge, answered with the normalisation rule.
+        let qs = p.challenge("quinn");
+        assert_eq!(qs.len(), 2, "[{tag}] QueryAnswerRequests");
+        let answers: Vec<(String, &str)> = qs
+            .iter()
+            .map(|(id, q)| (id.clone(), quinn_answer(q)))
+            .collect();
+        let (s, body) = p.answer("quinn", &answers);
+        assert_eq!(s, 200, "[{tag}] {body}");
+        assert!(
+            body.contains("\"session_kind\":\"reset\""),
+            "[{tag}] {body}"
+        );
+    }
+}
+
+fn http_with(server: &Server, path: &str, header: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{header}\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        raw.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_ambiguity_flags_and_inactive_persons() {
+    for b in backends() {
+        let p = portal(&b).await;
+        let tag = b.name();
+        // "shared" is P-SAM's central account and P-DAN's SamAccountName: never pick one.
+        assert_eq!(p.password("shared", "anything").0, 401, "[{tag}]");
+        assert!(
+            p.last_reason().await.contains("ambiguous"),
+            "[{tag}] {}",
+            p.last_reason().await
+        );
+        let explain = stdout(&p.cli(&["explain-login", "shared"]));
+        assert!(
+            explain.contains("ambiguous: the name matches accounts of 2 different persons"),
+            "[{tag}] {explain}"
+        );
+
+        for (name, flag) in [
+            ("locked.acct", "DisabledBy: Locked"),
+            ("disabled.acct", "DisabledBy: Disabled"),
+            ("notenabled.acct", "EnabledBy: Enabled"),
+        ] {
+            assert_eq!(p.password(name, FLAG_PW).0, 401, "[{tag}] {name}");
+            assert!(
+                p.last_reason().await.contains(flag),
+                "[{tag}] {name}: {}",
+                p.last_reason().await
+            );
+            let explain = stdout(&p.cli(&["explain-login", name]));
+            assert!(
+                explain.contains(&format!("REFUSED: {flag}")),
+                "[{tag}] {explain}"
+            );
+        }
+        assert_eq!(
+            p.password("ok.acct", FLAG_PW).0,
+            200,
+            "[{tag}] the same password on a clean account"
+        );
+        assert_eq!(
+            p.password("ingrid", "ingrid-pw").0,
+            401,
+            "[{tag}] inactive person"
+        );
+        assert!(p.last_reason().await.contains("inactive"), "[{tag}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_failure_gets_the_same_answer() {
+    for b in backends() {
+        let p = portal(&b).await;
+        let tag = b.name();
+        // Lock P-OKKO's password method (MaxFailures 3).
+        for _ in 0..3 {
+            p.password("ok.acct", "wrong");
+        }
+        let unknown = p.password("no-such-person", FLAG_PW);
+        let disabled = p.password("disabled.acct", FLAG_PW);
+        let locked = p.password("ok.acct", FLAG_PW);
+        let wrong = p.password("carol", "wrong");
+        let ambiguous = p.password("shared", "x");
+        assert_eq!(
+            p.last_reason().await,
+            "ambiguous: the name matches accounts of 2 different persons"
+        );
+        p.store
+            .set_api_key(&ApiKeyScope::Global, "EnablePasscodeLogin", "false")
+            .await
+            .expect("key");
+        let method_off = p.passcode("pat", "7KQ2-M9XD-4HBW-R1TZ");
+        assert!(
+            p.last_reason().await.contains("passcode login is off"),
+            "[{tag}]"
+        );
+        for (what, r) in [
+            ("disabled", &disabled),
+            ("locked", &locked),
+            ("wrong", &wrong),
+            ("ambiguous", &ambiguous),
+            ("method off", &method_off),
+        ] {
+            assert_eq!(r, &unknown, "[{tag}] {what} differs from unknown");
+        }
+        assert_eq!(unknown.0, 401);
+        let reasons: Vec<String> = p
+            .store
+            .audit_tail(8)
+            .await
+            .expect("audit")
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+        assert!(
+            reasons.iter().any(|r| r == "password: locked"),
+            "[{tag}] {reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|r| r == "unknown login name"),
+            "[{tag}] {reasons:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lockout_counts_failures_across_the_login_names_of_one_person() {
+    for b in backends() {
+        let p = portal(&b).await;
+        let tag = b.name();
+        assert_eq!(p.password("carol", "wrong-1").0, 401);
+        assert_eq!(p.password("cexample", "wrong-2").0, 401);
+        assert_eq!(p.password("Carol Example", "wrong-3").0, 401);
+        // Three failures through three names of one person: the person is locked.
+        assert_eq!(p.password("carol", CAROL_CENTRAL).0, 401, "[{tag}] locked");
+        assert_eq!(p.last_reason().await, "password: locked", "[{tag}]");
+        assert_eq!(
+            p.password("cexample", CAROL_ADS).0,
+            401,
+            "[{tag}] locked under every name"
+        );
+        let explain = stdout(&p.cli(&["explain-login", "carol"]));
+        assert!(
+            explain.contains("person P-CAROL is locked for password"),
+            "[{tag}] {explain}"
+        );
+        // The lock is the person's, not the method's everywhere: other people still log in.
+        assert_eq!(p.password("ok.acct", FLAG_PW).0, 200, "[{tag}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passcode_raced_by_20_logins_is_used_exactly_once() {
+    for b in backends() {
+        let p = portal(&b).await;
+        let tag = b.name();
+        let code = prp_host::security::new_passcode();
+        let normalized = prp_host::security::normalize_passcode(&code).expect("passcode");
+        let hash = demo::hash(&hasher(), &normalized).await.expect("hash");
+        p.store
+            .issue_passcode("P-PAT", &hash, 3600, "test")
+            .await
+            .expect("issue");
+        let addr = p.server.addr;
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                let code = code.clone();
+                std::thread::spawn(move || {
+                    prp_tests::http(
+                        addr,
+                        "POST",
+                        "/api/login/passcode",
+                        Some(&json!({"login_name": "pat", "passcode": code}).to_string()),
+                    )
+                    .0
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "[{tag}] {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 401),
+            "[{tag}] {statuses:?}"
+        );
+        let audit = p.store.audit_tail(20).await.expect("audit");
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|e| e.event == "login" && e.outcome == "success")
+                .count(),
+            1,
+            "[{tag}]"
+        );
+        assert_eq!(
+            audit.iter().filter(|e| e.event == "login").count(),
+            20,
+            "[{tag}] every attempt is audited"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_passcode_guesses_invalidate_it_and_a_new_one_replaces_it() {
+    for b in backends() {
+        let p = portal(&b).await;
+        let tag = b.name();
+        let issue = |code: String| {
+            let store = p.store.clone();
+            async move {
+                let hash = demo::hash(
+                    &hasher(),
+                    &prp_host::security::normalize_passcode(&code).expect("code"),
+                )
+                .await
+                .expect("hash");
+                store
+                    .issue_passcode("P-PAT", &hash, 3600, "test")
+                    .await
+                    .expect("issue");
+            }
+        };
+        let first = prp_host::security::new_passcode();
+        issue(first.clone()).await;
+        let second = prp_host::security::new_passcode();
+        issue(second.clone()).await;
+        assert_eq!(p.passcode("pat", &first).0, 401, "[{tag}] replaced");
+        for _ in 0..2 {
+            assert_eq!(p.passcode("pat", "0000-0000-0000-0000").0, 401);
+        }
+        // Three wrong guesses (the replaced one counted) invalidate the passcode.
+        assert_eq!(p.passcode("pat", &second).0, 401, "[{tag}] invalidated");
+        assert_eq!(p.last_reason().await, "passcode: none", "[{tag}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn questions_decoys_locks_and_invalidation() {
+    for b in backends() {
+        let p = portal(&b).await;
+        let tag = b.name();
+        let first = p.challenge("quinn");
+        assert_eq!(first, p.challenge("QUINN"), "[{tag}] stable across calls");
+        // Unknown, disabled and inactive names get decoys: stable, same shape.
+        for name in ["nobody-here", "disabled.acct", "ingrid", "carol"] {
+            let d = p.challenge(name);
+            assert_eq!(d.len(), 2, "[{tag}] {name}");
+            assert_eq!(
+                d,
+                p.challenge(name),
+                "[{tag}] {name}: the same decoys every time"
+            );
+            assert!(
+                d.iter()
+                    .all(|(id, _)| id.len() == 36 && id.matches('-').count() == 4),
+                "[{tag}] {d:?}"
+            );
+        }
+        assert_ne!(
+            p.challenge("nobody-here"),
+            p.challenge("nobody-else"),
+            "[{tag}] decoys depend on the name"
+        );
+        // Answers to decoys never log in.
+        let d = p.challenge("nobody-here");
+        let answers: Vec<(String, &str)> = d.iter().map(|(id, _)| (id.clone(), "x")).collect();
+        assert_eq!(p.answer("nobody-here", &answers).0, 401);
+
+        // Answering other questions than those asked fails.
+        let all_three = p.store.questions("P-QUINN").await.expect("questions");
+        let not_asked = all_three
+            .iter()
+            .find(|q| !first.iter().any(|(id, _)| *id == q.id))
+            .expect("a third question");
+        let answers = vec![
+            (first[0].0.clone(), quinn_answer(&first[0].1)),
+            (not_asked.id.clone(), quinn_answer(&not_asked.question)),
+        ];
+        assert_eq!(p.answer("quinn", &answers).0, 401, "[{tag}]");
+
+        // Three wrong answers to one question lock it, and a different set is asked.
+        let wrong: Vec<(String, &str)> = vec![
+            (first[0].0.clone(), "wrong"),
+            (first[1].0.clone(), quinn_answer(&first[1].1)),
+        ];
+        for _ in 0..3 {
+            assert_eq!(p.answer("quinn", &wrong).0, 401);
+        }
+        let locked: Vec<_> = p
+            .store
+            .questions("P-QUINN")
+            .await
+            .expect("q")
+            .into_iter()
+            .filter(|q| q.locked)
+            .collect();
+        assert_eq!(locked.len(), 1, "[{tag}]");
+        assert_eq!(locked[0].id, first[0].0, "[{tag}]");
+        let second = p.challenge("quinn");
+        assert!(
+            !second.iter().any(|(id, _)| *id == first[0].0),
+            "[{tag}] the locked question is not asked"
+        );
+        let right: Vec<(String, &str)> = second
+            .iter()
+            .map(|(id, q)| (id.clone(), quinn_answer(q)))
+            .collect();
+        assert_eq!(p.answer("quinn", &right).0, 200, "[{tag}]");
+
+        // InvalidateUsedQuery: correctly answered questions are deleted after the login, and
+        // with too few left the method is unavailable (decoys from then on).
+        p.store
+            .set_parameter(&format!(r"{ROOT}\InvalidateUsedQuery"), Some("1"))
+            .await
+            .expect("param");
+        let third = p.challenge("quinn");
+        let right: Vec<(String, &str)> = third
+            .iter()
+            .map(|(id, q)| (id.clone(), quinn_answer(q)))
+            .collect();
+        assert_eq!(p.answer("quinn", &right).0, 200, "[{tag}]");
+        let left = p.store.questions("P-QUINN").await.expect("q");
+        assert_eq!(left.len(), 1, "[{tag}] the two used questions are gone");
+        let after = p.challenge("quinn");
+        assert_eq!(after.len(), 2, "[{tag}] decoys");
+        assert!(
+            after.iter().all(|(id, _)| *id != left[0].id),
+            "[{tag}] {after:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_keys_override_global_ones_and_parameters_follow_their_parents() {
+    for b in backends() {
+        let p = portal(&b).await;
+        let tag = b.name();
+        let out = p.cli(&["keys", "set", "EnablePasscodeLogin", "false", "--global"]);
+        assert!(out.status.success(), "[{tag}] {}", prp_tests::stderr(&out));
+        let out = p.cli(&["keys", "set", "EnablePasscodeLogin", "true", "--local"]);
+        assert!(out.status.success());
+        let got = stdout(&p.cli(&["keys", "get", "EnablePasscodeLogin"]));
+        assert_eq!(got.trim(), "EnablePasscodeLogin = true  (local)", "[{tag}]");
+        let bad = p.cli(&["keys", "set", "EnablePasscodeLogin", "perhaps"]);
+        assert_eq!(bad.status.code(), Some(1));
+        assert!(
+            prp_tests::stderr(&bad).contains("is not a boolean"),
+            "[{tag}]"
+        );
+
+        // Disabling SearchTable: ADS names stop resolving, the central account keeps working.
+        let search_table = format!(r"{ROOT}\SearchTable");
+        assert!(p
+            .cli(&["params", "disable", &search_table])
+            .status
+            .success());
+        assert_eq!(p.password("cexample", CAROL_ADS).0, 401, "[{tag}]");
+        assert_eq!(p.password("carol", CAROL_CENTRAL).0, 200, "[{tag}]");
+        assert!(p.cli(&["params", "enable", &search_table]).status.success());
+        assert_eq!(
+            p.password("cexample", CAROL_ADS).0,
+            200,
+            "[{tag}] picked up without a restart"
+        );
+
+        // Disabling a parent takes everything under it out of force, the ApplicationToken's
+        // hash included: the authenticator then refuses every login (fail closed).
+        assert!(p
+            .cli(&["params", "disable", r"QER\Person"])
+            .status
+            .success());
+        let shown = stdout(&p.cli(&["params", "get", &search_table]));
+        assert!(
+            shown.contains(r"not in force: QER\Person is disabled"),
+            "[{tag}] {shown}"
+        );
+        assert_eq!(p.password("carol", CAROL_CENTRAL).0, 401, "[{tag}]");
+        assert!(
+            p.last_reason().await.contains("no token hash is stored"),
+            "[{tag}] {}",
+            p.last_reason().await
+        );
+        assert!(p
+            .cli(&["params", "enable", "QER | Person"])
+            .status
+            .success());
+        assert_eq!(p.password("carol", CAROL_CENTRAL).0, 200, "[{tag}]");
+        assert_eq!(p.password("cexample", CAROL_ADS).0, 200, "[{tag}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misconfigured_search_table_is_reported_and_refused() {
+    for b in backends() {
+        let tag = b.name();
+        for (param, value, expected) in [
+            (
+                "SearchTable",
+                "NoSuchTable",
+                "table \"NoSuchTable\" does not exist",
+            ),
+            (
+                "SearchColumn",
+                "CN|NoSuchColumn",
+                "table \"ADSAccount\" has no column \"NoSuchColumn\"",
+            ),
+            ("DisabledBy", "CN", "column \"ADSAccount.CN\" is"),
+            (
+                "SearchTable",
+                "Orphans",
+                "column \"UID_Person\" is not a foreign key to Person(UID_Person)",
+            ),
+            (
+                "SearchColumn",
+                "CN; DROP TABLE Person",
+                "is not a valid column name",
+            ),
+        ] {
+            let db = TestDb::new(&b).await;
+            let store = db.store().await;
+            seed(&store).await;
+            sqlx::query("CREATE TABLE \"Orphans\" (\"UID_Orphans\" VARCHAR(38) PRIMARY KEY, \"UID_Person\" VARCHAR(38), \"CN\" VARCHAR(64))")
+                .execute(store.pool())
+                .await
+                .expect("orphans");
+            store
+                .set_parameter(&format!(r"{ROOT}\{param}"), Some(value))
+                .await
+                .expect("param");
+            let scene = Scene::new();
+            let config = scene.portal_config(&db.url, Some(TEST_TOKEN), json!({}));
+            let check = host_command(&config, &["check"])
+                .output()
+                .expect("check runs");
+            let text = stdout(&check);
+            assert_eq!(
+                check.status.code(),
+                Some(1),
+                "[{tag}] {param}={value}: {text}"
+            );
+            assert!(text.contains(expected), "[{tag}] {param}={value}: {text}");
+            assert!(
+                text.contains(&format!(r"{ROOT}\")),
+                "[{tag}] names the parameter: {text}"
+            );
+            let serve = host_command(&config, &["serve"])
+                .output()
+                .expect("serve runs");
+            assert_eq!(serve.status.code(), Some(1), "[{tag}] serve must refuse");
+            assert!(
+                prp_tests::stderr(&serve).contains("refusing to serve"),
+                "[{tag}]"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_or_wrong_application_token_fails_closed() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        seed(&store).await;
+        let scene = Scene::new();
+
+        // No token in the host's ConnectionStrings.
+        let config = scene.portal_config(&db.url, None, json!({}));
+        let text = stdout(&host_command(&config, &["check"]).output().expect("check"));
+        assert!(
+            text.contains(r"ApplicationToken: not set"),
+            "[{tag}] {text}"
+        );
+        let serve = host_command(&config, &["serve"]).output().expect("serve");
+        assert_eq!(serve.status.code(), Some(1), "[{tag}]");
+
+        // A token that doesn't match the stored hash.
+        let config = scene.portal_config(&db.url, Some("some-other-token"), json!({}));
+        let text = stdout(&host_command(&config, &["check"]).output().expect("check"));
+        assert!(
+            text.contains("ApplicationToken: does not match the token hash"),
+            "[{tag}] {text}"
+        );
+        assert_eq!(
+            host_command(&config, &["serve"])
+                .output()
+                .expect("serve")
+                .status
+                .code(),
+            Some(1)
+        );
+
+        // Rotation: `token new` prints a token once; with it in the config, all is well, and
+        // the old one stops working.
+        let out = host_command(&config, &["token", "new"])
+            .output()
+            .expect("token new");
+        let printed = stdout(&out);
+        let token = printed
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 64 && l.chars().all(|c| c.is_ascii_hexdigit()))
+            .expect("the new token is printed")
+            .to_owned();
+        assert!(
+            printed.contains(
+                "<add name=\"QER\\Person\\PasswordResetAuthenticator\\ApplicationToken\""
+            ),
+            "[{tag}] {printed}"
+        );
+        let hash = store
+            .parameter_value(prp_host::config::APPLICATION_TOKEN)
+            .await
+            .expect("param")
+            .unwrap_or_default();
+        assert!(
+            hash.starts_with("$argon2id$") && !hash.contains(&token),
+            "[{tag}] only the hash is stored"
+        );
+        let config = scene.portal_config(&db.url, Some(&token), json!({}));
+        let check = host_command(&config, &["check"]).output().expect("check");
+        assert!(check.status.success(), "[{tag}] {}", stdout(&check));
+        let old = scene.portal_config(&db.url, Some(TEST_TOKEN), json!({}));
+        assert_eq!(
+            host_command(&old, &["check"])
+                .output()
+                .expect("check")
+                .status
+                .code(),
+            Some(1),
+            "[{tag}] old token"
+        );
+    }
+}

@@ -1,0 +1,367 @@
+//! The portal's rules at the level of the store and the host services, with a clock the test
+//! controls: expiry at the boundary, lockout windows, the append-only audit log, parameter
+//! hierarchy. On SQLite and (when `PRP_TEST_POSTGRES_URL` is set) PostgreSQL.
+
+use prp_host::clock::ManualClock;
+use prp_host::plugins::{host_services, HostContext};
+use prp_host::store::{ApiKeyScope, AuditEvent, LockScope, LockoutPolicy, Store};
+use prp_plugin_api::{HostServicesBox, SecretCheck};
+use prp_tests::{backends, hasher, TestDb};
+use std::sync::{Arc, OnceLock};
+
+const T0: i64 = 1_800_000_000;
+
+fn services(store: &Store) -> HostServicesBox {
+    let ctx = Arc::new(HostContext {
+        connection_strings: Vec::new(),
+        store: Some(store.clone()),
+        hasher: hasher(),
+        server_name: "test-server".into(),
+        runtime: tokio::runtime::Handle::current(),
+        resolvers: OnceLock::new(),
+    });
+    host_services("test", ctx)
+}
+
+/// Host services block on the database: call them on a blocking thread, as plugins are called.
+async fn passcode(services: &HostServicesBox, person: &str, code: &str) -> SecretCheck {
+    let s = services.clone();
+    let (p, c) = (person.to_owned(), code.to_owned());
+    tokio::task::spawn_blocking(move || {
+        s.verify_passcode(p.as_str().into(), c.as_str().into())
+            .into_result()
+    })
+    .await
+    .expect("join")
+    .expect("service")
+}
+
+async fn issue(store: &Store, person: &str, valid_for: i64) -> String {
+    let code = prp_host::security::new_passcode();
+    let hash = prp_host::demo::hash(
+        &hasher(),
+        &prp_host::security::normalize_passcode(&code).expect("code"),
+    )
+    .await
+    .expect("hash");
+    store
+        .issue_passcode(person, &hash, valid_for, "test")
+        .await
+        .expect("issue");
+    code
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passcode_expires_exactly_at_its_hour() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let clock = ManualClock::at(T0);
+        let store = db.store_with(clock.clone()).await;
+        let s = services(&store);
+
+        let code = issue(&store, "P-1", 3600).await;
+        clock.set(T0 + 3599);
+        assert_eq!(
+            passcode(&s, "P-1", &code).await,
+            SecretCheck::OK,
+            "[{tag}] valid in its last second"
+        );
+
+        let code = issue(&store, "P-1", 3600).await;
+        clock.set(T0 + 3599 + 3600);
+        assert_eq!(
+            passcode(&s, "P-1", &code).await,
+            SecretCheck::EXPIRED,
+            "[{tag}] expired at its hour"
+        );
+        assert_eq!(
+            store.passcode("P-1").await.expect("read"),
+            None,
+            "[{tag}] an expired passcode is removed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_consumption_lets_exactly_one_through() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        let s = services(&store);
+        let code = issue(&store, "P-1", 3600).await;
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let s = s.clone();
+                let code = code.clone();
+                tokio::task::spawn_blocking(move || {
+                    s.verify_passcode("P-1".into(), code.as_str().into())
+                        .into_result()
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            let r = t.await.expect("join").expect("service");
+            assert!(
+                r == SecretCheck::OK || r == SecretCheck::ALREADY_USED || r == SecretCheck::NONE,
+                "[{tag}] {r:?}"
+            );
+            ok += usize::from(r == SecretCheck::OK);
+        }
+        assert_eq!(ok, 1, "[{tag}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn locks_follow_the_window_and_expire() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let clock = ManualClock::at(T0);
+        let store = db.store_with(clock.clone()).await;
+        let mut policy = LockoutPolicy::default();
+        policy.password.max_failures = 3;
+        policy.password.window = 600;
+        policy.password.lock = 900;
+
+        store
+            .record_failure("P-1", LockScope::Password, &policy)
+            .await
+            .expect("fail");
+        store
+            .record_failure("P-1", LockScope::Password, &policy)
+            .await
+            .expect("fail");
+        clock.advance(601);
+        // The window restarted: this is the first failure of a new window.
+        assert!(
+            !store
+                .record_failure("P-1", LockScope::Password, &policy)
+                .await
+                .expect("fail"),
+            "[{tag}]"
+        );
+        assert!(!store
+            .record_failure("P-1", LockScope::Password, &policy)
+            .await
+            .expect("fail"));
+        assert!(
+            store
+                .record_failure("P-1", LockScope::Password, &policy)
+                .await
+                .expect("fail"),
+            "[{tag}] third in the window locks"
+        );
+        assert_eq!(
+            store
+                .locked_until("P-1", LockScope::Password)
+                .await
+                .expect("q"),
+            Some(clock_now(&store) + 900)
+        );
+        assert_eq!(
+            store
+                .locked_until("P-1", LockScope::Questions)
+                .await
+                .expect("q"),
+            None,
+            "[{tag}] other methods stay open"
+        );
+        clock.advance(900);
+        assert_eq!(
+            store
+                .locked_until("P-1", LockScope::Password)
+                .await
+                .expect("q"),
+            None,
+            "[{tag}] the lock ends"
+        );
+
+        // `all` counts every method together.
+        policy.all.max_failures = 4;
+        let db2 = TestDb::new(&b).await;
+        let store2 = db2.store_with(clock.clone()).await;
+        for scope in [
+            LockScope::Password,
+            LockScope::Questions,
+            LockScope::Passcode,
+        ] {
+            store2
+                .record_failure("P-2", scope, &policy)
+                .await
+                .expect("fail");
+        }
+        assert_eq!(
+            store2
+                .locked_until("P-2", LockScope::Passcode)
+                .await
+                .expect("q"),
+            None
+        );
+        store2
+            .record_failure("P-2", LockScope::Questions, &policy)
+            .await
+            .expect("fail");
+        assert!(
+            store2
+                .locked_until("P-2", LockScope::Passcode)
+                .await
+                .expect("q")
+                .is_some(),
+            "[{tag}] all methods locked"
+        );
+    }
+}
+
+fn clock_now(store: &Store) -> i64 {
+    store.now()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_is_append_only() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        store
+            .audit(&AuditEvent {
+                event: "login",
+                outcome: "failure",
+                reason: Some("test"),
+                ..Default::default()
+            })
+            .await
+            .expect("append");
+        let update = sqlx::query("UPDATE prp_audit SET outcome = 'success'")
+            .execute(store.pool())
+            .await;
+        assert!(update.is_err(), "[{tag}] update must be refused");
+        let delete = sqlx::query("DELETE FROM prp_audit")
+            .execute(store.pool())
+            .await;
+        assert!(delete.is_err(), "[{tag}] delete must be refused");
+        assert_eq!(
+            store.audit_tail(10).await.expect("read").len(),
+            1,
+            "[{tag}]"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_are_in_force_only_with_all_their_parents() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        let path = r"QER\Person\PasswordResetAuthenticator\SearchTable";
+        store
+            .set_parameter(path, Some("ADSAccount"))
+            .await
+            .expect("set");
+        assert_eq!(
+            store.parameter_value(path).await.expect("get").as_deref(),
+            Some("ADSAccount")
+        );
+        assert_eq!(
+            store
+                .parameter_value(&path.to_lowercase())
+                .await
+                .expect("get")
+                .as_deref(),
+            Some("ADSAccount"),
+            "[{tag}] paths are case-insensitive"
+        );
+        store
+            .set_parameter_enabled("QER", false)
+            .await
+            .expect("disable");
+        assert_eq!(
+            store.parameter_value(path).await.expect("get"),
+            None,
+            "[{tag}] grandparent disabled"
+        );
+        let p = store.parameter(path).await.expect("get").expect("stored");
+        assert_eq!(p.disabled_by.as_deref(), Some("QER"));
+        store
+            .set_parameter_enabled("QER", true)
+            .await
+            .expect("enable");
+        store
+            .set_parameter_enabled(path, false)
+            .await
+            .expect("disable leaf");
+        assert_eq!(
+            store.parameter_value(path).await.expect("get"),
+            None,
+            "[{tag}] itself disabled"
+        );
+        store
+            .set_parameter_enabled(path, true)
+            .await
+            .expect("enable");
+        assert_eq!(
+            store.parameter_value(path).await.expect("get").as_deref(),
+            Some("ADSAccount")
+        );
+        assert!(
+            store.set_parameter(r"QER\\Bad", Some("x")).await.is_err(),
+            "[{tag}] empty segment"
+        );
+
+        // API keys: default, global, local over global, unset falls back.
+        let local = ApiKeyScope::Local("srv-a".into());
+        assert_eq!(
+            store
+                .api_key("srv-a", "EnablePasscodeLogin")
+                .await
+                .expect("key")
+                .source,
+            "default"
+        );
+        store
+            .set_api_key(&ApiKeyScope::Global, "EnablePasscodeLogin", "1")
+            .await
+            .expect("set");
+        store
+            .set_api_key(&local, "EnablePasscodeLogin", "false")
+            .await
+            .expect("set");
+        let v = store
+            .api_key("srv-a", "EnablePasscodeLogin")
+            .await
+            .expect("key");
+        assert_eq!((v.value.as_str(), v.source), ("false", "local"), "[{tag}]");
+        let other = store
+            .api_key("srv-b", "EnablePasscodeLogin")
+            .await
+            .expect("key");
+        assert_eq!(
+            (other.value.as_str(), other.source),
+            ("true", "global"),
+            "[{tag}] local is per server"
+        );
+        store
+            .unset_api_key(&local, "EnablePasscodeLogin")
+            .await
+            .expect("unset");
+        assert_eq!(
+            store
+                .api_key("srv-a", "EnablePasscodeLogin")
+                .await
+                .expect("key")
+                .source,
+            "global"
+        );
+        assert!(store
+            .set_api_key(
+                &ApiKeyScope::Global,
+                "VI_Employee_MasterData_PassCode_HoursValid",
+                "0"
+            )
+            .await
+            .is_err());
+    }
+}
