@@ -43,6 +43,8 @@ pub struct Portal {
     pub authenticator: Option<Arc<AuthenticatorBox>>,
     /// The resolvers in use, in order, by id.
     pub resolvers: Vec<(String, Arc<ResolverBox>)>,
+    /// What is wrong with the identity database (`Person`), checked at start.
+    pub identity_problems: Vec<String>,
 }
 
 /// Opens the portal's database from the settings.
@@ -145,7 +147,15 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
             });
         }
     }
+    let identity_problems = match &store {
+        None => Vec::new(),
+        Some(store) => match store.check_person_table().await {
+            Ok(problems) => problems.iter().map(ToString::to_string).collect(),
+            Err(e) => vec![format!("identity schema: {e}")],
+        },
+    };
     Portal {
+        identity_problems,
         settings,
         store,
         hasher,
@@ -208,6 +218,7 @@ impl Portal {
                 ));
             }
         }
+        out.extend(self.identity_problems.iter().cloned());
         if self.store.is_none() {
             out.push("the portal database is not reachable".to_owned());
         }

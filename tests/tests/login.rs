@@ -851,3 +851,80 @@ async fn a_missing_or_wrong_application_token_fails_closed() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_logins_gets_a_fast_503_and_every_attempt_is_audited() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        seed(&store).await;
+        let scene = Scene::new();
+        let config = scene.portal_config(
+            &db.url,
+            Some(TEST_TOKEN),
+            json!({"HashWorkers": 1, "MaxPendingLogins": 2}),
+        );
+        let server = Server::start(&config).unwrap_or_else(|e| panic!("[{tag}] {e}"));
+        let addr = server.addr;
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let body = json!({"login_name": "ok.acct", "password": format!("wrong-{i}")}).to_string();
+                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                    write!(
+                        s,
+                        "POST /api/login/password HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .expect("send");
+                    let mut raw = String::new();
+                    s.read_to_string(&mut raw).expect("read");
+                    raw
+                })
+            })
+            .collect();
+        let responses: Vec<String> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        let busy: Vec<&String> = responses
+            .iter()
+            .filter(|r| r.starts_with("HTTP/1.1 503"))
+            .collect();
+        let denied = responses
+            .iter()
+            .filter(|r| r.starts_with("HTTP/1.1 401"))
+            .count();
+        assert!(
+            !busy.is_empty(),
+            "[{tag}] with 2 logins allowed in progress, some of 16 must be turned away"
+        );
+        assert!(denied >= 1, "[{tag}] the admitted ones are answered");
+        assert_eq!(
+            busy.len() + denied,
+            16,
+            "[{tag}] nothing hangs or fails otherwise"
+        );
+        assert!(
+            busy.iter()
+                .all(|r| r.to_ascii_lowercase().contains("retry-after: 1")),
+            "[{tag}]"
+        );
+        let audit = store.audit_tail(100).await.expect("audit");
+        assert_eq!(
+            audit.iter().filter(|e| e.event == "login").count(),
+            16,
+            "[{tag}] every attempt is in the audit log"
+        );
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("overloaded: too many logins in progress"))
+                .count(),
+            busy.len(),
+            "[{tag}]"
+        );
+    }
+}

@@ -2,8 +2,8 @@
 
 use prp_tests::{artifacts, Scene, Server};
 
-#[test]
-fn serves_health_and_stops_on_sigterm() {
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_health_and_stops_on_sigterm() {
     let a = artifacts();
     let scene = Scene::new();
     let config = scene.appsettings(
@@ -11,6 +11,23 @@ fn serves_health_and_stops_on_sigterm() {
         &["password-reset-authenticator"],
         true,
     );
+    // Without the identity tables the portal refuses to serve...
+    let refused = scene.run(&config, &["serve"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = prp_tests::stderr(&refused);
+    assert!(
+        err.contains("the identity table \"Person\" does not exist"),
+        "{err}"
+    );
+    // ...and with them it serves.
+    let url = format!("sqlite://{}?mode=rwc", scene.path("prp.db").display());
+    let clock = std::sync::Arc::new(prp_host::clock::SystemClock);
+    let store = prp_host::store::Store::connect(&url, clock)
+        .await
+        .expect("db");
+    prp_host::demo::create_identity_schema(&store)
+        .await
+        .expect("identity schema");
     let server = Server::start(&config).expect("server starts");
     let (status, body) = server.get("/health/live");
     assert_eq!(status, 200, "{body}");

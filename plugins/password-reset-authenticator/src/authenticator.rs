@@ -534,3 +534,67 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
         Ok(lines)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(person: &str, account: Option<&str>, refused: Option<&str>) -> ResolvedAccount {
+        ResolvedAccount {
+            person_uid: person.into(),
+            source: if account.is_some() {
+                "ADSAccount"
+            } else {
+                "Person"
+            }
+            .into(),
+            account_uid: account.map(RString::from).into(),
+            matched_by: "CN".into(),
+            refused_by: refused.map(RString::from).into(),
+            resolver: "test".into(),
+        }
+    }
+
+    fn nobody(r: Resolution<'_>) -> String {
+        match r {
+            Resolution::Nobody(why) => why,
+            Resolution::Person { uid, .. } => panic!("resolved to {uid}"),
+        }
+    }
+
+    #[test]
+    fn no_match_is_unknown() {
+        assert_eq!(nobody(resolve(&[])), "unknown login name");
+    }
+
+    #[test]
+    fn two_persons_are_ambiguous_even_when_one_is_refused() {
+        let c = [
+            account("P1", None, None),
+            account("P2", Some("A2"), Some("DisabledBy: Locked")),
+        ];
+        assert!(nobody(resolve(&c)).starts_with("ambiguous: the name matches accounts of 2"));
+    }
+
+    #[test]
+    fn refused_accounts_say_why() {
+        let c = [account("P1", Some("A1"), Some("EnabledBy: Enabled"))];
+        assert_eq!(nobody(resolve(&c)), "refused: EnabledBy: Enabled");
+    }
+
+    #[test]
+    fn one_person_through_several_accounts_resolves_to_the_eligible_ones() {
+        let c = [
+            account("P1", None, None),
+            account("P1", Some("A1"), None),
+            account("P1", Some("A2"), Some("DisabledBy: Disabled")),
+        ];
+        match resolve(&c) {
+            Resolution::Person { uid, accounts } => {
+                assert_eq!(uid, "P1");
+                assert_eq!(accounts.len(), 2);
+            }
+            Resolution::Nobody(why) => panic!("{why}"),
+        }
+    }
+}
