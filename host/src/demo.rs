@@ -161,6 +161,7 @@ pub struct DemoPeople;
 impl DemoPeople {
     pub const ALICE_PASSWORD: &'static str = "alice-demo-password";
     pub const CAROL_ADS_PASSWORD: &'static str = "carol-ads-password";
+    pub const MARTA_PASSWORD: &'static str = "marta-demo-password";
     pub const ALICE_QUESTIONS: &'static [(&'static str, &'static str)] = &[
         ("What was the name of your first pet?", "Rex"),
         ("In which city were you born?", "Lisbon"),
@@ -249,6 +250,7 @@ pub async fn seed_demo(store: &Store, hasher: &Arc<Hasher>) -> anyhow::Result<()
     for a in &accounts {
         insert_account(store, a).await?;
     }
+    set_central_password(store, hasher, "P-MARTA", DemoPeople::MARTA_PASSWORD).await?;
     set_central_password(store, hasher, "P-ALICE", DemoPeople::ALICE_PASSWORD).await?;
     set_account_password(
         store,
@@ -296,6 +298,16 @@ pub async fn seed_demo(store: &Store, hasher: &Arc<Hasher>) -> anyhow::Result<()
         .await?;
     store
         .set_api_key(&global, "EnablePasswordProfileLogin", "true")
+        .await?;
+    // Password items: the central account and the ADS accounts, shown by their CN.
+    store
+        .set_parameter(crate::store::ACCOUNT_TABLES, Some("ADSAccount"))
+        .await?;
+    store
+        .set_parameter(
+            &format!(r"{}\ADSAccount", crate::store::DISPLAY_COLUMN),
+            Some("CN"),
+        )
         .await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use crate::plugins::{CallError, CallGate};
 use crate::security::{take_hash_count, Hasher};
-use crate::store::{AuditEvent, SessionKind, Store};
+use crate::store::{AuditEvent, NewSession, SessionKind, Store};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
 use prp_plugin_api::{
     AuthenticatorBox, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
@@ -31,8 +31,7 @@ pub struct LoginInput {
 #[derive(Debug)]
 pub enum LoginResult {
     Granted {
-        token: String,
-        expires_at: i64,
+        session: NewSession,
         kind: SessionKind,
     },
     /// Every failure, whatever the reason.
@@ -244,7 +243,7 @@ impl LoginService {
             .create_session(&person_uid, method, kind, lifetime)
             .await
         {
-            Ok((token, expires_at)) => {
+            Ok(session) => {
                 self.audit(
                     &input,
                     Some(&person_uid),
@@ -252,11 +251,7 @@ impl LoginService {
                     outcome.reason.as_str(),
                 )
                 .await;
-                LoginResult::Granted {
-                    token,
-                    expires_at,
-                    kind,
-                }
+                LoginResult::Granted { session, kind }
             }
             Err(e) => {
                 tracing::error!("cannot create a session: {e}");

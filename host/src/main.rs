@@ -8,6 +8,7 @@ use prp_host::config::{
     self, Environment, LogFormat, LoggingSettings, Settings, APPLICATION_TOKEN,
 };
 use prp_host::login::LoginService;
+use prp_host::portal::SelfService;
 use prp_host::store::{ApiKeyScope, AuditEvent, LockScope, Store};
 use prp_host::{demo, plugins, security, server};
 use std::io::Write;
@@ -458,34 +459,21 @@ async fn admin(command: Command, settings: Settings, store: Store) -> anyhow::Re
             if candidates.iter().all(|c| c.refused_by.is_some()) {
                 bail!("\"{name}\" may not log in (see `prp-host explain-login {name}`)");
             }
-            let hours: i64 = store
-                .api_key(
-                    &settings.host.server_name,
-                    "VI_Employee_MasterData_PassCode_HoursValid",
-                )
+            let target = store
+                .person(&person)
                 .await?
-                .value
-                .parse()
-                .unwrap_or(8);
-            let passcode = security::new_passcode();
-            let normalized = security::normalize_passcode(&passcode)
-                .context("generated passcode is malformed")?;
-            let hash = demo::hash(&portal.hasher, &normalized).await?;
+                .with_context(|| format!("person {person} does not exist"))?;
             let issuer = issued_by.unwrap_or_else(actor);
-            let expires_at = store
-                .issue_passcode(&person, &hash, hours * 3600, &issuer)
-                .await?;
-            store
-                .audit(&AuditEvent {
-                    event: "passcode.issued",
-                    outcome: "success",
-                    person_uid: Some(&person),
-                    actor: Some(&issuer),
-                    reason: Some(&format!("valid for {hours} h")),
-                    ..Default::default()
-                })
-                .await?;
-            writeln!(out, "Passcode for person {person} (shown once, valid for {hours} hours, until {expires_at} Unix time):\n\n  {passcode}\n")?;
+            let issued = self_service(&portal)?
+                .issue_passcode(&target, &issuer)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (hours, expires_at) = (issued.hours, issued.expires_at);
+            if issued.split {
+                writeln!(out, "First half of the passcode for person {person} (shown once; the second half went to their manager; valid for {hours} hours, until {expires_at} Unix time):\n\n  {}\n", issued.shown)?;
+            } else {
+                writeln!(out, "Passcode for person {person} (shown once, valid for {hours} hours, until {expires_at} Unix time):\n\n  {}\n", issued.shown)?;
+            }
             if !store
                 .api_flag(&settings.host.server_name, "EnablePasscodeLogin")
                 .await?
@@ -532,6 +520,18 @@ async fn admin(command: Command, settings: Settings, store: Store) -> anyhow::Re
             writeln!(out, "             then POST /api/login/questions with the ids; Alice's answers: first pet Rex, born in Lisbon, favourite book Dune")?;
             writeln!(out, "  target-system account (SearchTable ADSAccount): login_name \"cexample\" or \"Carol Example\", password \"{}\"", demo::DemoPeople::CAROL_ADS_PASSWORD)?;
             writeln!(out, "  disabled account: \"dexample\" (ADSAccount.Disabled) is refused; try `prp-host explain-login dexample`")?;
+            writeln!(
+                out,
+                "\nAfter logging in (send the token as `Authorization: Bearer <token>`):"
+            )?;
+            writeln!(out, "  GET  {url}/api/password-items             the passwords you may reset, with their policies")?;
+            writeln!(out, "  POST {url}/api/password-items/check       {{\"items\": [ids], \"password\": \"...\"}}: what a new password breaks")?;
+            writeln!(out, "  POST {url}/api/password-items/set         the same body: set it for all the items, or none")?;
+            writeln!(
+                out,
+                "  GET  {url}/api/questions                  your password questions"
+            )?;
+            writeln!(out, "  POST {url}/api/reports/P-ALICE/passcode   Marta (marta / {}) issues a passcode for Alice", demo::DemoPeople::MARTA_PASSWORD)?;
         }
         Command::Audit { limit } => {
             for e in store.audit_tail(limit).await? {
@@ -621,6 +621,19 @@ async fn start_portal(settings: Settings, store: Store) -> anyhow::Result<Portal
     Ok(app::assemble(settings, Some(store), hasher).await)
 }
 
+fn self_service(portal: &Portal) -> anyhow::Result<SelfService> {
+    Ok(SelfService {
+        store: portal
+            .store
+            .clone()
+            .context("the portal database is not reachable")?,
+        hasher: portal.hasher.clone(),
+        gate: portal.gate.clone(),
+        resolvers: portal.resolvers.clone(),
+        server_name: portal.settings.host.server_name.clone(),
+    })
+}
+
 fn login_service(portal: &Portal) -> anyhow::Result<LoginService> {
     let store = portal
         .store
@@ -671,7 +684,13 @@ async fn serve(config_path: PathBuf, env: Environment) -> anyhow::Result<ExitCod
     println!("prp-host listening on http://{addr}");
     std::io::stdout().flush()?;
 
-    let state = Arc::new(server::AppState { portal, login });
+    let self_service = self_service(&portal)?;
+    let state = Arc::new(server::AppState {
+        portal,
+        login,
+        self_service,
+        metrics: Default::default(),
+    });
     server::run(listener, state.clone(), shutdown_signal()).await?;
     state.login.store.pool().close().await;
     tracing::info!("stopped");

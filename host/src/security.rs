@@ -220,6 +220,12 @@ impl Hasher {
     }
 }
 
+/// Compares two hex digests in constant time.
+pub fn digests_equal(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

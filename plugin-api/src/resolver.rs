@@ -37,8 +37,21 @@ pub trait Resolver: Send + Sync {
 
     /// Verifies an account's password in the resolver's own system (e.g. a directory bind).
     /// `SecretCheck::UNSUPPORTED` means "use the password hash the portal stores".
-    #[sabi(last_prefix_field)]
     fn verify_password(
+        &self,
+        account: &ResolvedAccount,
+        password: RStr<'_>,
+    ) -> PluginResult<SecretCheck>;
+
+    /// The accounts of a person in the resolver's own system, to list among the person's
+    /// password items (the host lists the central account and the configured tables itself).
+    fn accounts_of(&self, person_uid: RStr<'_>) -> PluginResult<RVec<ResolvedAccount>>;
+
+    /// Sets an account's password in the resolver's own system, synchronously. `OK` when set;
+    /// an error (its message is shown to operators, not to the person) aborts the whole change.
+    /// `SecretCheck::UNSUPPORTED` means "the portal stores the password hash itself".
+    #[sabi(last_prefix_field)]
+    fn set_password(
         &self,
         account: &ResolvedAccount,
         password: RStr<'_>,
@@ -54,6 +67,18 @@ pub trait ResolverImpl: Send + Sync + 'static {
     fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, PluginError>;
     /// Override to verify passwords in the resolver's own system.
     fn verify_password(
+        &self,
+        _account: &ResolvedAccount,
+        _password: &str,
+    ) -> Result<SecretCheck, PluginError> {
+        Ok(SecretCheck::UNSUPPORTED)
+    }
+    /// Override to list a person's accounts in the resolver's own system.
+    fn accounts_of(&self, _person_uid: &str) -> Result<Vec<ResolvedAccount>, PluginError> {
+        Ok(Vec::new())
+    }
+    /// Override to set passwords in the resolver's own system.
+    fn set_password(
         &self,
         _account: &ResolvedAccount,
         _password: &str,
@@ -80,6 +105,16 @@ impl<R: ResolverImpl> Resolver for GuardedResolver<R> {
         password: RStr<'_>,
     ) -> PluginResult<SecretCheck> {
         guarded(|| self.inner.verify_password(account, password.as_str()))
+    }
+    fn accounts_of(&self, person_uid: RStr<'_>) -> PluginResult<RVec<ResolvedAccount>> {
+        guarded(|| self.inner.accounts_of(person_uid.as_str()).map(RVec::from))
+    }
+    fn set_password(
+        &self,
+        account: &ResolvedAccount,
+        password: RStr<'_>,
+    ) -> PluginResult<SecretCheck> {
+        guarded(|| self.inner.set_password(account, password.as_str()))
     }
 }
 

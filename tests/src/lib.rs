@@ -51,6 +51,7 @@ pub fn artifacts() -> &'static Artifacts {
                 "fixture-init-panic",
                 "fixture-method-panic",
                 "fixture-not-a-plugin",
+                "fixture-directory-resolver",
             ][..],
             &["fixture-changed-layout"][..],
             &["abi-next-host", "fixture-next-abi-plugin"][..],
@@ -434,6 +435,21 @@ impl Scene {
         token: Option<&str>,
         host: serde_json::Value,
     ) -> PathBuf {
+        self.portal_config_with(db_url, token, host, &[])
+    }
+
+    /// `portal_config` with more plugin libraries beside the real one.
+    pub fn portal_config_with(
+        &self,
+        db_url: &str,
+        token: Option<&str>,
+        host: serde_json::Value,
+        extra_plugins: &[&Path],
+    ) -> PathBuf {
+        let mut files = vec![artifacts()
+            .lib("password-reset-authenticator")
+            .to_path_buf()];
+        files.extend(extra_plugins.iter().map(|p| p.to_path_buf()));
         let mut cs = serde_json::json!({ "Database": db_url });
         if let Some(t) = token {
             cs[prp_host::config::APPLICATION_TOKEN] = t.into();
@@ -449,7 +465,7 @@ impl Scene {
             "ConnectionStrings": cs,
             "Host": host_section,
             "Plugins": {
-                "Files": [artifacts().lib("password-reset-authenticator")],
+                "Files": files,
                 "Required": ["password-reset-authenticator"],
                 "CallTimeoutMs": 20000,
             },
@@ -463,5 +479,232 @@ impl Server {
     /// POSTs JSON; returns (status, body).
     pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
         http(self.addr, "POST", path, Some(&body.to_string()))
+    }
+}
+
+use prp_host::demo::{self, NewAccount, NewPerson};
+use prp_host::store::{ApiKeyScope, Store};
+
+pub const ROOT: &str = r"QER\Person\PasswordResetAuthenticator";
+pub const CAROL_CENTRAL: &str = "carol-central-pw";
+pub const CAROL_ADS: &str = "carol-ads-pw";
+pub const FLAG_PW: &str = "flag-account-pw";
+
+fn person<'a>(uid: &'a str, central: &'a str) -> NewPerson<'a> {
+    NewPerson {
+        uid,
+        central_account: central,
+        first_name: "Test",
+        last_name: uid,
+        manager_uid: None,
+        inactive: false,
+    }
+}
+
+fn account<'a>(uid: &'a str, person_uid: &'a str, cn: &'a str, sam: &'a str) -> NewAccount<'a> {
+    NewAccount {
+        uid,
+        person_uid: Some(person_uid),
+        cn,
+        sam_account_name: sam,
+        locked: false,
+        disabled: false,
+        active: true,
+        enabled: true,
+    }
+}
+
+/// The identities every login test starts from.
+pub async fn seed(store: &Store) {
+    let h = hasher();
+    demo::create_identity_schema(store)
+        .await
+        .expect("identity schema");
+    for p in [
+        person("P-CAROL", "carol"),
+        person("P-DAN", "dan"),
+        person("P-SAM", "shared"),
+        person("P-LARS", "lars"),
+        person("P-DORA", "dora"),
+        person("P-NED", "ned"),
+        person("P-OKKO", "okko"),
+        person("P-QUINN", "quinn"),
+        person("P-PAT", "pat"),
+        NewPerson {
+            inactive: true,
+            ..person("P-INGRID", "ingrid")
+        },
+    ] {
+        demo::insert_person(store, &p).await.expect("person");
+    }
+    for a in [
+        account("A-CAROL", "P-CAROL", "Carol Example", "cexample"),
+        account("A-DAN", "P-DAN", "Dan Shared", "shared"),
+        NewAccount {
+            locked: true,
+            ..account("A-LOCKED", "P-LARS", "Lars", "locked.acct")
+        },
+        NewAccount {
+            disabled: true,
+            ..account("A-DISABLED", "P-DORA", "Dora", "disabled.acct")
+        },
+        NewAccount {
+            enabled: false,
+            ..account("A-NOTENABLED", "P-NED", "Ned", "notenabled.acct")
+        },
+        account("A-OK", "P-OKKO", "Okko", "ok.acct"),
+    ] {
+        demo::insert_account(store, &a).await.expect("account");
+    }
+    demo::set_central_password(store, &h, "P-CAROL", CAROL_CENTRAL)
+        .await
+        .expect("pw");
+    demo::set_central_password(store, &h, "P-INGRID", "ingrid-pw")
+        .await
+        .expect("pw");
+    demo::set_account_password(store, &h, "ADSAccount", "A-CAROL", "P-CAROL", CAROL_ADS)
+        .await
+        .expect("pw");
+    for a in ["A-LOCKED", "A-DISABLED", "A-NOTENABLED", "A-OK"] {
+        let p = match a {
+            "A-LOCKED" => "P-LARS",
+            "A-DISABLED" => "P-DORA",
+            "A-NOTENABLED" => "P-NED",
+            _ => "P-OKKO",
+        };
+        demo::set_account_password(store, &h, "ADSAccount", a, p, FLAG_PW)
+            .await
+            .expect("pw");
+    }
+    for (q, a) in [
+        ("Colour of the sky?", "Blue"),
+        ("Best number?", "Seven"),
+        ("Home town?", "Porto"),
+    ] {
+        demo::add_question(store, &h, "P-QUINN", q, a)
+            .await
+            .expect("question");
+    }
+    for (k, v) in [
+        ("SearchTable", "ADSAccount"),
+        ("SearchColumn", "CN|SamAccountName"),
+        ("DisabledBy", "Locked|Disabled"),
+        ("EnabledBy", "Enabled"),
+        ("QueryAnswerDefinitions", "3"),
+        ("QueryAnswerRequests", "2"),
+    ] {
+        store
+            .set_parameter(&format!(r"{ROOT}\{k}"), Some(v))
+            .await
+            .expect("param");
+    }
+    store
+        .set_parameter(r"PRP\Lockout\Password\MaxFailures", Some("3"))
+        .await
+        .expect("param");
+    store
+        .set_api_key(&ApiKeyScope::Global, "EnablePasscodeLogin", "true")
+        .await
+        .expect("key");
+    store
+        .set_api_key(&ApiKeyScope::Global, "EnablePasswordProfileLogin", "true")
+        .await
+        .expect("key");
+    store
+        .set_parameter(prp_host::store::ACCOUNT_TABLES, Some("ADSAccount"))
+        .await
+        .expect("param");
+    store
+        .set_parameter(
+            &format!(r"{}\ADSAccount", prp_host::store::DISPLAY_COLUMN),
+            Some("CN"),
+        )
+        .await
+        .expect("param");
+    store_token(store, TEST_TOKEN).await;
+}
+
+/// One HTTP/1.1 request with extra headers; returns (status, headers, body).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("send");
+    s.write_all(body.as_bytes()).expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// A logged-in client: its bearer token and CSRF token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+    pub token: String,
+    pub csrf: String,
+}
+
+impl Client {
+    /// Logs in with a password (panics when that fails).
+    pub fn password(server: &Server, login_name: &str, password: &str) -> Self {
+        let (status, body) = server.post(
+            "/api/login/password",
+            &serde_json::json!({"login_name": login_name, "password": password}),
+        );
+        assert_eq!(status, 200, "login of {login_name} failed: {body}");
+        Self::from_login(server.addr, &body)
+    }
+
+    pub fn from_login(addr: SocketAddr, body: &str) -> Self {
+        let v: serde_json::Value = serde_json::from_str(body).expect("login json");
+        Self {
+            addr,
+            token: v["token"].as_str().unwrap_or_default().to_owned(),
+            csrf: v["csrf_token"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// A request with the bearer token; returns (status, JSON body or Null).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let auth = format!("Bearer {}", self.token);
+        let (status, _, text) = request(
+            self.addr,
+            method,
+            path,
+            &[("Authorization", &auth)],
+            body.as_ref(),
+        );
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
     }
 }

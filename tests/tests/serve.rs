@@ -60,3 +60,22 @@ fn refuses_to_serve_when_the_database_is_unreachable() {
         prp_tests::stderr(&out)
     );
 }
+
+#[test]
+fn logs_can_be_json() {
+    let a = artifacts();
+    let scene = Scene::new();
+    let cfg = serde_json::json!({
+        "ConnectionStrings": {"Database": "sqlite:///nonexistent-dir/x/prp.db"},
+        "Plugins": {"Files": [a.lib("password-reset-authenticator")]},
+        "Logging": {"Level": "info", "Format": "json"},
+    });
+    let config = scene.write("appsettings.json", &cfg.to_string());
+    let out = scene.run(&config, &["serve"]);
+    let err = prp_tests::stderr(&out);
+    let first = err.lines().next().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(v["level"], "INFO", "{first}");
+    assert_eq!(v["fields"]["message"], "configuration loaded", "{first}");
+}

@@ -365,3 +365,73 @@ async fn parameters_are_in_force_only_with_all_their_parents() {
             .is_err());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_end_when_idle_or_at_their_absolute_end() {
+    use prp_host::store::SessionKind;
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let clock = ManualClock::at(T0);
+        let store = db.store_with(clock.clone()).await;
+        let idle = 900;
+        let s = store
+            .create_session("P-1", "password", SessionKind::Full, 3600)
+            .await
+            .expect("session");
+        clock.advance(899);
+        assert!(
+            store.session(&s.token, idle).await.expect("q").is_some(),
+            "[{tag}] used in time"
+        );
+        clock.advance(899);
+        assert!(
+            store.session(&s.token, idle).await.expect("q").is_some(),
+            "[{tag}] each use restarts the idle clock"
+        );
+        clock.advance(900);
+        assert!(
+            store.session(&s.token, idle).await.expect("q").is_none(),
+            "[{tag}] idle too long"
+        );
+
+        let s = store
+            .create_session("P-1", "password", SessionKind::Full, 3600)
+            .await
+            .expect("session");
+        for _ in 0..4 {
+            clock.advance(800);
+            assert!(
+                store.session(&s.token, idle).await.expect("q").is_some(),
+                "[{tag}]"
+            );
+        }
+        clock.advance(800);
+        assert!(
+            store.session(&s.token, idle).await.expect("q").is_none(),
+            "[{tag}] past the absolute end"
+        );
+
+        let s = store
+            .create_session("P-1", "passcode", SessionKind::Reset, 900)
+            .await
+            .expect("session");
+        let live = store
+            .session(&s.token, idle)
+            .await
+            .expect("q")
+            .expect("live");
+        assert!(
+            live.csrf_matches(&s.csrf_token) && !live.csrf_matches("forged"),
+            "[{tag}]"
+        );
+        store
+            .revoke_session(&live.token_hash)
+            .await
+            .expect("revoke");
+        assert!(
+            store.session(&s.token, idle).await.expect("q").is_none(),
+            "[{tag}] revoked"
+        );
+    }
+}

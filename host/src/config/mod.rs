@@ -75,6 +75,9 @@ pub struct HostSettings {
     pub argon2_iterations: u32,
     pub session_minutes: u32,
     pub reset_session_minutes: u32,
+    pub session_idle_minutes: u32,
+    /// The URL people reach the portal at, when configured.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,6 +355,8 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
         argon2_iterations: u32_or("Host:Argon2Iterations", 2, 100, 2),
         session_minutes: u32_or("Host:SessionMinutes", 1, 43_200, 60),
         reset_session_minutes: u32_or("Host:ResetSessionMinutes", 1, 43_200, 15),
+        session_idle_minutes: u32_or("Host:SessionIdleMinutes", 1, 43_200, 15),
+        public_url: get("Host:PublicUrl").map(|u| u.trim().trim_end_matches('/').to_owned()),
     };
     let logging = LoggingSettings {
         level: get("Logging:Level").unwrap_or("info").trim().to_owned(),

@@ -60,6 +60,16 @@ const SETTINGS: &[Setting] = &[
         help: "lifetime of a session opened with a passcode or questions (default: 15)",
     },
     Setting {
+        pattern: "Host:SessionIdleMinutes",
+        check: check_minutes,
+        help: "a session unused this long ends (default: 15)",
+    },
+    Setting {
+        pattern: "Host:PublicUrl",
+        check: check_public_url,
+        help: "the URL people reach the portal at; https:// makes the session cookie Secure",
+    },
+    Setting {
         pattern: "Plugins:Resolvers:#",
         check: check_non_empty,
         help: "the id of a resolver to use, in order (default: every loaded resolver)",
@@ -225,6 +235,18 @@ fn check_argon2_iterations(v: &str) -> Result<(), String> {
 
 fn check_minutes(v: &str) -> Result<(), String> {
     parse_u32_in(v, 1, 43_200, "a number of minutes").map(drop)
+}
+
+fn check_public_url(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    if (v.starts_with("https://") || v.starts_with("http://"))
+        && v.len() > 8
+        && !v.contains(char::is_whitespace)
+    {
+        Ok(())
+    } else {
+        Err(format!("\"{v}\" is not an http:// or https:// URL"))
+    }
 }
 
 fn check_timeout_ms(v: &str) -> Result<(), String> {

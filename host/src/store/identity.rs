@@ -102,7 +102,7 @@ pub fn is_identifier(name: &str) -> bool {
         && name.len() <= 63
 }
 
-fn quote(ident: &str) -> String {
+pub(super) fn quote(ident: &str) -> String {
     // Only ever called with names that passed `is_identifier`, which excludes `"`.
     format!("\"{ident}\"")
 }
@@ -120,7 +120,11 @@ impl Dialect {
     }
 
     /// The actual name of a table, matched case-insensitively.
-    async fn table_name(self, store: &Store, name: &str) -> Result<Option<String>, StoreError> {
+    pub(super) async fn table_name(
+        self,
+        store: &Store,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
         let sql = match self {
             Self::Sqlite => "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND lower(name) = lower($1)",
             Self::Postgres => "SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = current_schema() AND lower(table_name::text) = lower($1)",
@@ -132,7 +136,7 @@ impl Dialect {
     }
 
     /// `(column, declared type, is primary key)` of a table.
-    async fn columns(
+    pub(super) async fn columns(
         self,
         store: &Store,
         table: &str,
@@ -184,7 +188,7 @@ impl Dialect {
     }
 
     /// `(column, referenced table, referenced column)` of a table's foreign keys.
-    async fn foreign_keys(
+    pub(super) async fn foreign_keys(
         self,
         store: &Store,
         table: &str,

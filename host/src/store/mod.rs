@@ -5,6 +5,7 @@
 
 mod audit;
 mod identity;
+mod items;
 mod lockout;
 mod params;
 mod secrets;
@@ -14,10 +15,13 @@ pub use audit::{AuditEvent, AuditRecord};
 pub use identity::{
     is_identifier, AccountRow, AccountSearch, Person, SchemaProblem, SearchTableConfig,
 };
+pub use items::{
+    AccountTable, ItemChange, PasswordChange, TableAccount, ACCOUNT_TABLES, DISPLAY_COLUMN,
+};
 pub use lockout::{LockScope, LockoutPolicy};
 pub use params::{ApiKeyScope, ApiKeyValue, Parameter};
 pub use secrets::{AnswerOutcome, PasscodeOutcome, QuestionRow};
-pub use sessions::{Session, SessionKind};
+pub use sessions::{NewSession, Session, SessionKind};
 
 use crate::clock::Clock;
 use sqlx::any::AnyPoolOptions;
@@ -59,16 +63,30 @@ impl Dialect {
 
     fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
         match self {
-            Self::Sqlite => &[(
-                1,
-                "portal",
-                include_str!("../../migrations/sqlite/0001_portal.sql"),
-            )],
-            Self::Postgres => &[(
-                1,
-                "portal",
-                include_str!("../../migrations/postgres/0001_portal.sql"),
-            )],
+            Self::Sqlite => &[
+                (
+                    1,
+                    "portal",
+                    include_str!("../../migrations/sqlite/0001_portal.sql"),
+                ),
+                (
+                    2,
+                    "self_service",
+                    include_str!("../../migrations/sqlite/0002_self_service.sql"),
+                ),
+            ],
+            Self::Postgres => &[
+                (
+                    1,
+                    "portal",
+                    include_str!("../../migrations/postgres/0001_portal.sql"),
+                ),
+                (
+                    2,
+                    "self_service",
+                    include_str!("../../migrations/postgres/0002_self_service.sql"),
+                ),
+            ],
         }
     }
 }

@@ -269,3 +269,56 @@ impl Store {
         )
     }
 }
+
+impl Store {
+    /// Replaces the text and answer of one of the person's questions, unlocking it.
+    pub async fn replace_question(
+        &self,
+        person_uid: &str,
+        id: &str,
+        question: &str,
+        answer_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE prp_question SET question = $3, answer_hash = $4, failures = 0, locked = 0
+             WHERE person_uid = $1 AND id = $2",
+        )
+        .bind(person_uid)
+        .bind(id)
+        .bind(question)
+        .bind(answer_hash)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Unlocks one of the person's questions.
+    pub async fn unlock_question(&self, person_uid: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE prp_question SET failures = 0, locked = 0 WHERE person_uid = $1 AND id = $2",
+        )
+        .bind(person_uid)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The persons whose manager (`UID_PersonHead`) is `manager_uid`.
+    pub async fn direct_reports(
+        &self,
+        manager_uid: &str,
+    ) -> Result<Vec<crate::store::Person>, StoreError> {
+        let mut out = Vec::new();
+        let uids: Vec<String> = sqlx::query_scalar("SELECT CAST(\"UID_Person\" AS TEXT) FROM \"Person\" WHERE \"UID_PersonHead\" = $1 ORDER BY 1")
+            .bind(manager_uid)
+            .fetch_all(self.pool())
+            .await?;
+        for uid in uids {
+            if let Some(p) = self.person(&uid).await? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+}

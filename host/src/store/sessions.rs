@@ -1,6 +1,7 @@
 //! Server-side sessions. The client holds a 256-bit random token; the database holds its
 //! SHA-256. (A fast hash is right here: the token is uniformly random, so there is nothing to
-//! guess; argon2 on every request would cost each API call 19 MiB.)
+//! guess; argon2 on every request would cost each API call 19 MiB.) Each session also has a
+//! CSRF token, stored the same way, that browser requests must echo in `X-CSRF-Token`.
 
 use super::{Store, StoreError};
 use sqlx::Row;
@@ -9,7 +10,7 @@ use sqlx::Row;
 pub enum SessionKind {
     /// From user name and password: the full portal.
     Full,
-    /// From a passcode or questions: short-lived, for resetting one's own passwords only.
+    /// From a passcode or questions: short-lived, for one's own passwords and questions only.
     Reset,
 }
 
@@ -31,28 +32,48 @@ impl SessionKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    pub token_hash: String,
     pub person_uid: String,
     pub method: String,
     pub kind: SessionKind,
     pub created_at: i64,
     pub expires_at: i64,
+    csrf_hash: Option<String>,
+}
+
+impl Session {
+    /// Whether `token` is this session's CSRF token (compared as digests).
+    pub fn csrf_matches(&self, token: &str) -> bool {
+        self.csrf_hash.as_deref().is_some_and(|h| {
+            crate::security::digests_equal(h, &crate::security::token_digest(token))
+        })
+    }
+}
+
+/// A new session's secrets, shown to the client once.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token: String,
+    pub csrf_token: String,
+    pub expires_at: i64,
 }
 
 impl Store {
-    /// Opens a session; returns the token (shown to the client once) and its expiry.
+    /// Opens a session that ends at `lifetime` seconds from now at the latest.
     pub async fn create_session(
         &self,
         person_uid: &str,
         method: &str,
         kind: SessionKind,
         lifetime: i64,
-    ) -> Result<(String, i64), StoreError> {
+    ) -> Result<NewSession, StoreError> {
         let token = crate::security::random_token();
+        let csrf_token = crate::security::random_token();
         let now = self.now();
         let expires_at = now + lifetime;
         sqlx::query(
-            "INSERT INTO prp_session (token_hash, person_uid, method, kind, created_at, last_seen_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $5, $6)",
+            "INSERT INTO prp_session (token_hash, person_uid, method, kind, created_at, last_seen_at, expires_at, csrf_hash)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
         )
         .bind(crate::security::token_digest(&token))
         .bind(person_uid)
@@ -60,30 +81,53 @@ impl Store {
         .bind(kind.name())
         .bind(now)
         .bind(expires_at)
+        .bind(crate::security::token_digest(&csrf_token))
         .execute(self.pool())
         .await?;
-        Ok((token, expires_at))
+        Ok(NewSession {
+            token,
+            csrf_token,
+            expires_at,
+        })
     }
 
-    /// The live session a token stands for.
-    pub async fn session(&self, token: &str) -> Result<Option<Session>, StoreError> {
+    /// The live session a token stands for, marking it used now. A session is dead once
+    /// revoked, past its absolute end, or idle for more than `idle` seconds.
+    pub async fn session(&self, token: &str, idle: i64) -> Result<Option<Session>, StoreError> {
+        let now = self.now();
         let row = sqlx::query(
-            "SELECT person_uid, method, kind, created_at, expires_at FROM prp_session
-             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+            "UPDATE prp_session SET last_seen_at = $2
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_seen_at > $3
+             RETURNING token_hash, person_uid, method, kind, created_at, expires_at, csrf_hash",
         )
         .bind(crate::security::token_digest(token))
-        .bind(self.now())
+        .bind(now)
+        .bind(now - idle)
         .fetch_optional(self.pool())
         .await?;
         row.map(|r| {
             Ok(Session {
+                token_hash: r.try_get("token_hash")?,
                 person_uid: r.try_get("person_uid")?,
                 method: r.try_get("method")?,
                 kind: SessionKind::parse(&r.try_get::<String, _>("kind")?),
                 created_at: r.try_get("created_at")?,
                 expires_at: r.try_get("expires_at")?,
+                csrf_hash: r.try_get("csrf_hash")?,
             })
         })
         .transpose()
+    }
+
+    /// Ends a session (logout).
+    pub async fn revoke_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE prp_session SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 }

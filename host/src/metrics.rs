@@ -1,0 +1,136 @@
+//! Prometheus metrics: logins by method and outcome, login latency, hash queue depth, logins in
+//! progress, password changes. Rendered by hand in the text exposition format: a few counters
+//! don't need a metrics framework.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    logins: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    password_changes: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    pub fn login(&self, method: &'static str, outcome: &'static str, seconds: f64) {
+        if let Ok(mut m) = self.logins.lock() {
+            *m.entry((method, outcome)).or_default() += 1;
+        }
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    pub fn password_change(&self, outcome: &'static str) {
+        if let Ok(mut m) = self.password_changes.lock() {
+            *m.entry(outcome).or_default() += 1;
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self, hash_queue_depth: usize, logins_in_progress: usize) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP prp_logins_total Login attempts by method and outcome."
+        );
+        let _ = writeln!(out, "# TYPE prp_logins_total counter");
+        if let Ok(m) = self.logins.lock() {
+            for ((method, outcome), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "prp_logins_total{{method=\"{method}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP prp_login_duration_seconds Time to answer a login."
+        );
+        let _ = writeln!(out, "# TYPE prp_login_duration_seconds histogram");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let n = self.latency_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "prp_login_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "prp_login_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "prp_login_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "prp_login_duration_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP prp_hash_queue_depth Password hashes waiting for a worker."
+        );
+        let _ = writeln!(out, "# TYPE prp_hash_queue_depth gauge");
+        let _ = writeln!(out, "prp_hash_queue_depth {hash_queue_depth}");
+        let _ = writeln!(
+            out,
+            "# HELP prp_logins_in_progress Logins admitted and not yet answered."
+        );
+        let _ = writeln!(out, "# TYPE prp_logins_in_progress gauge");
+        let _ = writeln!(out, "prp_logins_in_progress {logins_in_progress}");
+        let _ = writeln!(
+            out,
+            "# HELP prp_password_changes_total Password changes by outcome."
+        );
+        let _ = writeln!(out, "# TYPE prp_password_changes_total counter");
+        if let Ok(m) = self.password_changes.lock() {
+            for (outcome, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "prp_password_changes_total{{outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::default();
+        m.login("password", "success", 0.03);
+        m.login("password", "failure", 0.2);
+        let text = m.render(3, 1);
+        assert!(
+            text.contains("prp_logins_total{method=\"password\",outcome=\"success\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prp_login_duration_seconds_bucket{le=\"0.05\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prp_login_duration_seconds_bucket{le=\"0.25\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prp_login_duration_seconds_count 2"),
+            "{text}"
+        );
+        assert!(text.contains("prp_hash_queue_depth 3"), "{text}");
+    }
+}

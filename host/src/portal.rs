@@ -1,0 +1,605 @@
+//! What a logged-in person and a manager can do: list the password items the person may
+//! reset, check and set a new password under each item's policy, manage their password
+//! questions, and (managers) issue passcodes to their direct reports.
+
+use crate::plugins::CallGate;
+use crate::policy::{PasswordPolicy, Violation};
+use crate::security::{self, Hasher};
+use crate::store::{AuditEvent, ItemChange, PasswordChange, Person, Store, StoreError};
+use prp_plugin_api::abi_stable::std_types::RString;
+use prp_plugin_api::{ResolvedAccount, ResolverBox, SecretCheck};
+use std::sync::Arc;
+
+/// The parameter that turns on four-eyes passcodes.
+pub const PASSCODE_SPLIT: &str = r"QER\Person\PasswordResetAuthenticator\PasscodeSplit";
+/// The parameter with the number of questions a person must define.
+pub const QUERY_ANSWER_DEFINITIONS: &str =
+    r"QER\Person\PasswordResetAuthenticator\QueryAnswerDefinitions";
+
+/// Limits on password questions.
+pub const QUESTION_MIN: usize = 5;
+pub const QUESTION_MAX: usize = 200;
+pub const ANSWER_MIN: usize = 3;
+pub const ANSWER_MAX: usize = 64;
+pub const MAX_QUESTIONS: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// An item or question that isn't the person's (or doesn't exist): nothing was changed.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The request breaks a rule; the message is for the person.
+    #[error("{0}")]
+    Invalid(String),
+    /// Not allowed for this person or session.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A resolver plugin failed to set a password in its system: nothing was changed.
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Where an item's password lives.
+#[derive(Debug, Clone)]
+pub enum ItemKind {
+    /// The person's central password, stored by the portal.
+    Central,
+    /// An account in a configured table, stored by the portal.
+    Table,
+    /// An account a resolver plugin contributed; it may set the password itself.
+    Resolver {
+        resolver: String,
+        account: Box<ResolvedAccount>,
+    },
+}
+
+/// A password the person may reset.
+#[derive(Debug, Clone)]
+pub struct PasswordItem {
+    pub id: String,
+    pub display_name: String,
+    /// The table or system, `Person` for the central account.
+    pub source: String,
+    pub account_uid: String,
+    pub last_set: Option<i64>,
+    pub policy: PasswordPolicy,
+    pub kind: ItemKind,
+}
+
+/// The rules a password breaks for one item.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ItemCheck {
+    pub id: String,
+    pub violations: Vec<Violation>,
+}
+
+/// A passcode a manager or the help desk issued.
+#[derive(Debug, Clone)]
+pub struct IssuedPasscode {
+    /// The whole passcode, or the issuer's half when split.
+    pub shown: String,
+    pub split: bool,
+    pub expires_at: i64,
+    pub hours: i64,
+}
+
+pub struct SelfService {
+    pub store: Store,
+    pub hasher: Arc<Hasher>,
+    pub gate: CallGate,
+    pub resolvers: Vec<(String, Arc<ResolverBox>)>,
+    pub server_name: String,
+}
+
+fn item_id(source: &str, account_uid: &str) -> String {
+    format!("{source}:{account_uid}")
+}
+
+impl SelfService {
+    async fn hash(&self, secret: &str) -> Result<String, PortalError> {
+        let h = Arc::clone(&self.hasher);
+        let s = secret.to_owned();
+        tokio::task::spawn_blocking(move || h.hash(&s))
+            .await
+            .map_err(|e| PortalError::Internal(e.to_string()))?
+            .map_err(|e| PortalError::Internal(e.to_string()))
+    }
+
+    async fn verify(&self, phc: &str, secret: &str) -> Result<bool, PortalError> {
+        let h = Arc::clone(&self.hasher);
+        let (p, s) = (phc.to_owned(), secret.to_owned());
+        tokio::task::spawn_blocking(move || h.verify(&p, &s))
+            .await
+            .map_err(|e| PortalError::Internal(e.to_string()))
+    }
+
+    pub async fn person(&self, uid: &str) -> Result<Person, PortalError> {
+        self.store
+            .person(uid)
+            .await?
+            .ok_or(PortalError::NotFound("person"))
+    }
+
+    /// The person's password items: the central account, their accounts in the configured
+    /// tables, and the accounts resolver plugins contribute. Only ever the person's own.
+    pub async fn items(&self, person: &Person) -> Result<Vec<PasswordItem>, PortalError> {
+        let mut out = Vec::new();
+        let (policy, _) = self.store.password_policy("Person").await?;
+        out.push(PasswordItem {
+            id: item_id("Person", &person.uid),
+            display_name: format!("Central account {}", person.central_account),
+            source: "Person".into(),
+            account_uid: person.uid.clone(),
+            last_set: self.store.credential_set_at("Person", &person.uid).await?,
+            policy,
+            kind: ItemKind::Central,
+        });
+        let (tables, problems) = self.store.account_tables().await?;
+        for p in problems {
+            tracing::warn!("password items: {p}");
+        }
+        for t in &tables {
+            let (policy, _) = self.store.password_policy(&t.table).await?;
+            for a in self.store.accounts_in(t, &person.uid).await? {
+                out.push(PasswordItem {
+                    id: item_id(&a.table, &a.account_uid),
+                    display_name: a.display.clone(),
+                    source: a.table.clone(),
+                    last_set: self
+                        .store
+                        .credential_set_at(&a.table, &a.account_uid)
+                        .await?,
+                    account_uid: a.account_uid,
+                    policy: policy.clone(),
+                    kind: ItemKind::Table,
+                });
+            }
+        }
+        for (id, resolver) in &self.resolvers {
+            let r = Arc::clone(resolver);
+            let uid = person.uid.clone();
+            let accounts = match self
+                .gate
+                .call(move || r.accounts_of(uid.as_str().into()))
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(resolver = %id, "listing accounts failed: {e}");
+                    continue;
+                }
+            };
+            for mut account in accounts {
+                // Only accounts of this person, whatever the resolver says.
+                if account.person_uid.as_str() != person.uid {
+                    continue;
+                }
+                let Some(account_uid) = account
+                    .account_uid
+                    .as_ref()
+                    .into_option()
+                    .map(|s| s.to_string())
+                else {
+                    continue;
+                };
+                account.resolver = RString::from(id.as_str());
+                let source = account.source.to_string();
+                if out
+                    .iter()
+                    .any(|i| i.source == source && i.account_uid == account_uid)
+                {
+                    continue;
+                }
+                let (policy, _) = self.store.password_policy(&source).await?;
+                out.push(PasswordItem {
+                    id: item_id(&source, &account_uid),
+                    display_name: account_uid.clone(),
+                    last_set: self.store.credential_set_at(&source, &account_uid).await?,
+                    source,
+                    account_uid,
+                    policy,
+                    kind: ItemKind::Resolver {
+                        resolver: id.clone(),
+                        account: Box::new(account),
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The person's items with these ids; an id that isn't theirs fails the whole request.
+    async fn pick(
+        &self,
+        person: &Person,
+        ids: &[String],
+    ) -> Result<Vec<PasswordItem>, PortalError> {
+        if ids.is_empty() {
+            return Err(PortalError::Invalid(
+                "choose at least one password to set".into(),
+            ));
+        }
+        let all = self.items(person).await?;
+        let mut out = Vec::new();
+        for id in ids {
+            let item = all
+                .iter()
+                .find(|i| &i.id == id)
+                .ok_or(PortalError::NotFound("password item"))?;
+            if !out.iter().any(|i: &PasswordItem| i.id == item.id) {
+                out.push(item.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rules `password` breaks for each item, history included. Changes nothing.
+    pub async fn check(
+        &self,
+        person: &Person,
+        ids: &[String],
+        password: &str,
+    ) -> Result<Vec<ItemCheck>, PortalError> {
+        let items = self.pick(person, ids).await?;
+        let mut names = vec![
+            person.first_name.clone(),
+            person.last_name.clone(),
+            person.central_account.clone(),
+        ];
+        for i in &items {
+            names.push(i.display_name.clone());
+            names.extend(i.display_name.split_whitespace().map(str::to_owned));
+            names.push(i.account_uid.clone());
+        }
+        names.retain(|n| n.chars().count() >= 3);
+        let mut out = Vec::new();
+        for item in &items {
+            let mut violations = item.policy.violations(password, &names);
+            // The history check hashes, so it runs only for an otherwise acceptable password.
+            if violations.is_empty() && item.policy.history_count > 0 {
+                for old in self
+                    .store
+                    .recent_hashes(&item.source, &item.account_uid, item.policy.history_count)
+                    .await?
+                {
+                    if self.verify(&old, password).await? {
+                        violations.push(Violation {
+                            rule: "history",
+                            message: format!(
+                                "You used this password recently; choose one that is not among your last {} passwords.",
+                                item.policy.history_count
+                            ),
+                        });
+                        break;
+                    }
+                }
+            }
+            out.push(ItemCheck {
+                id: item.id.clone(),
+                violations,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sets one new password for every chosen item, all or none: when any item's policy is
+    /// broken nothing changes (the checks are returned); otherwise resolver plugins set their
+    /// accounts first (a failure stops everything), then one transaction stores the rest.
+    pub async fn set(
+        &self,
+        person: &Person,
+        ids: &[String],
+        password: &str,
+        session_token_hash: Option<String>,
+        remote_addr: Option<String>,
+    ) -> Result<Result<Vec<String>, Vec<ItemCheck>>, PortalError> {
+        let checks = self.check(person, ids, password).await?;
+        if checks.iter().any(|c| !c.violations.is_empty()) {
+            return Ok(Err(checks));
+        }
+        let items = self.pick(person, ids).await?;
+        let mut changes = Vec::new();
+        for item in &items {
+            let new_hash = match &item.kind {
+                ItemKind::Resolver { resolver, account } => {
+                    let Some((_, r)) = self.resolvers.iter().find(|(id, _)| id == resolver) else {
+                        return Err(PortalError::Upstream(format!(
+                            "resolver {resolver} is not loaded"
+                        )));
+                    };
+                    let (r, account, pw) =
+                        (Arc::clone(r), (**account).clone(), password.to_owned());
+                    match self
+                        .gate
+                        .call(move || r.set_password(&account, pw.as_str().into()))
+                        .await
+                    {
+                        Ok(c) if c.is_ok() => None,
+                        Ok(c) if c == SecretCheck::UNSUPPORTED => Some(self.hash(password).await?),
+                        Ok(c) => {
+                            return Err(PortalError::Upstream(format!(
+                                "{} refused the new password for {} ({})",
+                                resolver,
+                                item.id,
+                                c.name()
+                            )))
+                        }
+                        Err(e) => {
+                            let _ = self
+                                .store
+                                .audit(&AuditEvent {
+                                    event: "password.set",
+                                    outcome: "failure",
+                                    person_uid: Some(&person.uid),
+                                    reason: Some(&format!("{}: {e}", item.id)),
+                                    actor: Some(&person.uid),
+                                    ..Default::default()
+                                })
+                                .await;
+                            return Err(PortalError::Upstream(format!(
+                                "{resolver} could not set the password of {}",
+                                item.id
+                            )));
+                        }
+                    }
+                }
+                _ => Some(self.hash(password).await?),
+            };
+            changes.push(ItemChange {
+                source: item.source.clone(),
+                account_uid: item.account_uid.clone(),
+                new_hash,
+                history_count: item.policy.history_count,
+            });
+        }
+        self.store
+            .apply_password_change(&PasswordChange {
+                person_uid: person.uid.clone(),
+                session_token_hash,
+                items: changes,
+                actor: person.uid.clone(),
+                remote_addr,
+            })
+            .await?;
+        Ok(Ok(items.into_iter().map(|i| i.id).collect()))
+    }
+
+    fn check_question_text(question: &str, answer: &str) -> Result<(String, String), PortalError> {
+        let q = question.split_whitespace().collect::<Vec<_>>().join(" ");
+        let a = security::normalize_answer(answer);
+        let (ql, al) = (q.chars().count(), a.chars().count());
+        if !(QUESTION_MIN..=QUESTION_MAX).contains(&ql) {
+            return Err(PortalError::Invalid(format!(
+                "A question needs {QUESTION_MIN} to {QUESTION_MAX} characters (this one has {ql})."
+            )));
+        }
+        if !(ANSWER_MIN..=ANSWER_MAX).contains(&al) {
+            return Err(PortalError::Invalid(format!(
+                "An answer needs {ANSWER_MIN} to {ANSWER_MAX} characters (this one has {al})."
+            )));
+        }
+        if a.len() >= 3 && security::normalize_answer(&q).contains(&a) {
+            return Err(PortalError::Invalid(
+                "The answer must not appear in the question.".into(),
+            ));
+        }
+        Ok((q, a))
+    }
+
+    /// Refuses a question or answer the person already has (except the question `except`).
+    async fn check_duplicates(
+        &self,
+        person_uid: &str,
+        question: &str,
+        answer: &str,
+        except: Option<&str>,
+    ) -> Result<(), PortalError> {
+        for q in self.store.questions(person_uid).await? {
+            if Some(q.id.as_str()) == except {
+                continue;
+            }
+            if security::normalize_answer(&q.question) == security::normalize_answer(question) {
+                return Err(PortalError::Invalid(
+                    "You already have this question.".into(),
+                ));
+            }
+            if self.verify(&q.answer_hash, answer).await? {
+                return Err(PortalError::Invalid(
+                    "Each question needs a different answer.".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many questions the person must keep (`QueryAnswerDefinitions`, default 3).
+    pub async fn required_questions(&self) -> Result<usize, PortalError> {
+        Ok(self
+            .store
+            .parameter_value(QUERY_ANSWER_DEFINITIONS)
+            .await?
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(3))
+    }
+
+    pub async fn add_question(
+        &self,
+        person: &Person,
+        question: &str,
+        answer: &str,
+    ) -> Result<String, PortalError> {
+        let (q, a) = Self::check_question_text(question, answer)?;
+        if self.store.questions(&person.uid).await?.len() >= MAX_QUESTIONS {
+            return Err(PortalError::Invalid(format!(
+                "You can have at most {MAX_QUESTIONS} questions."
+            )));
+        }
+        self.check_duplicates(&person.uid, &q, &a, None).await?;
+        let hash = self.hash(&a).await?;
+        let id = self.store.add_question(&person.uid, &q, &hash).await?;
+        self.audit_question(person, "question.added", &id).await?;
+        Ok(id)
+    }
+
+    pub async fn replace_question(
+        &self,
+        person: &Person,
+        id: &str,
+        question: &str,
+        answer: &str,
+    ) -> Result<(), PortalError> {
+        let (q, a) = Self::check_question_text(question, answer)?;
+        if !self
+            .store
+            .questions(&person.uid)
+            .await?
+            .iter()
+            .any(|x| x.id == id)
+        {
+            return Err(PortalError::NotFound("question"));
+        }
+        self.check_duplicates(&person.uid, &q, &a, Some(id)).await?;
+        let hash = self.hash(&a).await?;
+        if !self
+            .store
+            .replace_question(&person.uid, id, &q, &hash)
+            .await?
+        {
+            return Err(PortalError::NotFound("question"));
+        }
+        self.audit_question(person, "question.replaced", id).await
+    }
+
+    pub async fn delete_question(&self, person: &Person, id: &str) -> Result<(), PortalError> {
+        let questions = self.store.questions(&person.uid).await?;
+        if !questions.iter().any(|q| q.id == id) {
+            return Err(PortalError::NotFound("question"));
+        }
+        let required = self.required_questions().await?;
+        if questions.len() <= required {
+            return Err(PortalError::Invalid(format!(
+                "You need at least {required} questions; replace this one instead of deleting it."
+            )));
+        }
+        self.store
+            .delete_questions(&person.uid, &[id.to_owned()])
+            .await?;
+        self.audit_question(person, "question.deleted", id).await
+    }
+
+    pub async fn unlock_question(&self, person: &Person, id: &str) -> Result<(), PortalError> {
+        if !self.store.unlock_question(&person.uid, id).await? {
+            return Err(PortalError::NotFound("question"));
+        }
+        self.audit_question(person, "question.unlocked", id).await
+    }
+
+    async fn audit_question(
+        &self,
+        person: &Person,
+        event: &str,
+        id: &str,
+    ) -> Result<(), PortalError> {
+        self.store
+            .audit(&AuditEvent {
+                event,
+                outcome: "success",
+                person_uid: Some(&person.uid),
+                reason: Some(id),
+                actor: Some(&person.uid),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Issues a passcode for `target`, by `issuer` (a person's uid or `cli:<user>`). With
+    /// `PasscodeSplit` on, the issuer gets the first half and the target's manager the second,
+    /// through the notification outbox; without a manager that fails.
+    pub async fn issue_passcode(
+        &self,
+        target: &Person,
+        issuer: &str,
+    ) -> Result<IssuedPasscode, PortalError> {
+        let split = self
+            .store
+            .parameter_value(PASSCODE_SPLIT)
+            .await?
+            .map(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            })
+            .unwrap_or(false);
+        let manager = match (&target.manager_uid, split) {
+            (None, true) => {
+                return Err(PortalError::Invalid(format!(
+                    "PasscodeSplit is on, but person {} has no manager (UID_PersonHead) to receive the second half",
+                    target.uid
+                )))
+            }
+            (m, _) => m.clone(),
+        };
+        let hours: i64 = self
+            .store
+            .api_key(
+                &self.server_name,
+                "VI_Employee_MasterData_PassCode_HoursValid",
+            )
+            .await?
+            .value
+            .parse()
+            .unwrap_or(8);
+        let passcode = security::new_passcode();
+        let normalized = security::normalize_passcode(&passcode)
+            .ok_or_else(|| PortalError::Internal("generated passcode is malformed".into()))?;
+        let hash = self.hash(&normalized).await?;
+        let expires_at = self
+            .store
+            .issue_passcode(&target.uid, &hash, hours * 3600, issuer)
+            .await?;
+        let shown = if split {
+            let (first, second) = passcode.split_at(9);
+            let manager = manager.unwrap_or_default();
+            self.store
+                .notify(
+                    &manager,
+                    "passcode.half",
+                    "Second half of a passcode",
+                    &format!(
+                        "A passcode was issued for {} {} ({}). Give them this second half; they type both halves together.",
+                        target.first_name, target.last_name, target.uid
+                    ),
+                    Some(second.trim_start_matches('-')),
+                )
+                .await?;
+            first.trim_end_matches('-').to_owned()
+        } else {
+            passcode
+        };
+        self.store
+            .audit(&AuditEvent {
+                event: "passcode.issued",
+                outcome: "success",
+                person_uid: Some(&target.uid),
+                actor: Some(issuer),
+                reason: Some(&format!(
+                    "valid for {hours} h{}",
+                    if split { ", split (four-eyes)" } else { "" }
+                )),
+                ..Default::default()
+            })
+            .await?;
+        Ok(IssuedPasscode {
+            shown,
+            split,
+            expires_at,
+            hours,
+        })
+    }
+}

@@ -1,0 +1,885 @@
+//! The portal end to end over HTTP, against the real host with the real plugin (and a
+//! third-party directory resolver), on SQLite and (when `PRP_TEST_POSTGRES_URL` is set)
+//! PostgreSQL: password items, each policy rule, history, the all-or-nothing multi-item reset,
+//! id tampering, CSRF, session revocation, managers' passcodes, the four-eyes split, question
+//! management, metrics.
+
+use prp_host::store::Store;
+use prp_tests::{
+    artifacts, backends, host_command, request, seed, stdout, Backend, Client, Scene, Server,
+    TestDb, CAROL_ADS, CAROL_CENTRAL, FLAG_PW, TEST_TOKEN,
+};
+use serde_json::{json, Value};
+
+struct Portal {
+    server: Server,
+    store: Store,
+    config: std::path::PathBuf,
+    _scene: Scene,
+    _db: TestDb,
+}
+
+async fn portal(backend: &Backend) -> Portal {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    seed(&store).await;
+    // P-MARTA manages P-CAROL.
+    prp_host::demo::insert_person(
+        &store,
+        &prp_host::demo::NewPerson {
+            uid: "P-MARTA",
+            central_account: "marta",
+            first_name: "Marta",
+            last_name: "Manager",
+            manager_uid: None,
+            inactive: false,
+        },
+    )
+    .await
+    .expect("marta");
+    prp_host::demo::set_central_password(
+        &store,
+        &prp_tests::hasher(),
+        "P-MARTA",
+        "marta-central-pw",
+    )
+    .await
+    .expect("pw");
+    sqlx::query(
+        "UPDATE \"Person\" SET \"UID_PersonHead\" = 'P-MARTA' WHERE \"UID_Person\" = 'P-CAROL'",
+    )
+    .execute(store.pool())
+    .await
+    .expect("manager");
+    let scene = Scene::new();
+    let directory = artifacts().lib("fixture-directory-resolver");
+    let config = scene.portal_config_with(&db.url, Some(TEST_TOKEN), json!({}), &[directory]);
+    let server = Server::start(&config).unwrap_or_else(|e| panic!("[{}] {e}", backend.name()));
+    Portal {
+        server,
+        store,
+        config,
+        _scene: scene,
+        _db: db,
+    }
+}
+
+impl Portal {
+    fn login_status(&self, name: &str, password: &str) -> u16 {
+        self.server
+            .post(
+                "/api/login/password",
+                &json!({"login_name": name, "password": password}),
+            )
+            .0
+    }
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| i["id"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn rules(v: &Value, id: &str) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["id"] == id))
+        .and_then(|i| i["violations"].as_array())
+        .map(|vs| {
+            vs.iter()
+                .map(|x| x["rule"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const GOOD: &str = "orchard-velvet-lantern-42";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn items_policies_history_and_the_all_or_nothing_reset() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
+
+        // The person's own items: central, the ADS account (shown by its CN), the directory.
+        let (s, items) = carol.call("GET", "/api/password-items", None);
+        assert_eq!(s, 200, "[{tag}] {items}");
+        assert_eq!(
+            ids(&items),
+            vec![
+                "Person:P-CAROL",
+                "ADSAccount:A-CAROL",
+                "Directory:DIR-CAROL"
+            ],
+            "[{tag}]"
+        );
+        assert_eq!(items["items"][1]["display_name"], "Carol Example");
+        assert!(items["items"][0]["policy"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("12 to 128 characters"));
+
+        // Each rule, in words, without saving anything.
+        let all = json!(["Person:P-CAROL", "ADSAccount:A-CAROL"]);
+        for (pw, rule) in [
+            ("short-1", "min_length"),
+            (&*"x".repeat(129), "max_length"),
+            ("1qaz2wsx3edc", "common"),
+            ("carol-is-my-name-2026", "contains_name"),
+            ("Example-Orchard-Lantern", "contains_name"),
+        ] {
+            let (s, v) = carol.call(
+                "POST",
+                "/api/password-items/check",
+                Some(json!({"items": all, "password": pw})),
+            );
+            assert_eq!(s, 200, "[{tag}] {v}");
+            assert_eq!(v["ok"], false, "[{tag}] {pw}");
+            assert!(
+                rules(&v, "Person:P-CAROL").contains(&rule.to_owned()),
+                "[{tag}] {pw}: {v}"
+            );
+            let message = v["items"][0]["violations"][0]["message"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                message.ends_with('.') && message.len() > 20,
+                "[{tag}] a sentence: {message}"
+            );
+        }
+        let (_, v) = carol.call(
+            "POST",
+            "/api/password-items/check",
+            Some(json!({"items": all, "password": GOOD})),
+        );
+        assert_eq!(v["ok"], true, "[{tag}] {v}");
+        assert_eq!(
+            p.login_status("carol", CAROL_CENTRAL),
+            200,
+            "[{tag}] a check saves nothing"
+        );
+
+        // Policy per table: the ADS table wants 30 characters.
+        p.store
+            .set_parameter(r"PRP\PasswordPolicy\ADSAccount\MinLength", Some("30"))
+            .await
+            .expect("param");
+        let (_, v) = carol.call(
+            "POST",
+            "/api/password-items/check",
+            Some(json!({"items": all, "password": GOOD})),
+        );
+        assert_eq!(
+            rules(&v, "Person:P-CAROL"),
+            Vec::<String>::new(),
+            "[{tag}] {v}"
+        );
+        assert_eq!(
+            rules(&v, "ADSAccount:A-CAROL"),
+            vec!["min_length"],
+            "[{tag}] {v}"
+        );
+
+        // All or nothing: one item's policy fails, so neither changes.
+        let (s, v) = carol.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": all, "password": GOOD})),
+        );
+        assert_eq!(s, 422, "[{tag}] {v}");
+        assert_eq!(p.login_status("carol", CAROL_CENTRAL), 200, "[{tag}]");
+        assert_eq!(p.login_status("cexample", CAROL_ADS), 200, "[{tag}]");
+        // All or nothing: the directory refuses synchronously, so the central password stays.
+        let both = json!(["Person:P-CAROL", "Directory:DIR-CAROL"]);
+        let refused = "orchard-directory-refuses-42";
+        let (s, v) = carol.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": both, "password": refused})),
+        );
+        assert_eq!(s, 502, "[{tag}] {v}");
+        assert_eq!(
+            p.login_status("carol", CAROL_CENTRAL),
+            200,
+            "[{tag}] nothing changed"
+        );
+        assert_eq!(
+            p.login_status("carol.dir", "directory-initial-pw"),
+            200,
+            "[{tag}]"
+        );
+
+        // One call sets all three.
+        p.store
+            .set_parameter(r"PRP\PasswordPolicy\ADSAccount\MinLength", Some("12"))
+            .await
+            .expect("param");
+        let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        let three = json!([
+            "Person:P-CAROL",
+            "ADSAccount:A-CAROL",
+            "Directory:DIR-CAROL"
+        ]);
+        let (s, v) = carol.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": three, "password": GOOD})),
+        );
+        assert_eq!(s, 200, "[{tag}] {v}");
+        for name in ["carol", "cexample", "carol.dir"] {
+            assert_eq!(
+                p.login_status(name, GOOD),
+                200,
+                "[{tag}] {name} with the new password"
+            );
+        }
+        assert_eq!(
+            p.login_status("carol", CAROL_CENTRAL),
+            401,
+            "[{tag}] the old one is gone"
+        );
+        let events = p
+            .store
+            .provisioning_events("P-CAROL")
+            .await
+            .expect("outbox");
+        assert_eq!(
+            events,
+            vec![
+                ("Person".to_owned(), "P-CAROL".to_owned()),
+                ("ADSAccount".to_owned(), "A-CAROL".to_owned())
+            ],
+            "[{tag}] provisioning events for the portal-stored items; the directory set its own"
+        );
+        let notes = p.store.notifications("P-CAROL").await.expect("outbox");
+        assert_eq!(notes.len(), 1, "[{tag}]");
+        assert_eq!(notes[0].0, "password.changed");
+        assert!(
+            notes[0].3.is_none() && !notes[0].2.contains(GOOD),
+            "[{tag}] no secret in the notification"
+        );
+        let audit = p.store.audit_tail(50).await.expect("audit");
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|e| e.event == "password.set" && e.outcome == "success")
+                .count(),
+            3,
+            "[{tag}]"
+        );
+        assert!(
+            audit
+                .iter()
+                .all(|e| !e.reason.clone().unwrap_or_default().contains(GOOD)),
+            "[{tag}] no secret audited"
+        );
+
+        // History: the same password again, or the one before, is refused.
+        let carol = Client::password(&p.server, "carol", GOOD);
+        let central = json!(["Person:P-CAROL"]);
+        let (s, v) = carol.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": central, "password": GOOD})),
+        );
+        assert_eq!(s, 422, "[{tag}] {v}");
+        assert_eq!(
+            rules(&v["checks"], "Person:P-CAROL"),
+            vec!["history"],
+            "[{tag}] {v}"
+        );
+        let second = "quartz-meadow-harbor-77";
+        assert_eq!(
+            carol
+                .call(
+                    "POST",
+                    "/api/password-items/set",
+                    Some(json!({"items": central, "password": second}))
+                )
+                .0,
+            200
+        );
+        let (s, v) = carol.call(
+            "POST",
+            "/api/password-items/check",
+            Some(json!({"items": central, "password": GOOD})),
+        );
+        assert_eq!(
+            (s, rules(&v, "Person:P-CAROL")),
+            (200, vec!["history".to_owned()]),
+            "[{tag}] {v}"
+        );
+        p.store
+            .set_parameter(r"PRP\PasswordPolicy\Default\HistoryCount", Some("0"))
+            .await
+            .expect("param");
+        let (_, v) = carol.call(
+            "POST",
+            "/api/password-items/check",
+            Some(json!({"items": central, "password": GOOD})),
+        );
+        assert_eq!(v["ok"], true, "[{tag}] history off: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_persons_items_and_questions_are_out_of_reach() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        for other in [
+            "ADSAccount:A-OK",
+            "Person:P-OKKO",
+            "Directory:DIR-OKKO",
+            "ADSAccount:A-CAROL' OR '1'='1",
+        ] {
+            let (s, v) = carol.call(
+                "POST",
+                "/api/password-items/set",
+                Some(json!({"items": [other], "password": GOOD})),
+            );
+            assert_eq!(s, 404, "[{tag}] {other}: {v}");
+            let (s, _) = carol.call(
+                "POST",
+                "/api/password-items/check",
+                Some(json!({"items": ["Person:P-CAROL", other], "password": GOOD})),
+            );
+            assert_eq!(s, 404, "[{tag}] {other}");
+        }
+        assert_eq!(
+            p.login_status("ok.acct", FLAG_PW),
+            200,
+            "[{tag}] okko's password is untouched"
+        );
+        assert_eq!(
+            p.login_status("carol", CAROL_CENTRAL),
+            200,
+            "[{tag}] and carol's too"
+        );
+        let (_, items) = carol.call("GET", "/api/password-items", None);
+        assert!(
+            !ids(&items)
+                .iter()
+                .any(|i| i.contains("OKKO") || i.contains("A-OK")),
+            "[{tag}] {items}"
+        );
+        // Quinn's questions: not listed, not deletable, not replaceable, not unlockable.
+        let quinns = p.store.questions("P-QUINN").await.expect("q");
+        let (_, mine) = carol.call("GET", "/api/questions", None);
+        assert_eq!(
+            mine["questions"].as_array().map(Vec::len),
+            Some(0),
+            "[{tag}] {mine}"
+        );
+        let id = &quinns[0].id;
+        assert_eq!(
+            carol
+                .call("DELETE", &format!("/api/questions/{id}"), None)
+                .0,
+            404,
+            "[{tag}]"
+        );
+        let body = json!({"question": "Whose question is this?", "answer": "not yours"});
+        assert_eq!(
+            carol
+                .call("PUT", &format!("/api/questions/{id}"), Some(body))
+                .0,
+            404,
+            "[{tag}]"
+        );
+        assert_eq!(
+            carol
+                .call("POST", &format!("/api/questions/{id}/unlock"), None)
+                .0,
+            404,
+            "[{tag}]"
+        );
+        assert_eq!(
+            p.store.questions("P-QUINN").await.expect("q"),
+            quinns,
+            "[{tag}] unchanged"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_requests_need_the_csrf_token() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        let cookie = format!("prp_session={}", carol.token);
+        let body = json!({"items": ["Person:P-CAROL"], "password": GOOD});
+        let path = "/api/password-items/check";
+        let (s, _, _) = request(
+            p.server.addr,
+            "GET",
+            "/api/password-items",
+            &[("Cookie", &cookie)],
+            None,
+        );
+        assert_eq!(s, 200, "[{tag}] reading needs no CSRF token");
+        let (s, _, text) = request(
+            p.server.addr,
+            "POST",
+            path,
+            &[("Cookie", &cookie)],
+            Some(&body),
+        );
+        assert_eq!(s, 403, "[{tag}] {text}");
+        assert!(text.contains("\"csrf\""), "[{tag}] {text}");
+        let (s, _, _) = request(
+            p.server.addr,
+            "POST",
+            path,
+            &[("Cookie", &cookie), ("X-CSRF-Token", "forged")],
+            Some(&body),
+        );
+        assert_eq!(s, 403, "[{tag}]");
+        let other = Client::password(&p.server, "ok.acct", FLAG_PW);
+        let (s, _, _) = request(
+            p.server.addr,
+            "POST",
+            path,
+            &[("Cookie", &cookie), ("X-CSRF-Token", &other.csrf)],
+            Some(&body),
+        );
+        assert_eq!(s, 403, "[{tag}] another session's token");
+        let (s, _, _) = request(
+            p.server.addr,
+            "POST",
+            path,
+            &[("Cookie", &cookie), ("X-CSRF-Token", &carol.csrf)],
+            Some(&body),
+        );
+        assert_eq!(s, 200, "[{tag}]");
+        assert_eq!(
+            carol.call("POST", path, Some(body)).0,
+            200,
+            "[{tag}] bearer clients need none"
+        );
+        // The login sets both cookies: the session's HttpOnly, the CSRF one readable.
+        let (_, head, _) = request(
+            p.server.addr,
+            "POST",
+            "/api/login/password",
+            &[],
+            Some(&json!({"login_name": "carol", "password": CAROL_CENTRAL})),
+        );
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("set-cookie: prp_session=") && head.contains("httponly; ")
+                || head.contains("; httponly"),
+            "[{tag}] {head}"
+        );
+        assert!(head.contains("samesite=strict"), "[{tag}] {head}");
+        assert!(head.contains("set-cookie: prp_csrf="), "[{tag}] {head}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_change_revokes_the_other_sessions_and_logout_ends_this_one() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        let first = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        let second = Client::password(&p.server, "cexample", CAROL_ADS);
+        let okko = Client::password(&p.server, "ok.acct", FLAG_PW);
+        let (s, _) = first.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": ["Person:P-CAROL"], "password": GOOD})),
+        );
+        assert_eq!(s, 200, "[{tag}]");
+        assert_eq!(
+            first.call("GET", "/api/session", None).0,
+            200,
+            "[{tag}] the changing session stays"
+        );
+        assert_eq!(
+            second.call("GET", "/api/session", None).0,
+            401,
+            "[{tag}] the other one is revoked"
+        );
+        assert_eq!(
+            okko.call("GET", "/api/session", None).0,
+            200,
+            "[{tag}] other people keep theirs"
+        );
+        assert_eq!(first.call("POST", "/api/logout", None).0, 204, "[{tag}]");
+        assert_eq!(
+            first.call("GET", "/api/session", None).0,
+            401,
+            "[{tag}] logged out"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_reset_clears_the_password_lock() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        for _ in 0..3 {
+            p.login_status("carol", "wrong");
+        }
+        assert_eq!(
+            p.login_status("carol", CAROL_CENTRAL),
+            401,
+            "[{tag}] locked"
+        );
+        let code = stdout(
+            &host_command(&p.config, &["passcode", "new", "carol"])
+                .output()
+                .expect("cli"),
+        );
+        let code = code
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 19)
+            .expect("passcode")
+            .to_owned();
+        let (s, body) = p.server.post(
+            "/api/login/passcode",
+            &json!({"login_name": "carol", "passcode": code}),
+        );
+        assert_eq!(
+            s, 200,
+            "[{tag}] a passcode still gets in: lockout must not stop recovery"
+        );
+        let reset = Client::from_login(p.server.addr, &body);
+        let (s, v) = reset.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": ["Person:P-CAROL"], "password": GOOD})),
+        );
+        assert_eq!(s, 200, "[{tag}] {v}");
+        assert_eq!(p.login_status("carol", GOOD), 200, "[{tag}] unlocked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn managers_issue_passcodes_to_their_reports_only() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        let marta = Client::password(&p.server, "marta", "marta-central-pw");
+        let (s, v) = marta.call("GET", "/api/reports", None);
+        assert_eq!(
+            (s, v["reports"][0]["person_uid"].clone()),
+            (200, json!("P-CAROL")),
+            "[{tag}] {v}"
+        );
+        let (s, v) = marta.call("POST", "/api/reports/P-CAROL/passcode", None);
+        assert_eq!(s, 200, "[{tag}] {v}");
+        assert_eq!(v["split"], false);
+        assert_eq!(v["valid_hours"], 8);
+        let code = v["passcode"].as_str().unwrap_or_default().to_owned();
+        let (s, _) = p.server.post(
+            "/api/login/passcode",
+            &json!({"login_name": "cexample", "passcode": code}),
+        );
+        assert_eq!(s, 200, "[{tag}] carol logs in with it");
+
+        // Not a report: refused, and audited.
+        let (s, _) = marta.call("POST", "/api/reports/P-OKKO/passcode", None);
+        assert_eq!(s, 403, "[{tag}]");
+        let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        assert_eq!(
+            carol.call("POST", "/api/reports/P-CAROL/passcode", None).0,
+            403,
+            "[{tag}] not for oneself"
+        );
+        assert_eq!(
+            carol.call("POST", "/api/reports/P-MARTA/passcode", None).0,
+            403,
+            "[{tag}] not for one's manager"
+        );
+        assert!(
+            p.store.passcode("P-OKKO").await.expect("q").is_none()
+                && p.store.passcode("P-MARTA").await.expect("q").is_none()
+        );
+
+        // A reset session (from a passcode) can't issue passcodes, even to a report.
+        let code = stdout(
+            &host_command(&p.config, &["passcode", "new", "marta"])
+                .output()
+                .expect("cli"),
+        );
+        let code = code
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 19)
+            .expect("passcode")
+            .to_owned();
+        let (s, body) = p.server.post(
+            "/api/login/passcode",
+            &json!({"login_name": "marta", "passcode": code}),
+        );
+        assert_eq!(s, 200, "[{tag}]");
+        let reset = Client::from_login(p.server.addr, &body);
+        let (s, v) = reset.call("POST", "/api/reports/P-CAROL/passcode", None);
+        assert_eq!(s, 403, "[{tag}] {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_eyes_passcodes_are_split_between_issuer_and_manager() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        p.store
+            .set_parameter(prp_host::portal::PASSCODE_SPLIT, Some("1"))
+            .await
+            .expect("param");
+        // The help desk issues for carol: it sees the first half, marta gets the second.
+        let out = host_command(
+            &p.config,
+            &["passcode", "new", "carol", "--issued-by", "helpdesk:ann"],
+        )
+        .output()
+        .expect("cli");
+        let text = stdout(&out);
+        assert!(out.status.success(), "[{tag}] {text}");
+        assert!(text.contains("First half"), "[{tag}] {text}");
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 9 && l.contains('-'))
+            .expect("first half")
+            .to_owned();
+        let notes = p.store.notifications("P-MARTA").await.expect("outbox");
+        let second = notes
+            .iter()
+            .find(|n| n.0 == "passcode.half")
+            .and_then(|n| n.3.clone())
+            .expect("the manager's half");
+        assert_eq!(second.len(), 9, "[{tag}] {second}");
+        assert!(
+            !notes.iter().any(|n| n.2.contains(&first)),
+            "[{tag}] the manager never sees the first half"
+        );
+        let (s, _) = p.server.post(
+            "/api/login/passcode",
+            &json!({"login_name": "carol", "passcode": first.clone()}),
+        );
+        assert_eq!(s, 401, "[{tag}] half a passcode is not enough");
+        let code = stdout(
+            &host_command(&p.config, &["passcode", "new", "carol"])
+                .output()
+                .expect("cli"),
+        );
+        let first = code
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 9 && l.contains('-'))
+            .expect("first half")
+            .to_owned();
+        let notes = p.store.notifications("P-MARTA").await.expect("outbox");
+        let second = notes
+            .iter()
+            .rev()
+            .find(|n| n.0 == "passcode.half")
+            .and_then(|n| n.3.clone())
+            .expect("half");
+        let (s, _) = p.server.post(
+            "/api/login/passcode",
+            &json!({"login_name": "carol", "passcode": format!("{first}-{second}")}),
+        );
+        assert_eq!(s, 200, "[{tag}] both halves together");
+        let audit = p.store.audit_tail(30).await.expect("audit");
+        assert!(
+            audit
+                .iter()
+                .all(|e| !e.reason.clone().unwrap_or_default().contains(&second)),
+            "[{tag}]"
+        );
+
+        // Without a manager, splitting fails clearly.
+        let out = host_command(&p.config, &["passcode", "new", "ok.acct"])
+            .output()
+            .expect("cli");
+        assert_eq!(out.status.code(), Some(1), "[{tag}]");
+        let err = prp_tests::stderr(&out);
+        assert!(
+            err.contains("PasscodeSplit is on, but person P-OKKO has no manager"),
+            "[{tag}] {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn questions_are_managed_within_their_limits() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        // Quinn has three questions and QueryAnswerDefinitions is 3: log in with them.
+        let (_, v) = p.server.post(
+            "/api/login/questions/challenge",
+            &json!({"login_name": "quinn"}),
+        );
+        let asked: Value = serde_json::from_str(&v).expect("json");
+        let answers: Vec<Value> = asked["questions"]
+            .as_array()
+            .expect("questions")
+            .iter()
+            .map(|q| {
+                let a = match q["question"].as_str().unwrap_or_default() {
+                    "Colour of the sky?" => "blue",
+                    "Best number?" => "seven",
+                    _ => "porto",
+                };
+                json!({"question_id": q["id"], "answer": a})
+            })
+            .collect();
+        let (s, body) = p.server.post(
+            "/api/login/questions",
+            &json!({"login_name": "quinn", "answers": answers}),
+        );
+        assert_eq!(s, 200, "[{tag}] {body}");
+        let quinn = Client::from_login(p.server.addr, &body);
+
+        let (s, list) = quinn.call("GET", "/api/questions", None);
+        assert_eq!(s, 200);
+        assert_eq!(list["required"], 3);
+        assert_eq!(list["questions"].as_array().map(Vec::len), Some(3));
+        assert!(
+            !list.to_string().to_lowercase().contains("porto"),
+            "[{tag}] answers are never shown"
+        );
+        let first_id = list["questions"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+
+        for (q, a, why) in [
+            ("Why?", "because", "A question needs"),
+            ("What was my first bicycle?", "ab", "An answer needs"),
+            (
+                "What was my first bicycle?",
+                &*"a".repeat(65),
+                "An answer needs",
+            ),
+            (
+                "Colour of the sky?",
+                "green",
+                "You already have this question",
+            ),
+            (
+                "What was my first bicycle?",
+                " PORTO ",
+                "Each question needs a different answer",
+            ),
+            (
+                "Where is porto airport?",
+                "porto",
+                "must not appear in the question",
+            ),
+        ] {
+            let (s, v) = quinn.call(
+                "POST",
+                "/api/questions",
+                Some(json!({"question": q, "answer": a})),
+            );
+            assert_eq!(s, 422, "[{tag}] {q} / {a}: {v}");
+            assert!(
+                v["message"].as_str().unwrap_or_default().contains(why),
+                "[{tag}] {v}"
+            );
+        }
+        let (s, v) = quinn.call("DELETE", &format!("/api/questions/{first_id}"), None);
+        assert_eq!(s, 422, "[{tag}] can't go below QueryAnswerDefinitions: {v}");
+        let (s, v) = quinn.call(
+            "POST",
+            "/api/questions",
+            Some(json!({"question": "What was my first bicycle?", "answer": "Raleigh"})),
+        );
+        assert_eq!(s, 201, "[{tag}] {v}");
+        let new_id = v["id"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(
+            quinn
+                .call("DELETE", &format!("/api/questions/{first_id}"), None)
+                .0,
+            204,
+            "[{tag}]"
+        );
+        let (s, _) = quinn.call(
+            "PUT",
+            &format!("/api/questions/{new_id}"),
+            Some(json!({"question": "Name of my first bike?", "answer": "Peugeot"})),
+        );
+        assert_eq!(s, 200, "[{tag}]");
+        sqlx::query("UPDATE prp_question SET locked = 1, failures = 3 WHERE id = $1")
+            .bind(&new_id)
+            .execute(p.store.pool())
+            .await
+            .expect("lock");
+        let (s, v) = quinn.call("POST", &format!("/api/questions/{new_id}/unlock"), None);
+        assert_eq!((s, v["locked"].clone()), (200, json!(false)), "[{tag}]");
+        let stored = p.store.questions("P-QUINN").await.expect("q");
+        let replaced = stored
+            .iter()
+            .find(|q| q.id == new_id)
+            .expect("replaced question");
+        assert_eq!(replaced.question, "Name of my first bike?");
+        assert!(
+            !replaced.locked && replaced.answer_hash.starts_with("$argon2id$"),
+            "[{tag}]"
+        );
+        for _ in 0..7 {
+            let n = p.store.questions("P-QUINN").await.expect("q").len();
+            let (s, _) = quinn.call("POST", "/api/questions", Some(json!({"question": format!("Filler question number {n}?"), "answer": format!("filler answer {n}")})));
+            if n < 10 {
+                assert_eq!(s, 201, "[{tag}] question {n}");
+            } else {
+                assert_eq!(s, 422, "[{tag}] at most 10 questions");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_logins_and_the_openapi_document_covers_every_route() {
+    let b = Backend::Sqlite;
+    let p = portal(&b).await;
+    p.login_status("carol", CAROL_CENTRAL);
+    p.login_status("carol", "wrong");
+    let (s, text) = p.server.get("/metrics");
+    assert_eq!(s, 200);
+    assert!(
+        text.contains("prp_logins_total{method=\"password\",outcome=\"success\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prp_logins_total{method=\"password\",outcome=\"failure\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("prp_hash_queue_depth "), "{text}");
+    assert!(
+        text.contains("prp_login_duration_seconds_count 2"),
+        "{text}"
+    );
+
+    let (_, doc) = p.server.get("/openapi.json");
+    let doc: Value = serde_json::from_str(&doc).expect("openapi json");
+    let source = std::fs::read_to_string(prp_tests::workspace_root().join("host/src/server.rs"))
+        .expect("server.rs");
+    let routes: Vec<&str> = source
+        .split(".route(")
+        .skip(1)
+        .filter_map(|s| s.trim_start().strip_prefix('"'))
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(routes.len() >= 19, "{routes:?}");
+    for r in routes {
+        assert!(doc["paths"].get(r).is_some(), "{r} is not in openapi.json");
+    }
+}
