@@ -35,6 +35,19 @@ pub async fn create_identity_schema(store: &Store) -> Result<(), StoreError> {
     for sql in statements {
         sqlx::query(&sql).execute(store.pool()).await?;
     }
+    // The indexes login lookups use (what `prp-host check` advises operators to create).
+    for (table, column) in [
+        ("Person", "CentralAccount"),
+        ("ADSAccount", "CN"),
+        ("ADSAccount", "SamAccountName"),
+    ] {
+        let expr = store.dialect().ascii_lower(&format!("\"{column}\""));
+        sqlx::query(&format!(
+            "CREATE INDEX \"{table}_{column}_login\" ON \"{table}\" ({expr})"
+        ))
+        .execute(store.pool())
+        .await?;
+    }
     Ok(())
 }
 

@@ -435,3 +435,58 @@ async fn sessions_end_when_idle_or_at_their_absolute_end() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_finds_login_columns_without_a_usable_index() {
+    use prp_host::store::SearchTableConfig;
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        prp_host::demo::create_identity_schema(&store)
+            .await
+            .expect("schema");
+        let config = SearchTableConfig {
+            table: "ADSAccount".into(),
+            columns: vec!["CN".into(), "SamAccountName".into()],
+            disabled_by: Vec::new(),
+            enabled_by: Vec::new(),
+        };
+        assert_eq!(
+            store
+                .missing_login_indexes(Some(&config))
+                .await
+                .expect("check"),
+            Vec::new(),
+            "[{tag}]"
+        );
+        sqlx::query("DROP INDEX \"ADSAccount_CN_login\"")
+            .execute(store.pool())
+            .await
+            .expect("drop");
+        // A plain index on the column doesn't serve the case-folded lookup either.
+        sqlx::query("CREATE INDEX plain_cn ON \"ADSAccount\" (\"CN\")")
+            .execute(store.pool())
+            .await
+            .expect("index");
+        let missing = store
+            .missing_login_indexes(Some(&config))
+            .await
+            .expect("check");
+        assert_eq!(missing.len(), 1, "[{tag}] {missing:?}");
+        assert_eq!(missing[0].0, "ADSAccount.CN");
+        // The advice works: running it makes the warning go away.
+        sqlx::query(missing[0].1.trim_end_matches(';'))
+            .execute(store.pool())
+            .await
+            .expect("advice");
+        assert_eq!(
+            store
+                .missing_login_indexes(Some(&config))
+                .await
+                .expect("check"),
+            Vec::new(),
+            "[{tag}]"
+        );
+    }
+}

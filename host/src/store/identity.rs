@@ -69,11 +69,43 @@ impl std::fmt::Display for SchemaProblem {
 #[derive(Debug, Clone)]
 struct ResolvedTable {
     table: String,
-    key: String,
-    uid_person: String,
     columns: Vec<String>,
     disabled_by: Vec<String>,
     enabled_by: Vec<String>,
+    /// One statement for all search columns (a `UNION ALL`, one index lookup each), built once.
+    lookup_sql: String,
+}
+
+/// The lookup statement of a validated search table: every name in it came from the live
+/// schema and passed `is_identifier`.
+fn lookup_sql(
+    d: Dialect,
+    table: &str,
+    key: &str,
+    uid_person: &str,
+    columns: &[String],
+    disabled_by: &[String],
+    enabled_by: &[String],
+) -> String {
+    let flags: String = disabled_by
+        .iter()
+        .chain(enabled_by)
+        .map(|c| format!(", CAST(CASE WHEN {} THEN 1 ELSE 0 END AS BIGINT)", quote(c)))
+        .collect();
+    let parts: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(k, col)| {
+            format!(
+                "SELECT CAST({k} AS BIGINT) AS k, CAST({key} AS TEXT) AS account_uid, CAST({uid} AS TEXT) AS person_uid{flags} FROM {table} WHERE {col} = $1",
+                key = quote(key),
+                uid = quote(uid_person),
+                table = quote(table),
+                col = d.ascii_lower(&quote(col)),
+            )
+        })
+        .collect();
+    format!("{} ORDER BY 1", parts.join(" UNION ALL "))
 }
 
 type Validation = Result<ResolvedTable, Vec<SchemaProblem>>;
@@ -412,9 +444,16 @@ impl Store {
         );
         match (problems.is_empty(), key, uid_person) {
             (true, Some(key), Some(uid_person)) => Ok(Ok(ResolvedTable {
+                lookup_sql: lookup_sql(
+                    d,
+                    &table,
+                    &key,
+                    &uid_person,
+                    &columns,
+                    &disabled_by,
+                    &enabled_by,
+                ),
                 table,
-                key,
-                uid_person,
                 columns,
                 disabled_by,
                 enabled_by,
@@ -439,59 +478,37 @@ impl Store {
                 )));
             }
         };
-        let d = self.dialect();
-        let mut flags = Vec::new();
-        for (i, c) in t.disabled_by.iter().enumerate() {
-            flags.push(format!(
-                "CAST(CASE WHEN {} THEN 1 ELSE 0 END AS BIGINT) AS d{i}",
-                quote(c)
-            ));
-        }
-        for (i, c) in t.enabled_by.iter().enumerate() {
-            flags.push(format!(
-                "CAST(CASE WHEN {} THEN 1 ELSE 0 END AS BIGINT) AS e{i}",
-                quote(c)
-            ));
-        }
-        let flag_sql = if flags.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", flags.join(", "))
-        };
         let name = search.login_name.to_ascii_lowercase();
-        let mut out: Vec<AccountRow> = Vec::new();
-        for column in &t.columns {
-            let sql = format!(
-                "SELECT CAST({key} AS TEXT) AS account_uid, CAST({uid} AS TEXT) AS person_uid{flag_sql} FROM {table} WHERE {col} = $1",
-                key = quote(&t.key),
-                uid = quote(&t.uid_person),
-                table = quote(&t.table),
-                col = d.ascii_lower(&quote(column)),
-            );
-            for r in sqlx::query(&sql).bind(&name).fetch_all(self.pool()).await? {
-                let account_uid: String = r.try_get("account_uid")?;
-                if out.iter().any(|a| a.account_uid == account_uid) {
-                    continue;
-                }
-                let mut refused_by = None;
-                for (i, c) in t.disabled_by.iter().enumerate() {
-                    if refused_by.is_none() && r.try_get::<i64, _>(format!("d{i}").as_str())? != 0 {
-                        refused_by = Some(format!("DisabledBy: {c}"));
-                    }
-                }
-                for (i, c) in t.enabled_by.iter().enumerate() {
-                    if refused_by.is_none() && r.try_get::<i64, _>(format!("e{i}").as_str())? == 0 {
-                        refused_by = Some(format!("EnabledBy: {c}"));
-                    }
-                }
-                out.push(AccountRow {
-                    table: t.table.clone(),
-                    account_uid,
-                    person_uid: r.try_get("person_uid")?,
-                    matched_column: column.clone(),
-                    refused_by,
-                });
+        let rows = sqlx::query(&t.lookup_sql)
+            .bind(&name)
+            .fetch_all(self.pool())
+            .await?;
+        let mut out: Vec<AccountRow> = Vec::with_capacity(rows.len());
+        // Columns: k, account_uid, person_uid, then DisabledBy flags, then EnabledBy flags.
+        for r in &rows {
+            let account_uid: String = r.try_get(1)?;
+            if out.iter().any(|a| a.account_uid == account_uid) {
+                continue;
             }
+            let k: i64 = r.try_get(0)?;
+            let mut refused_by = None;
+            for (i, c) in t.disabled_by.iter().enumerate() {
+                if refused_by.is_none() && r.try_get::<i64, _>(3 + i)? != 0 {
+                    refused_by = Some(format!("DisabledBy: {c}"));
+                }
+            }
+            for (i, c) in t.enabled_by.iter().enumerate() {
+                if refused_by.is_none() && r.try_get::<i64, _>(3 + t.disabled_by.len() + i)? == 0 {
+                    refused_by = Some(format!("EnabledBy: {c}"));
+                }
+            }
+            out.push(AccountRow {
+                table: t.table.clone(),
+                account_uid,
+                person_uid: r.try_get(2)?,
+                matched_column: t.columns.get(k as usize).cloned().unwrap_or_default(),
+                refused_by,
+            });
         }
         Ok(out)
     }
@@ -547,5 +564,63 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(Self::person_from).transpose()
+    }
+}
+
+impl Store {
+    /// The login-name columns (`Person.CentralAccount` and the search table's columns) that have
+    /// no index the lookup can use, each with the statement that would add one. A lookup on such
+    /// a column reads the whole table.
+    pub async fn missing_login_indexes(
+        &self,
+        config: Option<&SearchTableConfig>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let d = self.dialect();
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        if let Some(person) = d.table_name(self, "Person").await? {
+            wanted.push((person, "CentralAccount".into()));
+        }
+        if let Some(c) = config {
+            if let Ok(t) = self.resolve_search_table(c).await? {
+                wanted.extend(t.columns.iter().map(|col| (t.table.clone(), col.clone())));
+            }
+        }
+        let normalize = |s: &str| {
+            s.to_ascii_lowercase()
+                .replace("::text", "")
+                .chars()
+                .filter(|c| !matches!(c, '"' | ' ' | '(' | ')' | '\n' | '\t'))
+                .collect::<String>()
+        };
+        let mut out = Vec::new();
+        for (table, column) in wanted {
+            if !is_identifier(&table) || !is_identifier(&column) {
+                continue;
+            }
+            let defs: Vec<String> = match d {
+                Dialect::Sqlite => sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
+                ),
+                Dialect::Postgres => sqlx::query_scalar(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+                ),
+            }
+            .bind(&table)
+            .fetch_all(self.pool())
+            .await?;
+            let col = column.to_ascii_lowercase();
+            let needle = match d {
+                Dialect::Sqlite => format!("lower{col}"),
+                Dialect::Postgres => format!("translate{col},"),
+            };
+            if !defs.iter().any(|def| normalize(def).contains(&needle)) {
+                let ddl = format!(
+                    "CREATE INDEX \"{table}_{column}_login\" ON \"{table}\" ({});",
+                    d.ascii_lower(&quote(&column))
+                );
+                out.push((format!("{table}.{column}"), ddl));
+            }
+        }
+        Ok(out)
     }
 }
