@@ -4,7 +4,7 @@
 
 use crate::plugins::{CallError, CallGate};
 use crate::security::{take_hash_count, Hasher};
-use crate::store::{AuditEvent, NewSession, SessionKind, Store};
+use crate::store::{AuditEvent, AuditWriter, NewSession, SessionKind, Store};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
 use prp_plugin_api::{
     AuthenticatorBox, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
@@ -50,6 +50,7 @@ pub struct LoginService {
     pub session_seconds: i64,
     pub reset_session_seconds: i64,
     pending: AtomicUsize,
+    audit: AuditWriter,
 }
 
 /// Counts a login in progress for as long as it lives.
@@ -73,6 +74,7 @@ impl LoginService {
         session_seconds: i64,
         reset_session_seconds: i64,
     ) -> Self {
+        let audit = AuditWriter::start(store.clone());
         Self {
             store,
             gate,
@@ -83,6 +85,7 @@ impl LoginService {
             session_seconds,
             reset_session_seconds,
             pending: AtomicUsize::new(0),
+            audit,
         }
     }
 
@@ -313,7 +316,7 @@ impl LoginService {
             actor: None,
             remote_addr: input.remote_addr.as_deref(),
         };
-        if let Err(e) = self.store.audit(&event).await {
+        if let Err(e) = self.audit.write(&event).await {
             tracing::error!("audit log write failed: {e}");
         }
     }

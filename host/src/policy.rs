@@ -139,6 +139,7 @@ impl Store {
         &self,
         source: &str,
     ) -> Result<(PasswordPolicy, Vec<String>), StoreError> {
+        let params = self.parameters().await?;
         let mut policy = PasswordPolicy {
             name: source.to_owned(),
             ..PasswordPolicy::default()
@@ -154,7 +155,7 @@ impl Store {
                 ("RejectCommon", 0, 1),
             ] {
                 let path = format!(r"{base}\{setting}");
-                let Some(raw) = self.parameter_value(&path).await? else {
+                let Some(raw) = params.value(&path)? else {
                     continue;
                 };
                 let value = match raw.trim().to_ascii_lowercase().as_str() {

@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use unicode_normalization::UnicodeNormalization;
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -123,13 +123,17 @@ pub fn take_hash_count() -> u32 {
     HASHES.with(|c| c.replace(0))
 }
 
-/// argon2id with OWASP's minimum (19 MiB, t = 2, p = 1) or more, in PHC strings, with at most
-/// `workers` hashes at a time. All methods block: call them on a blocking thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// argon2id with OWASP's minimum (19 MiB, t = 2, p = 1) or more, in PHC strings, computed by
+/// `workers` dedicated threads. Every hash runs on one of them, so at most `workers` hashes
+/// run at once and their memory (19 MiB each) is only ever held by those threads: a flood of
+/// logins queues here instead of using up memory. All methods block the calling thread until
+/// their hash is done: call them on a blocking thread.
 pub struct Hasher {
     argon2: Argon2<'static>,
-    slots: Mutex<usize>,
-    freed: Condvar,
-    waiting: AtomicUsize,
+    jobs: std::sync::mpsc::Sender<Job>,
+    waiting: std::sync::Arc<AtomicUsize>,
     dummy: String,
 }
 
@@ -145,11 +149,31 @@ impl Hasher {
             None,
         )
         .map_err(|e| HashError::Argon2(e.to_string()))?;
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        for i in 0..workers.max(1) {
+            let queue = std::sync::Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("prp-hash-{i}"))
+                .spawn(move || loop {
+                    let job = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(poisoned) => poisoned.into_inner().recv(),
+                    };
+                    match job {
+                        // A job that panics costs its caller an answer, not the worker.
+                        Ok(job) => {
+                            drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)))
+                        }
+                        Err(_) => return,
+                    }
+                })
+                .map_err(|e| HashError::Argon2(format!("cannot start a hashing thread: {e}")))?;
+        }
         let mut hasher = Self {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-            slots: Mutex::new(workers.max(1)),
-            freed: Condvar::new(),
-            waiting: AtomicUsize::new(0),
+            jobs,
+            waiting: std::sync::Arc::default(),
             dummy: String::new(),
         };
         hasher.dummy = hasher.hash(&random_token())?;
@@ -162,19 +186,20 @@ impl Hasher {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    fn with_slot<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut free = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            while *free == 0 {
-                free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
-            }
-            *free -= 1;
+    /// Runs `f` on a hashing thread and waits for it. `None` when the worker failed.
+    fn on_worker<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let waiting = std::sync::Arc::clone(&self.waiting);
+        waiting.fetch_add(1, Ordering::Relaxed);
+        let job: Job = Box::new(move || {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            let _ = tx.send(f());
+        });
+        if self.jobs.send(job).is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return None;
         }
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let out = f();
-        *self.slots.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.freed.notify_one();
+        let out = rx.recv().ok();
         HASHES.with(|c| c.set(c.get() + 1));
         out
     }
@@ -183,40 +208,41 @@ impl Hasher {
     pub fn hash(&self, secret: &str) -> Result<String, HashError> {
         let salt = SaltString::encode_b64(&random_bytes::<16>())
             .map_err(|e| HashError::Argon2(e.to_string()))?;
-        self.with_slot(|| {
-            self.argon2
+        let (argon2, secret) = (self.argon2.clone(), secret.to_owned());
+        self.on_worker(move || {
+            argon2
                 .hash_password(secret.as_bytes(), &salt)
                 .map(|h| h.to_string())
                 .map_err(|e| HashError::Argon2(e.to_string()))
         })
+        .unwrap_or_else(|| Err(HashError::Argon2("the hashing thread failed".into())))
     }
 
     /// Whether `secret` matches `phc` (compared in constant time by argon2). A malformed hash
     /// costs the same as a real one and never matches.
     pub fn verify(&self, phc: &str, secret: &str) -> bool {
-        match PasswordHash::new(phc) {
-            Ok(parsed) => self.with_slot(|| {
-                self.argon2
-                    .verify_password(secret.as_bytes(), &parsed)
-                    .is_ok()
-            }),
-            Err(_) => {
-                self.dummy_verify();
-                false
-            }
+        if PasswordHash::new(phc).is_err() {
+            self.dummy_verify();
+            return false;
         }
+        let (argon2, phc, secret) = (self.argon2.clone(), phc.to_owned(), secret.to_owned());
+        self.on_worker(move || {
+            PasswordHash::new(&phc)
+                .map(|parsed| argon2.verify_password(secret.as_bytes(), &parsed).is_ok())
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
     }
 
     /// A verification against a hash nobody knows the secret of: spends the time a real one
     /// would, so that a missing account takes as long as a present one.
     pub fn dummy_verify(&self) {
-        if let Ok(parsed) = PasswordHash::new(&self.dummy) {
-            let _ = self.with_slot(|| {
-                self.argon2
-                    .verify_password(b"not the secret", &parsed)
-                    .is_ok()
-            });
-        }
+        let (argon2, dummy) = (self.argon2.clone(), self.dummy.clone());
+        let _ = self.on_worker(move || {
+            PasswordHash::new(&dummy)
+                .map(|parsed| argon2.verify_password(b"not the secret", &parsed).is_ok())
+                .unwrap_or(false)
+        });
     }
 }
 

@@ -82,3 +82,115 @@ impl Store {
             .collect()
     }
 }
+
+/// An audit event owned, for the batching writer.
+#[derive(Debug, Clone, Default)]
+struct OwnedEvent {
+    event: String,
+    outcome: String,
+    method: Option<String>,
+    login_name: Option<String>,
+    person_uid: Option<String>,
+    reason: Option<String>,
+    actor: Option<String>,
+    remote_addr: Option<String>,
+}
+
+impl From<&AuditEvent<'_>> for OwnedEvent {
+    fn from(e: &AuditEvent<'_>) -> Self {
+        Self {
+            event: e.event.to_owned(),
+            outcome: e.outcome.to_owned(),
+            method: e.method.map(str::to_owned),
+            login_name: e.login_name.map(str::to_owned),
+            person_uid: e.person_uid.map(str::to_owned),
+            reason: e.reason.map(str::to_owned),
+            actor: e.actor.map(str::to_owned),
+            remote_addr: e.remote_addr.map(str::to_owned),
+        }
+    }
+}
+
+type Pending = (OwnedEvent, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// Writes audit events in batches: every event waiting when a write starts goes into the same
+/// transaction, so a flood of logins costs one commit per batch instead of one per event.
+/// `write` returns once its event is committed: nothing is answered before it is audited.
+#[derive(Clone)]
+pub struct AuditWriter {
+    queue: tokio::sync::mpsc::Sender<Pending>,
+}
+
+/// Events in one transaction at most.
+const BATCH: usize = 512;
+
+impl AuditWriter {
+    /// Starts the writer task on the current runtime. It ends when every handle is dropped,
+    /// after writing what is queued.
+    pub fn start(store: Store) -> Self {
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Pending>(16 * BATCH);
+        tokio::spawn(async move {
+            let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let result = store
+                    .audit_batch(batch.iter().map(|(e, _)| e))
+                    .await
+                    .map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!("audit log write failed: {e}");
+                }
+                for (_, done) in batch.drain(..) {
+                    let _ = done.send(result.clone());
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Queues an event and waits until it is committed.
+    pub async fn write(&self, event: &AuditEvent<'_>) -> Result<(), String> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.queue
+            .send((event.into(), done))
+            .await
+            .map_err(|_| "the audit writer has stopped".to_owned())?;
+        wait.await
+            .map_err(|_| "the audit writer has stopped".to_owned())?
+    }
+}
+
+impl Store {
+    async fn audit_batch<'a>(
+        &self,
+        events: impl Iterator<Item = &'a OwnedEvent>,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let mut tx = self.pool().begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO prp_audit (at, event, outcome, method, login_name, person_uid, reason, actor, remote_addr)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(now)
+            .bind(&e.event)
+            .bind(&e.outcome)
+            .bind(e.method.as_deref())
+            .bind(e.login_name.as_deref())
+            .bind(e.person_uid.as_deref())
+            .bind(e.reason.as_deref())
+            .bind(e.actor.as_deref())
+            .bind(e.remote_addr.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

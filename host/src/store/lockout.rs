@@ -121,6 +121,7 @@ impl Store {
     /// The policy in force, with each value that is set (and valid) replacing the default.
     /// Invalid values are reported, and the default stays in force for them.
     pub async fn lockout_policy(&self) -> Result<(LockoutPolicy, Vec<String>), StoreError> {
+        let params = self.parameters().await?;
         let mut policy = LockoutPolicy::default();
         let mut problems = Vec::new();
         let mut read = |value: Option<String>,
@@ -151,7 +152,7 @@ impl Store {
                 ("LockMinutes", 1, 525_600, 60),
             ] {
                 let path = format!(r"{base}\{name}");
-                let value = self.parameter_value(&path).await?;
+                let value = params.value(&path)?;
                 let target = match name {
                     "MaxFailures" => &mut p.max_failures,
                     "WindowMinutes" => &mut p.window,
@@ -168,7 +169,7 @@ impl Store {
         }
         let path = format!(r"{}\PasscodeMaxGuesses", LockoutPolicy::ROOT);
         read(
-            self.parameter_value(&path).await?,
+            params.value(&path)?,
             path,
             1,
             20,
@@ -177,7 +178,7 @@ impl Store {
         );
         let path = format!(r"{}\QuestionMaxFailures", LockoutPolicy::ROOT);
         read(
-            self.parameter_value(&path).await?,
+            params.value(&path)?,
             path,
             1,
             20,

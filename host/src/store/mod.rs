@@ -11,7 +11,7 @@ mod params;
 mod secrets;
 mod sessions;
 
-pub use audit::{AuditEvent, AuditRecord};
+pub use audit::{AuditEvent, AuditRecord, AuditWriter};
 pub use identity::{
     is_identifier, AccountRow, AccountSearch, Person, SchemaProblem, SearchTableConfig,
 };
@@ -131,11 +131,22 @@ impl Store {
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of_url(url).ok_or(StoreError::Unsupported)?;
-        let pool = AnyPoolOptions::new()
+        let mut options = AnyPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?;
+            .acquire_timeout(Duration::from_secs(10));
+        if dialect == Dialect::Sqlite {
+            // With WAL, NORMAL syncs at checkpoints instead of every commit: a crash of the
+            // process loses nothing; a power cut may lose the last commits.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
         if dialect == Dialect::Sqlite {
             // Readers don't block the writer; kept in the file, so set once is enough.
             sqlx::query("PRAGMA journal_mode = WAL")

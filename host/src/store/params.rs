@@ -6,6 +6,7 @@
 
 use super::{flag, Store, StoreError};
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// One stored parameter and whether it is in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,45 +59,26 @@ fn ancestors_and_self(path: &str) -> Vec<String> {
     out
 }
 
-impl Store {
-    async fn parameter_rows(
-        &self,
-        keys: &[String],
-    ) -> Result<Vec<(String, Option<String>, bool)>, StoreError> {
-        let mut out = Vec::new();
-        for key in keys {
-            let row =
-                sqlx::query("SELECT path, value, enabled FROM prp_parameter WHERE path_key = $1")
-                    .bind(key.to_ascii_lowercase())
-                    .fetch_optional(self.pool())
-                    .await?;
-            if let Some(r) = row {
-                out.push((
-                    r.try_get("path")?,
-                    r.try_get("value")?,
-                    r.try_get::<i64, _>("enabled")? != 0,
-                ));
-            }
-        }
-        Ok(out)
-    }
+/// Every stored parameter, read in one query, to answer many questions about them.
+pub struct ParameterSnapshot {
+    /// By lower-case path: (path as written, value, enabled).
+    rows: HashMap<String, (String, Option<String>, bool)>,
+}
 
-    /// A parameter with its in-force state, or `None` when it was never set.
-    pub async fn parameter(&self, path: &str) -> Result<Option<Parameter>, StoreError> {
+impl ParameterSnapshot {
+    /// A parameter with its in-force state, or `None` when it was never stored.
+    pub fn get(&self, path: &str) -> Result<Option<Parameter>, StoreError> {
         let path = normalize_path(path)?;
-        let chain = ancestors_and_self(&path);
-        let rows = self.parameter_rows(&chain).await?;
-        let Some((stored_path, value, enabled)) = rows
-            .iter()
-            .find(|(p, _, _)| p.eq_ignore_ascii_case(&path))
-            .cloned()
+        let Some((stored_path, value, enabled)) =
+            self.rows.get(&path.to_ascii_lowercase()).cloned()
         else {
             return Ok(None);
         };
         // Ancestors first: the outermost disabled node is what an operator has to enable.
-        let disabled_by = chain.iter().find_map(|c| {
-            rows.iter()
-                .find(|(p, _, e)| p.eq_ignore_ascii_case(c) && !e)
+        let disabled_by = ancestors_and_self(&path).into_iter().find_map(|c| {
+            self.rows
+                .get(&c.to_ascii_lowercase())
+                .filter(|(_, _, e)| !e)
                 .map(|(p, _, _)| p.clone())
         });
         Ok(Some(Parameter {
@@ -107,13 +89,43 @@ impl Store {
         }))
     }
 
-    /// The value of a parameter in force, else `None`. What plugins see.
-    pub async fn parameter_value(&self, path: &str) -> Result<Option<String>, StoreError> {
+    /// The value of a parameter in force, else `None`.
+    pub fn value(&self, path: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .parameter(path)
-            .await?
+            .get(path)?
             .filter(Parameter::in_force)
             .and_then(|p| p.value))
+    }
+}
+
+impl Store {
+    /// All parameters as they are now (one query; the table holds dozens of rows).
+    pub async fn parameters(&self) -> Result<ParameterSnapshot, StoreError> {
+        let rows = sqlx::query("SELECT path_key, path, value, enabled FROM prp_parameter")
+            .fetch_all(self.pool())
+            .await?;
+        let mut map = HashMap::with_capacity(rows.len());
+        for r in rows {
+            map.insert(
+                r.try_get::<String, _>("path_key")?,
+                (
+                    r.try_get("path")?,
+                    r.try_get("value")?,
+                    r.try_get::<i64, _>("enabled")? != 0,
+                ),
+            );
+        }
+        Ok(ParameterSnapshot { rows: map })
+    }
+
+    /// A parameter with its in-force state, or `None` when it was never set.
+    pub async fn parameter(&self, path: &str) -> Result<Option<Parameter>, StoreError> {
+        self.parameters().await?.get(path)
+    }
+
+    /// The value of a parameter in force, else `None`. What plugins see.
+    pub async fn parameter_value(&self, path: &str) -> Result<Option<String>, StoreError> {
+        self.parameters().await?.value(path)
     }
 
     /// Sets a value, keeping the enabled state (new parameters are enabled).
@@ -153,21 +165,22 @@ impl Store {
         &self,
         prefix: Option<&str>,
     ) -> Result<Vec<Parameter>, StoreError> {
-        let prefix = prefix.map(normalize_path).transpose()?;
-        let rows = sqlx::query("SELECT path FROM prp_parameter ORDER BY path_key")
-            .fetch_all(self.pool())
-            .await?;
+        let prefix = prefix
+            .map(normalize_path)
+            .transpose()?
+            .map(|p| p.to_ascii_lowercase());
+        let snapshot = self.parameters().await?;
+        let mut keys: Vec<&String> = snapshot.rows.keys().collect();
+        keys.sort();
         let mut out = Vec::new();
-        for r in rows {
-            let path: String = r.try_get("path")?;
-            let lower = path.to_ascii_lowercase();
+        for key in keys {
             if let Some(p) = &prefix {
-                let p = p.to_ascii_lowercase();
-                if lower != p && !lower.starts_with(&format!("{p}\\")) {
+                if key != p && !key.starts_with(&format!("{p}\\")) {
                     continue;
                 }
             }
-            if let Some(param) = self.parameter(&path).await? {
+            let (path, _, _) = &snapshot.rows[key];
+            if let Some(param) = snapshot.get(path)? {
                 out.push(param);
             }
         }
