@@ -1,8 +1,8 @@
 //! Secrets: random tokens and ids, passcodes, answer normalisation, and argon2id hashing under
 //! a limit on concurrent hashes (each takes 19 MiB or more).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
@@ -123,18 +123,69 @@ pub fn take_hash_count() -> u32 {
     HASHES.with(|c| c.replace(0))
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// Work for a hashing thread, given that thread's own argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 /// argon2id with OWASP's minimum (19 MiB, t = 2, p = 1) or more, in PHC strings, computed by
-/// `workers` dedicated threads. Every hash runs on one of them, so at most `workers` hashes
-/// run at once and their memory (19 MiB each) is only ever held by those threads: a flood of
-/// logins queues here instead of using up memory. All methods block the calling thread until
-/// their hash is done: call them on a blocking thread.
+/// `workers` dedicated threads. Each thread owns the argon2 memory it hashes in and reuses it
+/// for every hash, so the portal's hashing memory is exactly `workers` × the memory cost, never
+/// more, whatever the load: a flood of logins queues here instead of allocating. All methods
+/// block the calling thread until their hash is done: call them on a blocking thread.
 pub struct Hasher {
-    argon2: Argon2<'static>,
+    params: Params,
     jobs: std::sync::mpsc::Sender<Job>,
     waiting: std::sync::Arc<AtomicUsize>,
     dummy: String,
+}
+
+/// Computes a raw argon2 output in `memory`, growing it only for a hash with a larger cost.
+fn compute(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    secret: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), HashError> {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(secret, salt, out, &mut memory[..blocks])
+        .map_err(|e| HashError::Argon2(e.to_string()))
+}
+
+/// Checks `secret` against a PHC string in `memory`; false for anything malformed.
+fn verify_in(phc: &str, secret: &[u8], memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    if compute(algorithm, version, params, secret, salt, &mut out, memory).is_err() {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 impl Hasher {
@@ -153,25 +204,29 @@ impl Hasher {
         let queue = std::sync::Arc::new(Mutex::new(queue));
         for i in 0..workers.max(1) {
             let queue = std::sync::Arc::clone(&queue);
+            let blocks = params.block_count();
             std::thread::Builder::new()
                 .name(format!("prp-hash-{i}"))
-                .spawn(move || loop {
-                    let job = match queue.lock() {
-                        Ok(q) => q.recv(),
-                        Err(poisoned) => poisoned.into_inner().recv(),
-                    };
-                    match job {
-                        // A job that panics costs its caller an answer, not the worker.
-                        Ok(job) => {
-                            drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)))
+                .spawn(move || {
+                    let mut memory = vec![Block::default(); blocks];
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(poisoned) => poisoned.into_inner().recv(),
+                        };
+                        match job {
+                            // A job that panics costs its caller an answer, not the worker.
+                            Ok(job) => drop(std::panic::catch_unwind(
+                                std::panic::AssertUnwindSafe(|| job(&mut memory)),
+                            )),
+                            Err(_) => return,
                         }
-                        Err(_) => return,
                     }
                 })
                 .map_err(|e| HashError::Argon2(format!("cannot start a hashing thread: {e}")))?;
         }
         let mut hasher = Self {
-            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            params,
             jobs,
             waiting: std::sync::Arc::default(),
             dummy: String::new(),
@@ -187,13 +242,16 @@ impl Hasher {
     }
 
     /// Runs `f` on a hashing thread and waits for it. `None` when the worker failed.
-    fn on_worker<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    fn on_worker<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Option<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let waiting = std::sync::Arc::clone(&self.waiting);
         waiting.fetch_add(1, Ordering::Relaxed);
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |memory| {
             waiting.fetch_sub(1, Ordering::Relaxed);
-            let _ = tx.send(f());
+            let _ = tx.send(f(memory));
         });
         if self.jobs.send(job).is_err() {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -206,43 +264,54 @@ impl Hasher {
 
     /// A PHC string of `secret` with a fresh salt.
     pub fn hash(&self, secret: &str) -> Result<String, HashError> {
-        let salt = SaltString::encode_b64(&random_bytes::<16>())
+        let salt = random_bytes::<16>();
+        let salt_b64 =
+            SaltString::encode_b64(&salt).map_err(|e| HashError::Argon2(e.to_string()))?;
+        let (params, secret) = (self.params.clone(), secret.to_owned());
+        let raw = self
+            .on_worker(move |memory| {
+                let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+                compute(
+                    Algorithm::Argon2id,
+                    Version::V0x13,
+                    params,
+                    secret.as_bytes(),
+                    &salt,
+                    &mut out,
+                    memory,
+                )
+                .map(|()| out)
+            })
+            .unwrap_or_else(|| Err(HashError::Argon2("the hashing thread failed".into())))?;
+        let output = argon2::password_hash::Output::new(&raw)
             .map_err(|e| HashError::Argon2(e.to_string()))?;
-        let (argon2, secret) = (self.argon2.clone(), secret.to_owned());
-        self.on_worker(move || {
-            argon2
-                .hash_password(secret.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| HashError::Argon2(e.to_string()))
-        })
-        .unwrap_or_else(|| Err(HashError::Argon2("the hashing thread failed".into())))
+        Ok(format!(
+            "$argon2id$v=19$m={},t={},p={}${}${}",
+            self.params.m_cost(),
+            self.params.t_cost(),
+            self.params.p_cost(),
+            salt_b64.as_str(),
+            output
+        ))
     }
 
-    /// Whether `secret` matches `phc` (compared in constant time by argon2). A malformed hash
-    /// costs the same as a real one and never matches.
+    /// Whether `secret` matches `phc` (compared in constant time). A malformed hash costs the
+    /// same as a real one and never matches.
     pub fn verify(&self, phc: &str, secret: &str) -> bool {
         if PasswordHash::new(phc).is_err() {
             self.dummy_verify();
             return false;
         }
-        let (argon2, phc, secret) = (self.argon2.clone(), phc.to_owned(), secret.to_owned());
-        self.on_worker(move || {
-            PasswordHash::new(&phc)
-                .map(|parsed| argon2.verify_password(secret.as_bytes(), &parsed).is_ok())
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
+        let (phc, secret) = (phc.to_owned(), secret.to_owned());
+        self.on_worker(move |memory| verify_in(&phc, secret.as_bytes(), memory))
+            .unwrap_or(false)
     }
 
     /// A verification against a hash nobody knows the secret of: spends the time a real one
     /// would, so that a missing account takes as long as a present one.
     pub fn dummy_verify(&self) {
-        let (argon2, dummy) = (self.argon2.clone(), self.dummy.clone());
-        let _ = self.on_worker(move || {
-            PasswordHash::new(&dummy)
-                .map(|parsed| argon2.verify_password(b"not the secret", &parsed).is_ok())
-                .unwrap_or(false)
-        });
+        let dummy = self.dummy.clone();
+        let _ = self.on_worker(move |memory| verify_in(&dummy, b"not the secret", memory));
     }
 }
 
@@ -293,6 +362,18 @@ mod tests {
             3,
             "a malformed hash must cost one hash too"
         );
+        // Interoperable with the reference implementation both ways.
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let reference = Argon2::default();
+        let parsed = PasswordHash::new(&phc).unwrap_or_else(|e| panic!("{e}"));
+        assert!(reference.verify_password(b"correct horse", &parsed).is_ok());
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap_or_else(|e| panic!("{e}"));
+        let theirs = reference
+            .hash_password(b"other secret", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        assert!(h.verify(&theirs, "other secret"));
+        assert!(!h.verify(&theirs, "other secreT"));
     }
 
     #[test]
