@@ -62,10 +62,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(ready))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
-        .route("/api/login/password", post(login_password))
-        .route("/api/login/passcode", post(login_passcode))
+        .route("/api/login/password", post(login::<PasswordLogin>))
+        .route("/api/login/passcode", post(login::<PasscodeLogin>))
         .route("/api/login/questions/challenge", post(questions_challenge))
-        .route("/api/login/questions", post(login_questions))
+        .route("/api/login/questions", post(login::<QuestionsLogin>))
         .route("/api/session", get(current_session))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
@@ -261,65 +261,59 @@ async fn answer(state: &AppState, input: LoginInput) -> Response {
     response
 }
 
-async fn login_password(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: axum::body::Bytes,
-) -> Response {
-    let req: PasswordLogin = match parse(&body, "{\"login_name\", \"password\"}") {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let input = LoginInput {
-        method: LoginMethod::PASSWORD,
-        login_name: req.login_name,
-        secret: req.password,
-        answers: Vec::new(),
-        remote_addr: Some(peer.ip().to_string()),
-    };
-    answer(&state, input).await
+/// A login request body: how it parses and what it carries.
+trait LoginBody: serde::de::DeserializeOwned {
+    const METHOD: LoginMethod;
+    const EXPECTED: &'static str;
+    /// (login name, secret, answers)
+    fn into_parts(self) -> (String, String, Vec<(String, String)>);
 }
 
-async fn login_passcode(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: axum::body::Bytes,
-) -> Response {
-    let req: PasscodeLogin = match parse(&body, "{\"login_name\", \"passcode\"}") {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let input = LoginInput {
-        method: LoginMethod::PASSCODE,
-        login_name: req.login_name,
-        secret: req.passcode,
-        answers: Vec::new(),
-        remote_addr: Some(peer.ip().to_string()),
-    };
-    answer(&state, input).await
+impl LoginBody for PasswordLogin {
+    const METHOD: LoginMethod = LoginMethod::PASSWORD;
+    const EXPECTED: &'static str = "{\"login_name\", \"password\"}";
+    fn into_parts(self) -> (String, String, Vec<(String, String)>) {
+        (self.login_name, self.password, Vec::new())
+    }
 }
 
-async fn login_questions(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: axum::body::Bytes,
-) -> Response {
-    let req: QuestionsLogin = match parse(
-        &body,
-        "{\"login_name\", \"answers\": [{\"question_id\", \"answer\"}]}",
-    ) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let input = LoginInput {
-        method: LoginMethod::QUESTIONS,
-        login_name: req.login_name,
-        secret: String::new(),
-        answers: req
+impl LoginBody for PasscodeLogin {
+    const METHOD: LoginMethod = LoginMethod::PASSCODE;
+    const EXPECTED: &'static str = "{\"login_name\", \"passcode\"}";
+    fn into_parts(self) -> (String, String, Vec<(String, String)>) {
+        (self.login_name, self.passcode, Vec::new())
+    }
+}
+
+impl LoginBody for QuestionsLogin {
+    const METHOD: LoginMethod = LoginMethod::QUESTIONS;
+    const EXPECTED: &'static str = "{\"login_name\", \"answers\": [{\"question_id\", \"answer\"}]}";
+    fn into_parts(self) -> (String, String, Vec<(String, String)>) {
+        let answers = self
             .answers
             .into_iter()
             .map(|a| (a.question_id, a.answer))
-            .collect(),
+            .collect();
+        (self.login_name, String::new(), answers)
+    }
+}
+
+/// `POST /api/login/{password,passcode,questions}`.
+async fn login<B: LoginBody>(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    let req: B = match parse(&body, B::EXPECTED) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let (login_name, secret, answers) = req.into_parts();
+    let input = LoginInput {
+        method: B::METHOD,
+        login_name,
+        secret,
+        answers,
         remote_addr: Some(peer.ip().to_string()),
     };
     answer(&state, input).await

@@ -173,50 +173,32 @@ impl Dialect {
         store: &Store,
         table: &str,
     ) -> Result<Vec<(String, String, bool)>, StoreError> {
-        match self {
-            Self::Sqlite => {
-                let rows = sqlx::query("SELECT name, type, pk FROM pragma_table_info($1)")
-                    .bind(table)
-                    .fetch_all(store.pool())
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok((
-                            r.try_get("name")?,
-                            r.try_get("type")?,
-                            r.try_get::<i64, _>("pk")? > 0,
-                        ))
-                    })
-                    .collect()
-            }
+        let sql = match self {
+            Self::Sqlite => "SELECT name, type, CAST(pk AS BIGINT) AS pk FROM pragma_table_info($1)",
             Self::Postgres => {
-                let rows = sqlx::query(
-                    "SELECT c.column_name::text AS name, c.data_type::text AS type,
-                            CAST(CASE WHEN EXISTS (
-                                SELECT 1 FROM information_schema.table_constraints tc
-                                JOIN information_schema.key_column_usage k
-                                  ON k.constraint_name = tc.constraint_name AND k.table_schema = tc.table_schema
-                                WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = c.table_schema
-                                  AND tc.table_name = c.table_name AND k.column_name = c.column_name
-                            ) THEN 1 ELSE 0 END AS BIGINT) AS pk
-                     FROM information_schema.columns c
-                     WHERE c.table_schema = current_schema() AND c.table_name = $1
-                     ORDER BY c.ordinal_position",
-                )
-                .bind(table)
-                .fetch_all(store.pool())
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok((
-                            r.try_get("name")?,
-                            r.try_get("type")?,
-                            r.try_get::<i64, _>("pk")? > 0,
-                        ))
-                    })
-                    .collect()
+                "SELECT c.column_name::text AS name, c.data_type::text AS type,
+                        CAST(CASE WHEN EXISTS (
+                            SELECT 1 FROM information_schema.table_constraints tc
+                            JOIN information_schema.key_column_usage k
+                              ON k.constraint_name = tc.constraint_name AND k.table_schema = tc.table_schema
+                            WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = c.table_schema
+                              AND tc.table_name = c.table_name AND k.column_name = c.column_name
+                        ) THEN 1 ELSE 0 END AS BIGINT) AS pk
+                 FROM information_schema.columns c
+                 WHERE c.table_schema = current_schema() AND c.table_name = $1
+                 ORDER BY c.ordinal_position"
             }
-        }
+        };
+        let rows = sqlx::query(sql).bind(table).fetch_all(store.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name")?,
+                    r.try_get("type")?,
+                    r.try_get::<i64, _>("pk")? > 0,
+                ))
+            })
+            .collect()
     }
 
     /// `(column, referenced table, referenced column)` of a table's foreign keys.
