@@ -41,7 +41,12 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self, hash_queue_depth: usize, logins_in_progress: usize) -> String {
+    pub fn render(
+        &self,
+        hash_queue_depth: usize,
+        hashes_total: u64,
+        logins_in_progress: usize,
+    ) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -84,6 +89,12 @@ impl Metrics {
         let _ = writeln!(out, "prp_hash_queue_depth {hash_queue_depth}");
         let _ = writeln!(
             out,
+            "# HELP prp_argon2_hashes_total Argon2 computations, real and dummy."
+        );
+        let _ = writeln!(out, "# TYPE prp_argon2_hashes_total counter");
+        let _ = writeln!(out, "prp_argon2_hashes_total {hashes_total}");
+        let _ = writeln!(
+            out,
             "# HELP prp_logins_in_progress Logins admitted and not yet answered."
         );
         let _ = writeln!(out, "# TYPE prp_logins_in_progress gauge");
@@ -114,7 +125,7 @@ mod tests {
         let m = Metrics::default();
         m.login("password", "success", 0.03);
         m.login("password", "failure", 0.2);
-        let text = m.render(3, 1);
+        let text = m.render(3, 9, 1);
         assert!(
             text.contains("prp_logins_total{method=\"password\",outcome=\"success\"} 1"),
             "{text}"

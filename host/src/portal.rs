@@ -77,8 +77,8 @@ pub struct ItemCheck {
     pub violations: Vec<Violation>,
 }
 
-/// A passcode a manager or the help desk issued.
-#[derive(Debug, Clone)]
+/// A passcode a manager or the help desk issued. `Debug` hides the passcode.
+#[derive(Clone)]
 pub struct IssuedPasscode {
     /// The whole passcode, or the issuer's half when split.
     pub shown: String,
@@ -97,6 +97,17 @@ pub struct SelfService {
 
 fn item_id(source: &str, account_uid: &str) -> String {
     format!("{source}:{account_uid}")
+}
+
+impl std::fmt::Debug for IssuedPasscode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedPasscode")
+            .field("shown", &"***")
+            .field("split", &self.split)
+            .field("expires_at", &self.expires_at)
+            .field("hours", &self.hours)
+            .finish()
+    }
 }
 
 impl SelfService {
@@ -536,6 +547,12 @@ impl SelfService {
                 )
             })
             .unwrap_or(false);
+        if split && target.manager_uid.as_deref() == Some(issuer) {
+            return Err(PortalError::Invalid(format!(
+                "PasscodeSplit is on: the second half goes to the manager of {}, so the manager can't issue it; ask the help desk",
+                target.uid
+            )));
+        }
         let manager = match (&target.manager_uid, split) {
             (None, true) => {
                 return Err(PortalError::Invalid(format!(

@@ -135,6 +135,8 @@ pub struct Hasher {
     params: Params,
     jobs: std::sync::mpsc::Sender<Job>,
     waiting: std::sync::Arc<AtomicUsize>,
+    /// Hashes computed since start, real and dummy.
+    total: std::sync::atomic::AtomicU64,
     dummy: String,
 }
 
@@ -229,6 +231,7 @@ impl Hasher {
             params,
             jobs,
             waiting: std::sync::Arc::default(),
+            total: std::sync::atomic::AtomicU64::new(0),
             dummy: String::new(),
         };
         hasher.dummy = hasher.hash(&random_token())?;
@@ -259,7 +262,13 @@ impl Hasher {
         }
         let out = rx.recv().ok();
         HASHES.with(|c| c.set(c.get() + 1));
+        self.total.fetch_add(1, Ordering::Relaxed);
         out
+    }
+
+    /// Hashes computed since start (real and dummy), for `/metrics`.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
     }
 
     /// A PHC string of `secret` with a fresh salt.

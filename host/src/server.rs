@@ -150,9 +150,11 @@ async fn openapi() -> impl IntoResponse {
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .metrics
-            .render(state.portal.hasher.queue_depth(), state.login.pending()),
+        state.metrics.render(
+            state.portal.hasher.queue_depth(),
+            state.portal.hasher.total(),
+            state.login.pending(),
+        ),
     )
 }
 
@@ -819,7 +821,7 @@ async fn report_passcode(
             "expires_at": p.expires_at,
         }))
         .into_response(),
-        Err(PortalError::Invalid(m)) => error(StatusCode::CONFLICT, "no_manager", &m),
+        Err(PortalError::Invalid(m)) => error(StatusCode::CONFLICT, "conflict", &m),
         Err(e) => portal_error(e),
     }
 }

@@ -801,3 +801,96 @@ async fn a_flood_of_logins_gets_a_fast_503_and_every_attempt_is_audited() {
         );
     }
 }
+
+fn hashes(server: &Server) -> u64 {
+    let (_, text) = server.get("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("prp_argon2_hashes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("prp_argon2_hashes_total")
+}
+
+/// Timing follows the work done, so every login costs the same number of argon2 hashes,
+/// whatever its outcome: one for a password or passcode, one per answer for questions.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_login_costs_the_same_number_of_hashes() {
+    for b in backends() {
+        let p = portal(&b).await;
+        let tag = b.name();
+        // P-OKKO's central account name is also his ADS login name: the name matches two of
+        // his accounts, and still only one password is checked.
+        sqlx::query(
+            "UPDATE \"Person\" SET \"CentralAccount\" = 'ok.acct' WHERE \"UID_Person\" = 'P-OKKO'",
+        )
+        .execute(p.store.pool())
+        .await
+        .expect("update");
+        sqlx::query(
+            "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
+             VALUES ('P-DAN', 'password', 0, 10, 9999999999)",
+        )
+        .execute(p.store.pool())
+        .await
+        .expect("lock");
+        type Attempt<'a> = Box<dyn Fn() -> (u16, String) + 'a>;
+        let cases: Vec<(&str, Attempt)> = vec![
+            (
+                "right password",
+                Box::new(|| p.password("carol", CAROL_CENTRAL)),
+            ),
+            ("wrong password", Box::new(|| p.password("carol", "wrong"))),
+            ("unknown name", Box::new(|| p.password("no-such-name", "x"))),
+            (
+                "disabled account",
+                Box::new(|| p.password("disabled.acct", FLAG_PW)),
+            ),
+            ("ambiguous name", Box::new(|| p.password("shared", "x"))),
+            (
+                "inactive person",
+                Box::new(|| p.password("ingrid", "ingrid-pw")),
+            ),
+            (
+                "two accounts match",
+                Box::new(|| p.password("ok.acct", FLAG_PW)),
+            ),
+            (
+                "no passcode issued",
+                Box::new(|| p.passcode("carol", "0000-0000-0000-0000")),
+            ),
+            (
+                "malformed passcode",
+                Box::new(|| p.passcode("carol", "not a passcode")),
+            ),
+            ("empty name", Box::new(|| p.password("", "x"))),
+        ];
+        for (what, login) in cases {
+            let before = hashes(&p.server);
+            let (status, _) = login();
+            assert_eq!(
+                hashes(&p.server) - before,
+                1,
+                "[{tag}] {what} (status {status})"
+            );
+        }
+        assert_eq!(
+            p.password("ok.acct", FLAG_PW).0,
+            200,
+            "[{tag}] the matched account's password works"
+        );
+        for (what, name) in [
+            ("questions of a real name", "quinn"),
+            ("questions of an unknown name", "nobody-here"),
+        ] {
+            let qs = p.challenge(name);
+            let answers: Vec<(String, &str)> =
+                qs.iter().map(|(id, _)| (id.clone(), "wrong")).collect();
+            let before = hashes(&p.server);
+            assert_eq!(p.answer(name, &answers).0, 401);
+            assert_eq!(
+                hashes(&p.server) - before,
+                2,
+                "[{tag}] {what}: one hash per answer"
+            );
+        }
+    }
+}

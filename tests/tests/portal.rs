@@ -640,6 +640,17 @@ async fn four_eyes_passcodes_are_split_between_issuer_and_manager() {
             .set_parameter(prp_host::portal::PASSCODE_SPLIT, Some("1"))
             .await
             .expect("param");
+        // Marta can't issue for carol: she would receive both halves.
+        let marta = Client::password(&p.server, "marta", "marta-central-pw");
+        let (s, v) = marta.call("POST", "/api/reports/P-CAROL/passcode", None);
+        assert_eq!(s, 409, "[{tag}] {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ask the help desk"),
+            "[{tag}] {v}"
+        );
         // The help desk issues for carol: it sees the first half, marta gets the second.
         let out = host_command(
             &p.config,

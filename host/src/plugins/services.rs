@@ -93,10 +93,14 @@ impl Services {
         let resolvers = self.ctx.resolvers.get();
         let mut checked = 0usize;
         let mut ok = false;
-        for account in accounts
+        // One credential per attempt, so every attempt costs one hash whatever the name matched:
+        // the central account's when it matched, else the first matched account that has one.
+        let mut eligible: Vec<&ResolvedAccount> = accounts
             .iter()
             .filter(|a| a.person_uid.as_str() == person_uid && a.refused_by.is_none())
-        {
+            .collect();
+        eligible.sort_by_key(|a| a.account_uid.is_some());
+        for account in eligible {
             // A resolver that verifies passwords in its own system goes first.
             let own = resolvers
                 .and_then(|rs| {
@@ -107,13 +111,13 @@ impl Services {
             match own {
                 Some(RResult::ROk(c)) if c != SecretCheck::UNSUPPORTED => {
                     checked += 1;
-                    ok |= c.is_ok();
-                    continue;
+                    ok = c.is_ok();
+                    break;
                 }
                 Some(RResult::RErr(e)) => {
                     tracing::warn!(resolver = %account.resolver, "password verification by resolver failed: {e}");
                     checked += 1;
-                    continue;
+                    break;
                 }
                 _ => {}
             }
@@ -123,7 +127,8 @@ impl Services {
             };
             if let Some(hash) = self.block(store.credential(source, key, person_uid))? {
                 checked += 1;
-                ok |= self.ctx.hasher.verify(&hash, password);
+                ok = self.ctx.hasher.verify(&hash, password);
+                break;
             }
         }
         if checked == 0 {

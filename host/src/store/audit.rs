@@ -37,23 +37,10 @@ pub struct AuditRecord {
 }
 
 impl Store {
+    /// Appends one event (in a transaction of its own).
     pub async fn audit(&self, e: &AuditEvent<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO prp_audit (at, event, outcome, method, login_name, person_uid, reason, actor, remote_addr)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(self.now())
-        .bind(e.event)
-        .bind(e.outcome)
-        .bind(e.method)
-        .bind(e.login_name)
-        .bind(e.person_uid)
-        .bind(e.reason)
-        .bind(e.actor)
-        .bind(e.remote_addr)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.audit_batch(std::iter::once(&OwnedEvent::from(e)))
+            .await
     }
 
     /// The latest `limit` events, newest first.
@@ -96,17 +83,26 @@ struct OwnedEvent {
     remote_addr: Option<String>,
 }
 
+/// Text as it may be stored: control characters (NUL, which PostgreSQL refuses, among them)
+/// become U+FFFD, so that what a client typed can always be audited.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 impl From<&AuditEvent<'_>> for OwnedEvent {
     fn from(e: &AuditEvent<'_>) -> Self {
+        let text = |v: Option<&str>| v.map(printable);
         Self {
             event: e.event.to_owned(),
             outcome: e.outcome.to_owned(),
-            method: e.method.map(str::to_owned),
-            login_name: e.login_name.map(str::to_owned),
-            person_uid: e.person_uid.map(str::to_owned),
-            reason: e.reason.map(str::to_owned),
-            actor: e.actor.map(str::to_owned),
-            remote_addr: e.remote_addr.map(str::to_owned),
+            method: text(e.method),
+            login_name: text(e.login_name),
+            person_uid: text(e.person_uid),
+            reason: text(e.reason),
+            actor: text(e.actor),
+            remote_addr: text(e.remote_addr),
         }
     }
 }
@@ -139,10 +135,21 @@ impl AuditWriter {
                         Err(_) => break,
                     }
                 }
-                let result = store
+                let mut result = store
                     .audit_batch(batch.iter().map(|(e, _)| e))
                     .await
                     .map_err(|e| e.to_string());
+                if result.is_err() && batch.len() > 1 {
+                    // One bad event must not take the others with it: write them one by one.
+                    for (event, done) in batch.drain(..) {
+                        let one = store
+                            .audit_batch(std::iter::once(&event))
+                            .await
+                            .map_err(|e| e.to_string());
+                        let _ = done.send(one);
+                    }
+                    result = Ok(());
+                }
                 if let Err(e) = &result {
                     tracing::error!("audit log write failed: {e}");
                 }

@@ -382,7 +382,14 @@ impl Store {
         };
         let pk: Vec<&(String, String, bool)> = cols.iter().filter(|(_, _, pk)| *pk).collect();
         let key = match pk.as_slice() {
-            [one] => Some(one.0.clone()),
+            [one] if is_identifier(&one.0) => Some(one.0.clone()),
+            [one] => {
+                problems.push(problem(
+                    "SearchTable",
+                    format!("the primary key \"{}\" of table \"{table}\" has a name the portal won't quote into SQL", one.0),
+                ));
+                None
+            }
             _ => {
                 problems.push(problem(
                     "SearchTable",

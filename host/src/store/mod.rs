@@ -124,6 +124,8 @@ pub struct Store {
     dialect: Dialect,
     clock: Arc<dyn Clock>,
     identity: Arc<identity::IdentitySchema>,
+    /// Server keys never change once created: read each once.
+    server_keys: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Store {
@@ -162,6 +164,7 @@ impl Store {
             dialect,
             clock,
             identity: Arc::default(),
+            server_keys: Arc::default(),
         }
     }
 

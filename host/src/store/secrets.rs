@@ -254,6 +254,23 @@ impl Store {
 
     /// A server-side random key shared by every server, created on first use.
     pub async fn server_key(&self, name: &str) -> Result<String, StoreError> {
+        if let Some(k) = self
+            .server_keys
+            .lock()
+            .ok()
+            .and_then(|c| c.get(name).cloned())
+        {
+            return Ok(k);
+        }
+        let key = self.load_server_key(name).await?;
+        if let Ok(mut cache) = self.server_keys.lock() {
+            cache.insert(name.to_owned(), key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Creates the key if needed and reads it (whoever wrote first wins, on every server).
+    async fn load_server_key(&self, name: &str) -> Result<String, StoreError> {
         sqlx::query(
             "INSERT INTO prp_secret (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )

@@ -51,11 +51,21 @@ impl Session {
 }
 
 /// A new session's secrets, shown to the client once.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewSession {
     pub token: String,
     pub csrf_token: String,
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("token", &"***")
+            .field("csrf_token", &"***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 impl Store {

@@ -51,13 +51,15 @@ fn resolve(candidates: &[ResolvedAccount]) -> Resolution<'_> {
             persons.len()
         ));
     }
+    // Eligible: not refused, and owned by the one person the name matched.
+    let uid = persons.iter().next().copied().unwrap_or_default();
     let eligible: Vec<&ResolvedAccount> = candidates
         .iter()
-        .filter(|c| c.refused_by.is_none())
+        .filter(|c| c.refused_by.is_none() && !uid.is_empty() && c.person_uid.as_str() == uid)
         .collect();
-    match (eligible.first(), persons.iter().next()) {
-        (Some(_), Some(uid)) => Resolution::Person {
-            uid: (*uid).to_owned(),
+    match eligible.first() {
+        Some(_) => Resolution::Person {
+            uid: uid.to_owned(),
             accounts: eligible,
         },
         _ => {
@@ -580,6 +582,18 @@ mod tests {
     fn refused_accounts_say_why() {
         let c = [account("P1", Some("A1"), Some("EnabledBy: Enabled"))];
         assert_eq!(nobody(resolve(&c)), "refused: EnabledBy: Enabled");
+    }
+
+    #[test]
+    fn an_account_of_nobody_does_not_make_a_refused_person_eligible() {
+        let c = [
+            account("P1", None, Some("person is inactive (IsInActive)")),
+            account("", Some("A9"), None),
+        ];
+        assert_eq!(
+            nobody(resolve(&c)),
+            "refused: person is inactive (IsInActive)"
+        );
     }
 
     #[test]
