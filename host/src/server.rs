@@ -198,6 +198,16 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<
     })
 }
 
+/// The JSON body as `T`, or the 400 answer.
+macro_rules! parsed {
+    ($body:expr, $expected:expr) => {
+        match parse(&$body, $expected) {
+            Ok(r) => r,
+            Err(resp) => return *resp,
+        }
+    };
+}
+
 fn cookie(
     name: &str,
     value: &str,
@@ -306,10 +316,7 @@ async fn login<B: LoginBody>(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: B = match parse(&body, B::EXPECTED) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+    let req: B = parsed!(body, B::EXPECTED);
     let (login_name, secret, answers) = req.into_parts();
     let input = LoginInput {
         method: B::METHOD,
@@ -325,10 +332,7 @@ async fn questions_challenge(
     State(state): State<Arc<AppState>>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: ChallengeRequest = match parse(&body, "{\"login_name\"}") {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+    let req: ChallengeRequest = parsed!(body, "{\"login_name\"}");
     match state.login.challenge(&req.login_name).await {
         Ok(questions) => Json(json!({
             "questions": questions
@@ -602,10 +606,7 @@ async fn check_password(
     body: axum::body::Bytes,
 ) -> Response {
     let a = authed!(state, headers, method);
-    let req: PasswordRequest = match parse(&body, "{\"items\": [id], \"password\"}") {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+    let req: PasswordRequest = parsed!(body, "{\"items\": [id], \"password\"}");
     match state
         .self_service
         .check(&a.person, &req.items, &req.password)
@@ -624,10 +625,7 @@ async fn set_password(
     body: axum::body::Bytes,
 ) -> Response {
     let a = authed!(state, headers, method);
-    let req: PasswordRequest = match parse(&body, "{\"items\": [id], \"password\"}") {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+    let req: PasswordRequest = parsed!(body, "{\"items\": [id], \"password\"}");
     let result = state
         .self_service
         .set(
@@ -692,10 +690,7 @@ async fn add_question(
     body: axum::body::Bytes,
 ) -> Response {
     let a = authed!(state, headers, method);
-    let req: QuestionRequest = match parse(&body, "{\"question\", \"answer\"}") {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+    let req: QuestionRequest = parsed!(body, "{\"question\", \"answer\"}");
     match state
         .self_service
         .add_question(&a.person, &req.question, &req.answer)
@@ -714,10 +709,7 @@ async fn replace_question(
     body: axum::body::Bytes,
 ) -> Response {
     let a = authed!(state, headers, method);
-    let req: QuestionRequest = match parse(&body, "{\"question\", \"answer\"}") {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+    let req: QuestionRequest = parsed!(body, "{\"question\", \"answer\"}");
     match state
         .self_service
         .replace_question(&a.person, &id, &req.question, &req.answer)
