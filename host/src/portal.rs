@@ -39,6 +39,9 @@ pub enum PortalError {
     /// A resolver plugin failed to set a password in its system: nothing was changed.
     #[error("{0}")]
     Upstream(String),
+    /// A resolver plugin didn't answer in time: its system may have changed; nothing else did.
+    #[error("{0}")]
+    Unknown(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -313,6 +316,17 @@ impl SelfService {
             return Ok(Err(checks));
         }
         let items = self.pick(person, ids).await?;
+        // A resolver sets its password before the transaction and can't take it back, so one
+        // change holds at most one such item: then the change is still all or nothing.
+        let external = items
+            .iter()
+            .filter(|i| matches!(i.kind, ItemKind::Resolver { .. }))
+            .count();
+        if external > 1 {
+            return Err(PortalError::Invalid(
+                "Passwords of accounts in connected systems are set one per change; choose one of them at a time.".into(),
+            ));
+        }
         let mut changes = Vec::new();
         for item in &items {
             let new_hash = match &item.kind {
@@ -340,21 +354,29 @@ impl SelfService {
                             )))
                         }
                         Err(e) => {
+                            // A call that ran out of time may still finish in the other system.
+                            let unknown = matches!(e, crate::plugins::CallError::TimedOut(_));
+                            let reason = if unknown {
+                                format!("{}: {e}; the password in {resolver} may or may not have changed", item.id)
+                            } else {
+                                format!("{}: {e}", item.id)
+                            };
                             let _ = self
                                 .store
                                 .audit(&AuditEvent {
                                     event: "password.set",
-                                    outcome: "failure",
+                                    outcome: if unknown { "unknown" } else { "failure" },
                                     person_uid: Some(&person.uid),
-                                    reason: Some(&format!("{}: {e}", item.id)),
+                                    reason: Some(&reason),
                                     actor: Some(&person.uid),
                                     ..Default::default()
                                 })
                                 .await;
-                            return Err(PortalError::Upstream(format!(
-                                "{resolver} could not set the password of {}",
-                                item.id
-                            )));
+                            return Err(if unknown {
+                                PortalError::Unknown(reason)
+                            } else {
+                                PortalError::Upstream(reason)
+                            });
                         }
                     }
                 }

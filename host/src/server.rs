@@ -470,6 +470,14 @@ fn portal_error(e: PortalError) -> Response {
                 "A connected system refused the change; nothing was changed. Try again or contact the help desk.",
             )
         }
+        PortalError::Unknown(m) => {
+            tracing::error!("password change in an unknown state: {m}");
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "unknown",
+                "A connected system did not answer in time: the password there may or may not have changed; nothing else was changed. Check with the help desk before trying again.",
+            )
+        }
         PortalError::Store(e) => {
             tracing::error!("portal request failed: {e}");
             error(

@@ -490,3 +490,49 @@ async fn check_finds_login_columns_without_a_usable_index() {
         );
     }
 }
+
+/// Wrong answers sent in parallel get no more tries between them than one person typing: the
+/// attempt is counted before the answer is checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_guesses_at_a_question_get_no_more_than_its_tries() {
+    use prp_plugin_api::abi_stable::std_types::RVec;
+    use prp_plugin_api::QuestionAnswer;
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        let id =
+            prp_host::demo::add_question(&store, &hasher(), "P-1", "Colour of the sky?", "Blue")
+                .await
+                .expect("question");
+        let s = services(&store);
+        let guess = |answer: &'static str| {
+            let (s, id) = (s.clone(), id.clone());
+            tokio::task::spawn_blocking(move || {
+                let answers: RVec<QuestionAnswer> = RVec::from(vec![QuestionAnswer {
+                    question_id: id.as_str().into(),
+                    answer: answer.into(),
+                }]);
+                s.verify_answers("P-1".into(), answers.as_rslice())
+                    .into_result()
+            })
+        };
+        let tasks: Vec<_> = (0..10).map(|_| guess("green")).collect();
+        for t in tasks {
+            let r = t.await.expect("join").expect("service");
+            assert_ne!(r, SecretCheck::OK, "[{tag}]");
+        }
+        let q = store.questions("P-1").await.expect("q").remove(0);
+        assert_eq!(
+            q.failures, 3,
+            "[{tag}] exactly the three allowed tries were counted"
+        );
+        assert!(q.locked, "[{tag}]");
+        let r = guess("blue").await.expect("join").expect("service");
+        assert_ne!(
+            r,
+            SecretCheck::OK,
+            "[{tag}] the right answer to a locked question is refused"
+        );
+    }
+}

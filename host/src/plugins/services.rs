@@ -229,23 +229,36 @@ impl Services {
         let mut all_right = !answers.is_empty();
         let mut newly_locked = false;
         for a in answers {
-            match questions
+            let question = questions
                 .iter()
-                .find(|q| q.id == a.question_id.as_str() && !q.locked)
-            {
+                .find(|q| q.id == a.question_id.as_str() && !q.locked);
+            // The attempt is counted before the answer is checked, in one statement, so that
+            // guesses sent in parallel can't get more tries than the limit between them.
+            let reserved = match question {
+                Some(q) => self.block(store.reserve_question_attempt(
+                    person_uid,
+                    &q.id,
+                    policy.question_max_failures,
+                ))?,
+                None => false,
+            };
+            match question.filter(|_| reserved) {
                 None => {
                     self.ctx.hasher.dummy_verify();
                     all_right = false;
                 }
                 Some(q) => {
-                    if !self
+                    if self
                         .ctx
                         .hasher
                         .verify(&q.answer_hash, &security::normalize_answer(&a.answer))
                     {
+                        self.block(store.refund_question_attempt(&q.id))?;
+                    } else {
                         all_right = false;
-                        newly_locked |=
-                            self.block(store.question_wrong(&q.id, policy.question_max_failures))?;
+                        newly_locked |= self.block(
+                            store.lock_spent_question(&q.id, policy.question_max_failures),
+                        )?;
                     }
                 }
             }

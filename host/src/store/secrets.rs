@@ -181,19 +181,52 @@ impl Store {
         Ok(id)
     }
 
-    /// Counts a wrong answer and locks the question at `max_failures`. Returns whether it is
-    /// now locked.
-    pub async fn question_wrong(&self, id: &str, max_failures: i64) -> Result<bool, StoreError> {
+    /// Counts an attempt at a question before its answer is checked: true when the question is
+    /// the person's, unlocked, and has tries left (`failures < max_failures`). Atomic, so
+    /// parallel attempts can't exceed the limit.
+    pub async fn reserve_question_attempt(
+        &self,
+        person_uid: &str,
+        id: &str,
+        max_failures: i64,
+    ) -> Result<bool, StoreError> {
+        let reserved: Option<i64> = sqlx::query_scalar(
+            "UPDATE prp_question SET failures = failures + 1
+             WHERE id = $1 AND person_uid = $2 AND locked = 0 AND failures < $3 RETURNING failures",
+        )
+        .bind(id)
+        .bind(person_uid)
+        .bind(max_failures)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(reserved.is_some())
+    }
+
+    /// Gives back the attempt of a right answer.
+    pub async fn refund_question_attempt(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE prp_question SET failures = failures - 1 WHERE id = $1 AND failures > 0",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Locks a question whose tries are spent. Returns whether it is locked now.
+    pub async fn lock_spent_question(
+        &self,
+        id: &str,
+        max_failures: i64,
+    ) -> Result<bool, StoreError> {
         let locked: Option<i64> = sqlx::query_scalar(
-            "UPDATE prp_question SET failures = failures + 1,
-                    locked = CASE WHEN failures + 1 >= $2 THEN 1 ELSE locked END
-             WHERE id = $1 RETURNING locked",
+            "UPDATE prp_question SET locked = 1 WHERE id = $1 AND failures >= $2 RETURNING locked",
         )
         .bind(id)
         .bind(max_failures)
         .fetch_optional(self.pool())
         .await?;
-        Ok(locked.unwrap_or(0) != 0)
+        Ok(locked.is_some())
     }
 
     /// Deletes the person's questions with these ids (`InvalidateUsedQuery`).
