@@ -32,8 +32,11 @@ pub async fn create_identity_schema(store: &Store) -> Result<(), StoreError> {
             )"
         ),
     ];
+    // One connection for all the DDL: another SQLite connection may still hold the schema as
+    // it was before a statement here changed it.
+    let mut conn = store.pool().acquire().await?;
     for sql in statements {
-        sqlx::query(&sql).execute(store.pool()).await?;
+        sqlx::query(&sql).execute(&mut *conn).await?;
     }
     // The indexes login lookups use (what `prp-host check` advises operators to create).
     for (table, column) in [
@@ -45,7 +48,7 @@ pub async fn create_identity_schema(store: &Store) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "CREATE INDEX \"{table}_{column}_login\" ON \"{table}\" ({expr})"
         ))
-        .execute(store.pool())
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())

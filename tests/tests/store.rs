@@ -460,13 +460,15 @@ async fn check_finds_login_columns_without_a_usable_index() {
             Vec::new(),
             "[{tag}]"
         );
+        // DDL on one connection: another SQLite connection may hold the schema as it was.
+        let mut conn = store.pool().acquire().await.expect("connection");
         sqlx::query("DROP INDEX \"ADSAccount_CN_login\"")
-            .execute(store.pool())
+            .execute(&mut *conn)
             .await
             .expect("drop");
         // A plain index on the column doesn't serve the case-folded lookup either.
         sqlx::query("CREATE INDEX plain_cn ON \"ADSAccount\" (\"CN\")")
-            .execute(store.pool())
+            .execute(&mut *conn)
             .await
             .expect("index");
         let missing = store
@@ -477,7 +479,7 @@ async fn check_finds_login_columns_without_a_usable_index() {
         assert_eq!(missing[0].0, "ADSAccount.CN");
         // The advice works: running it makes the warning go away.
         sqlx::query(missing[0].1.trim_end_matches(';'))
-            .execute(store.pool())
+            .execute(&mut *conn)
             .await
             .expect("advice");
         assert_eq!(
