@@ -105,13 +105,41 @@ async fn concurrent_consumption_lets_exactly_one_through() {
         for t in tasks {
             let r = t.await.expect("join").expect("service");
             assert!(
-                r == SecretCheck::OK || r == SecretCheck::ALREADY_USED || r == SecretCheck::NONE,
+                r == SecretCheck::OK
+                    || r == SecretCheck::ALREADY_USED
+                    || r == SecretCheck::NONE
+                    // attempts beyond the passcode tries of the hour are turned away unchecked
+                    || r == SecretCheck::LOCKED,
                 "[{tag}] {r:?}"
             );
             ok += usize::from(r == SecretCheck::OK);
         }
         assert_eq!(ok, 1, "[{tag}]");
     }
+}
+
+/// A failed attempt as the host services make one: reserved first, then settled as wrong.
+/// Returns `None` when the reservation was refused (locked or out of tries), else whether the
+/// failure locked.
+async fn fail(
+    store: &Store,
+    person: &str,
+    scope: LockScope,
+    policy: &LockoutPolicy,
+) -> Option<bool> {
+    if !store
+        .reserve_attempt(person, scope, policy)
+        .await
+        .expect("reserve")
+    {
+        return None;
+    }
+    Some(
+        store
+            .settle_failure(person, scope, policy)
+            .await
+            .expect("settle"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,41 +153,31 @@ async fn locks_follow_the_window_and_expire() {
         policy.password.max_failures = 3;
         policy.password.window = 600;
         policy.password.lock = 900;
+        let pw = LockScope::Password;
 
-        store
-            .record_failure("P-1", LockScope::Password, &policy)
-            .await
-            .expect("fail");
-        store
-            .record_failure("P-1", LockScope::Password, &policy)
-            .await
-            .expect("fail");
+        assert_eq!(fail(&store, "P-1", pw, &policy).await, Some(false));
+        assert_eq!(fail(&store, "P-1", pw, &policy).await, Some(false));
         clock.advance(601);
         // The window restarted: this is the first failure of a new window.
-        assert!(
-            !store
-                .record_failure("P-1", LockScope::Password, &policy)
-                .await
-                .expect("fail"),
+        assert_eq!(
+            fail(&store, "P-1", pw, &policy).await,
+            Some(false),
             "[{tag}]"
         );
-        assert!(!store
-            .record_failure("P-1", LockScope::Password, &policy)
-            .await
-            .expect("fail"));
-        assert!(
-            store
-                .record_failure("P-1", LockScope::Password, &policy)
-                .await
-                .expect("fail"),
+        assert_eq!(fail(&store, "P-1", pw, &policy).await, Some(false));
+        assert_eq!(
+            fail(&store, "P-1", pw, &policy).await,
+            Some(true),
             "[{tag}] third in the window locks"
         );
         assert_eq!(
-            store
-                .locked_until("P-1", LockScope::Password)
-                .await
-                .expect("q"),
-            Some(clock_now(&store) + 900)
+            store.locked_until("P-1", pw).await.expect("q"),
+            Some(store.now() + 900)
+        );
+        assert_eq!(
+            fail(&store, "P-1", pw, &policy).await,
+            None,
+            "[{tag}] a locked scope takes no attempt"
         );
         assert_eq!(
             store
@@ -171,27 +189,35 @@ async fn locks_follow_the_window_and_expire() {
         );
         clock.advance(900);
         assert_eq!(
-            store
-                .locked_until("P-1", LockScope::Password)
-                .await
-                .expect("q"),
+            store.locked_until("P-1", pw).await.expect("q"),
             None,
             "[{tag}] the lock ends"
         );
+        assert_eq!(
+            fail(&store, "P-1", pw, &policy).await,
+            Some(false),
+            "[{tag}] and counting starts afresh"
+        );
 
-        // `all` counts every method together.
+        // A right secret takes its attempt back; `all` counts every method together.
         policy.all.max_failures = 4;
         let db2 = TestDb::new(&b).await;
         let store2 = db2.store_with(clock.clone()).await;
+        assert!(store2
+            .reserve_attempt("P-2", pw, &policy)
+            .await
+            .expect("reserve"));
+        store2.settle_success("P-2", pw).await.expect("settle");
         for scope in [
             LockScope::Password,
             LockScope::Questions,
             LockScope::Passcode,
         ] {
-            store2
-                .record_failure("P-2", scope, &policy)
-                .await
-                .expect("fail");
+            assert_eq!(
+                fail(&store2, "P-2", scope, &policy).await,
+                Some(false),
+                "[{tag}]"
+            );
         }
         assert_eq!(
             store2
@@ -200,10 +226,11 @@ async fn locks_follow_the_window_and_expire() {
                 .expect("q"),
             None
         );
-        store2
-            .record_failure("P-2", LockScope::Questions, &policy)
-            .await
-            .expect("fail");
+        assert_eq!(
+            fail(&store2, "P-2", LockScope::Questions, &policy).await,
+            Some(true),
+            "[{tag}]"
+        );
         assert!(
             store2
                 .locked_until("P-2", LockScope::Passcode)
@@ -212,11 +239,26 @@ async fn locks_follow_the_window_and_expire() {
                 .is_some(),
             "[{tag}] all methods locked"
         );
-    }
-}
 
-fn clock_now(store: &Store) -> i64 {
-    store.now()
+        // Parallel attempts get no more tries than the limit between them.
+        let db3 = TestDb::new(&b).await;
+        let store3 = db3.store_with(clock.clone()).await;
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (s, p) = (store3.clone(), policy);
+                tokio::spawn(async move {
+                    s.reserve_attempt("P-3", LockScope::Password, &p)
+                        .await
+                        .expect("reserve")
+                })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            granted += usize::from(t.await.expect("join"));
+        }
+        assert_eq!(granted, 3, "[{tag}] exactly the three tries of the window");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -84,10 +84,8 @@ impl Services {
     ) -> Result<SecretCheck, PluginError> {
         let store = self.store()?;
         let policy = self.policy()?;
-        if self
-            .block(store.locked_until(person_uid, LockScope::Password))?
-            .is_some()
-        {
+        // The attempt is counted before the password is checked (refused when locked).
+        if !self.block(store.reserve_attempt(person_uid, LockScope::Password, &policy))? {
             return Ok(self.padded(SecretCheck::LOCKED, 1));
         }
         let resolvers = self.ctx.resolvers.get();
@@ -135,11 +133,11 @@ impl Services {
             self.ctx.hasher.dummy_verify();
         }
         if ok {
-            self.block(store.clear_failures(person_uid, LockScope::Password))?;
+            self.block(store.settle_success(person_uid, LockScope::Password))?;
             Ok(SecretCheck::OK)
         } else {
             let locked =
-                self.block(store.record_failure(person_uid, LockScope::Password, &policy))?;
+                self.block(store.settle_failure(person_uid, LockScope::Password, &policy))?;
             Ok(match (checked, locked) {
                 (0, _) => SecretCheck::NONE,
                 (_, true) => SecretCheck::WRONG_AND_INVALIDATED,
@@ -151,10 +149,7 @@ impl Services {
     fn check_passcode(&self, person_uid: &str, passcode: &str) -> Result<SecretCheck, PluginError> {
         let store = self.store()?;
         let policy = self.policy()?;
-        if self
-            .block(store.locked_until(person_uid, LockScope::Passcode))?
-            .is_some()
-        {
+        if !self.block(store.reserve_attempt(person_uid, LockScope::Passcode, &policy))? {
             return Ok(self.padded(SecretCheck::LOCKED, 1));
         }
         let outcome = match (
@@ -196,12 +191,16 @@ impl Services {
         };
         Ok(match outcome {
             PasscodeOutcome::Consumed => {
-                self.block(store.clear_failures(person_uid, LockScope::Passcode))?;
+                self.block(store.settle_success(person_uid, LockScope::Passcode))?;
                 SecretCheck::OK
             }
-            PasscodeOutcome::AlreadyUsed => SecretCheck::ALREADY_USED,
+            PasscodeOutcome::AlreadyUsed => {
+                // Right, but too late: neither a success nor a guess.
+                self.block(store.refund_attempt(person_uid, LockScope::Passcode))?;
+                SecretCheck::ALREADY_USED
+            }
             other => {
-                self.block(store.record_failure(person_uid, LockScope::Passcode, &policy))?;
+                self.block(store.settle_failure(person_uid, LockScope::Passcode, &policy))?;
                 match other {
                     PasscodeOutcome::NoneIssued => SecretCheck::NONE,
                     PasscodeOutcome::Expired => SecretCheck::EXPIRED,
@@ -219,10 +218,7 @@ impl Services {
     ) -> Result<SecretCheck, PluginError> {
         let store = self.store()?;
         let policy = self.policy()?;
-        if self
-            .block(store.locked_until(person_uid, LockScope::Questions))?
-            .is_some()
-        {
+        if !self.block(store.reserve_attempt(person_uid, LockScope::Questions, &policy))? {
             return Ok(self.padded(SecretCheck::LOCKED, answers.len()));
         }
         let questions = self.block(store.questions(person_uid))?;
@@ -264,10 +260,10 @@ impl Services {
             }
         }
         if all_right {
-            self.block(store.clear_failures(person_uid, LockScope::Questions))?;
+            self.block(store.settle_success(person_uid, LockScope::Questions))?;
             return Ok(SecretCheck::OK);
         }
-        let locked = self.block(store.record_failure(person_uid, LockScope::Questions, &policy))?;
+        let locked = self.block(store.settle_failure(person_uid, LockScope::Questions, &policy))?;
         Ok(if locked || newly_locked {
             SecretCheck::WRONG_AND_INVALIDATED
         } else {

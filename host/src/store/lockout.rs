@@ -205,9 +205,56 @@ impl Store {
         Ok(until)
     }
 
-    /// Counts a failure in the scope and in `all`; locks a scope whose count reaches its
-    /// threshold. Returns whether the person is now locked for this scope.
-    pub async fn record_failure(
+    /// Counts an attempt in the scope and in `all` *before* its secret is checked, in one
+    /// statement each: refused (false, nothing counted) while either is locked or has used up
+    /// its tries in the current window. So attempts sent in parallel get no more tries than
+    /// the limit between them. A window that ran out, or a lock that ended, starts afresh.
+    pub async fn reserve_attempt(
+        &self,
+        person_uid: &str,
+        scope: LockScope,
+        policy: &LockoutPolicy,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        for s in [scope, LockScope::All] {
+            let p = policy.scope(s);
+            let counted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
+                 VALUES ($1, $2, $3, 1, 0)
+                 ON CONFLICT (person_uid, scope) DO UPDATE SET
+                   failures = CASE WHEN prp_failure.window_start <= $4
+                                     OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
+                                   THEN 1 ELSE prp_failure.failures + 1 END,
+                   window_start = CASE WHEN prp_failure.window_start <= $4
+                                         OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
+                                       THEN $3 ELSE prp_failure.window_start END,
+                   locked_until = CASE WHEN prp_failure.locked_until <= $3 THEN 0 ELSE prp_failure.locked_until END
+                 WHERE prp_failure.locked_until <= $3
+                   AND (prp_failure.window_start <= $4
+                        OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
+                        OR prp_failure.failures < $5)
+                 RETURNING failures",
+            )
+            .bind(person_uid)
+            .bind(s.name())
+            .bind(now)
+            .bind(now - p.window)
+            .bind(p.max_failures)
+            .fetch_optional(self.pool())
+            .await?;
+            if counted.is_none() {
+                if s == LockScope::All && scope != LockScope::All {
+                    self.uncount(person_uid, scope).await?;
+                }
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// After a wrong secret: the attempt stays counted, and a scope whose tries are spent is
+    /// locked. Returns whether the person is now locked for this scope (or all of them).
+    pub async fn settle_failure(
         &self,
         person_uid: &str,
         scope: LockScope,
@@ -217,33 +264,49 @@ impl Store {
         let mut locked = false;
         for s in [scope, LockScope::All] {
             let p = policy.scope(s);
-            let failures: i64 = sqlx::query_scalar(
-                "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
-                 VALUES ($1, $2, $3, 1, 0)
-                 ON CONFLICT (person_uid, scope) DO UPDATE SET
-                   failures = CASE WHEN prp_failure.window_start <= $4 THEN 1 ELSE prp_failure.failures + 1 END,
-                   window_start = CASE WHEN prp_failure.window_start <= $4 THEN $3 ELSE prp_failure.window_start END
+            let hit: Option<i64> = sqlx::query_scalar(
+                "UPDATE prp_failure SET locked_until = $3
+                 WHERE person_uid = $1 AND scope = $2 AND failures >= $4 AND locked_until < $3
                  RETURNING failures",
             )
             .bind(person_uid)
             .bind(s.name())
-            .bind(now)
-            .bind(now - p.window)
-            .fetch_one(self.pool())
+            .bind(now + p.lock)
+            .bind(p.max_failures)
+            .fetch_optional(self.pool())
             .await?;
-            if failures >= p.max_failures {
-                sqlx::query(
-                    "UPDATE prp_failure SET locked_until = $3 WHERE person_uid = $1 AND scope = $2 AND locked_until < $3",
-                )
-                .bind(person_uid)
-                .bind(s.name())
-                .bind(now + p.lock)
-                .execute(self.pool())
-                .await?;
-                locked = true;
-            }
+            locked |= hit.is_some();
         }
         Ok(locked)
+    }
+
+    /// After a right secret: the scope starts afresh and the attempt is taken back from `all`.
+    pub async fn settle_success(
+        &self,
+        person_uid: &str,
+        scope: LockScope,
+    ) -> Result<(), StoreError> {
+        self.clear_failures(person_uid, scope).await?;
+        self.uncount(person_uid, LockScope::All).await
+    }
+
+    /// Takes an attempt back from both counters (it was neither right nor wrong).
+    pub async fn refund_attempt(
+        &self,
+        person_uid: &str,
+        scope: LockScope,
+    ) -> Result<(), StoreError> {
+        self.uncount(person_uid, scope).await?;
+        self.uncount(person_uid, LockScope::All).await
+    }
+
+    async fn uncount(&self, person_uid: &str, scope: LockScope) -> Result<(), StoreError> {
+        sqlx::query("UPDATE prp_failure SET failures = failures - 1 WHERE person_uid = $1 AND scope = $2 AND failures > 0")
+            .bind(person_uid)
+            .bind(scope.name())
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// Clears the scope's counter and lock (after a successful login, or a password reset).
