@@ -205,6 +205,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         store
             .set_parameter(r"PRP\Lockout\Passcode\MaxFailures", Some("1000"))
             .await?;
+        // Four clients answer the same questions at once: give each its own tries.
+        store
+            .set_parameter(r"PRP\Lockout\Questions\MaxFailures", Some("1000"))
+            .await?;
+        store
+            .set_parameter(r"PRP\Lockout\QuestionMaxFailures", Some("20"))
+            .await?;
         anyhow::Ok(())
     })?;
     let config = dir.path().join("appsettings.json");
