@@ -260,17 +260,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let password =
         json!({"login_name": "alice", "password": prp_host::demo::DemoPeople::ALICE_PASSWORD})
             .to_string();
-    let (limit, _) = limit_now()?;
-    let r = generate(
-        addr,
-        "POST",
-        "/api/login/password",
-        Vec::new(),
-        Arc::new(move |_, _| password.clone()),
-        clients,
-        duration,
-    );
-    line("password (right)", &r, Some(limit));
     let challenge = post(
         addr,
         "/api/login/questions/challenge",
@@ -291,41 +280,40 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         })
         .collect();
     let questions = json!({"login_name": "alice", "answers": answers}).to_string();
-    let (limit, _) = limit_now()?;
-    let r = generate(
-        addr,
-        "POST",
-        "/api/login/questions",
-        Vec::new(),
-        Arc::new(move |_, _| questions.clone()),
-        clients,
-        duration,
-    );
-    line("questions (right, 2 hashes)", &r, Some(limit / 2.0));
-    let passcode = json!({"login_name": "bob", "passcode": "0000-0000-0000-0000"}).to_string();
-    let (limit, _) = limit_now()?;
-    let r = generate(
-        addr,
-        "POST",
-        "/api/login/passcode",
-        Vec::new(),
-        Arc::new(move |_, _| passcode.clone()),
-        clients,
-        duration,
-    );
-    line("passcode (wrong)", &r, Some(limit));
-    let unknown = json!({"login_name": "nobody", "password": "x"}).to_string();
-    let (limit, _) = limit_now()?;
-    let r = generate(
-        addr,
-        "POST",
-        "/api/login/password",
-        Vec::new(),
-        Arc::new(move |_, _| unknown.clone()),
-        clients,
-        duration,
-    );
-    line("unknown name (dummy hash)", &r, Some(limit));
+    let runs = [
+        ("password (right)", "/api/login/password", password, 1.0),
+        (
+            "questions (right, 2 hashes)",
+            "/api/login/questions",
+            questions,
+            2.0,
+        ),
+        (
+            "passcode (wrong)",
+            "/api/login/passcode",
+            json!({"login_name": "bob", "passcode": "0000-0000-0000-0000"}).to_string(),
+            1.0,
+        ),
+        (
+            "unknown name (dummy hash)",
+            "/api/login/password",
+            json!({"login_name": "nobody", "password": "x"}).to_string(),
+            1.0,
+        ),
+    ];
+    for (name, path, body, hashes_per_login) in runs {
+        let (limit, _) = limit_now()?;
+        let r = generate(
+            addr,
+            "POST",
+            path,
+            Vec::new(),
+            Arc::new(move |_, _| body.clone()),
+            clients,
+            duration,
+        );
+        line(name, &r, Some(limit / hashes_per_login));
+    }
 
     // Overload: ten times the saturating load and more.
     let before = audit_logins(&rt, &url)?;

@@ -1,11 +1,9 @@
 //! The portal's database connection. The host owns every connection: plugins never open the
 //! database themselves (see ARCHITECTURE.md).
 
-use crate::config::{ConnectionString, Settings, DATABASE};
-use sqlx::any::AnyPoolOptions;
+use crate::config::{ConnectionString, DATABASE};
 use sqlx::AnyPool;
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -42,28 +40,6 @@ pub fn database_url(cs: &ConnectionString, base_dir: &Path) -> Result<String, Db
     Err(DbError::Unsupported {
         shown: cs.redacted(),
     })
-}
-
-/// Connects and runs `SELECT 1`. Errors never carry the clear connection string.
-pub async fn connect(settings: &Settings) -> Result<AnyPool, DbError> {
-    sqlx::any::install_default_drivers();
-    let cs = settings
-        .connection_string(DATABASE)
-        .ok_or(DbError::NotConfigured)?;
-    let url = database_url(cs, &settings.base_dir)?;
-    let unreachable = |e: sqlx::Error| DbError::Unreachable {
-        shown: cs.redacted(),
-        message: scrub(&e.to_string(), cs),
-    };
-    create_sqlite_parent(&url);
-    let pool = AnyPoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&url)
-        .await
-        .map_err(unreachable)?;
-    ping(&pool).await.map_err(unreachable)?;
-    Ok(pool)
 }
 
 /// With `mode=rwc` SQLite creates the file but not its directory; create that too.

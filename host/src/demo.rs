@@ -124,9 +124,7 @@ pub async fn insert_account(store: &Store, a: &NewAccount<'_>) -> Result<(), Sto
 
 /// Hashes on a blocking thread.
 pub async fn hash(hasher: &Arc<Hasher>, secret: &str) -> anyhow::Result<String> {
-    let h = Arc::clone(hasher);
-    let s = secret.to_owned();
-    Ok(tokio::task::spawn_blocking(move || h.hash(&s)).await??)
+    Ok(hasher.hash_async(secret).await?)
 }
 
 /// Stores the hash of a person's central password.

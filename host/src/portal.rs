@@ -115,18 +115,8 @@ impl std::fmt::Debug for IssuedPasscode {
 
 impl SelfService {
     async fn hash(&self, secret: &str) -> Result<String, PortalError> {
-        let h = Arc::clone(&self.hasher);
-        let s = secret.to_owned();
-        tokio::task::spawn_blocking(move || h.hash(&s))
-            .await
-            .map_err(|e| PortalError::Internal(e.to_string()))?
-            .map_err(|e| PortalError::Internal(e.to_string()))
-    }
-
-    async fn verify(&self, phc: &str, secret: &str) -> Result<bool, PortalError> {
-        let h = Arc::clone(&self.hasher);
-        let (p, s) = (phc.to_owned(), secret.to_owned());
-        tokio::task::spawn_blocking(move || h.verify(&p, &s))
+        self.hasher
+            .hash_async(secret)
             .await
             .map_err(|e| PortalError::Internal(e.to_string()))
     }
@@ -259,19 +249,29 @@ impl SelfService {
         password: &str,
     ) -> Result<Vec<ItemCheck>, PortalError> {
         let items = self.pick(person, ids).await?;
+        self.check_items(person, &items, password).await
+    }
+
+    /// The rules `password` breaks for each of the person's chosen items.
+    async fn check_items(
+        &self,
+        person: &Person,
+        items: &[PasswordItem],
+        password: &str,
+    ) -> Result<Vec<ItemCheck>, PortalError> {
         let mut names = vec![
             person.first_name.clone(),
             person.last_name.clone(),
             person.central_account.clone(),
         ];
-        for i in &items {
+        for i in items {
             names.push(i.display_name.clone());
             names.extend(i.display_name.split_whitespace().map(str::to_owned));
             names.push(i.account_uid.clone());
         }
         names.retain(|n| n.chars().count() >= 3);
         let mut out = Vec::new();
-        for item in &items {
+        for item in items {
             let mut violations = item.policy.violations(password, &names);
             // The history check hashes, so it runs only for an otherwise acceptable password.
             if violations.is_empty() && item.policy.history_count > 0 {
@@ -280,7 +280,7 @@ impl SelfService {
                     .recent_hashes(&item.source, &item.account_uid, item.policy.history_count)
                     .await?
                 {
-                    if self.verify(&old, password).await? {
+                    if self.hasher.verify_async(&old, password).await {
                         violations.push(Violation {
                             rule: "history",
                             message: format!(
@@ -311,11 +311,11 @@ impl SelfService {
         session_token_hash: Option<String>,
         remote_addr: Option<String>,
     ) -> Result<Result<Vec<String>, Vec<ItemCheck>>, PortalError> {
-        let checks = self.check(person, ids, password).await?;
+        let items = self.pick(person, ids).await?;
+        let checks = self.check_items(person, &items, password).await?;
         if checks.iter().any(|c| !c.violations.is_empty()) {
             return Ok(Err(checks));
         }
-        let items = self.pick(person, ids).await?;
         // A resolver sets its password before the transaction and can't take it back, so one
         // change holds at most one such item: then the change is still all or nothing.
         let external = items
@@ -440,7 +440,7 @@ impl SelfService {
                     "You already have this question.".into(),
                 ));
             }
-            if self.verify(&q.answer_hash, answer).await? {
+            if self.hasher.verify_async(&q.answer_hash, answer).await {
                 return Err(PortalError::Invalid(
                     "Each question needs a different answer.".into(),
                 ));

@@ -316,6 +316,29 @@ impl Hasher {
             .unwrap_or(false)
     }
 
+    /// [`Hasher::hash`] for async code: waits on a blocking thread, never on an async worker.
+    pub async fn hash_async(
+        self: &std::sync::Arc<Self>,
+        secret: &str,
+    ) -> Result<String, HashError> {
+        let (h, s) = (std::sync::Arc::clone(self), secret.to_owned());
+        tokio::task::spawn_blocking(move || h.hash(&s))
+            .await
+            .map_err(|e| HashError::Argon2(e.to_string()))?
+    }
+
+    /// [`Hasher::verify`] for async code; false if the blocking thread failed.
+    pub async fn verify_async(self: &std::sync::Arc<Self>, phc: &str, secret: &str) -> bool {
+        let (h, p, s) = (
+            std::sync::Arc::clone(self),
+            phc.to_owned(),
+            secret.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || h.verify(&p, &s))
+            .await
+            .unwrap_or(false)
+    }
+
     /// A verification against a hash nobody knows the secret of: spends the time a real one
     /// would, so that a missing account takes as long as a present one.
     pub fn dummy_verify(&self) {

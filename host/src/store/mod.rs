@@ -204,10 +204,6 @@ impl Store {
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
-
-    pub fn clock(&self) -> Arc<dyn Clock> {
-        self.clock.clone()
-    }
 }
 
 /// 0/1 integers for flags, the same in both dialects.
