@@ -115,20 +115,26 @@ async fn each_way_in_works() {
         let token = token_of(&body);
         let (s, session) = prp_tests::http(p.server.addr, "GET", "/api/session", None);
         assert_eq!(s, 401, "[{tag}] no credentials, no session: {session}");
-        let (s, session) = http_with(
-            &p.server,
+        let auth = format!("Bearer {token}");
+        let (s, _, session) = prp_tests::request(
+            p.server.addr,
+            "GET",
             "/api/session",
-            &format!("Authorization: Bearer {token}"),
+            &[("Authorization", &auth)],
+            None,
         );
         assert_eq!(s, 200, "[{tag}] {session}");
         assert!(
             session.contains("\"person_uid\":\"P-CAROL\""),
             "[{tag}] {session}"
         );
-        let (s, _) = http_with(
-            &p.server,
+        let cookie = format!("prp_session={token}");
+        let (s, _, _) = prp_tests::request(
+            p.server.addr,
+            "GET",
             "/api/session",
-            &format!("Cookie: prp_session={token}"),
+            &[("Cookie", &cookie)],
+            None,
         );
         assert_eq!(s, 200, "[{tag}] the cookie opens the same session");
         assert_eq!(
@@ -179,29 +185,6 @@ async fn each_way_in_works() {
             "[{tag}] {body}"
         );
     }
-}
-
-fn http_with(server: &Server, path: &str, header: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{header}\r\n\r\n"
-    )
-    .expect("send");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        raw.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -743,18 +726,9 @@ async fn a_flood_of_logins_gets_a_fast_503_and_every_attempt_is_audited() {
         let threads: Vec<_> = (0..16)
             .map(|i| {
                 std::thread::spawn(move || {
-                    use std::io::{Read, Write};
-                    let body = json!({"login_name": "ok.acct", "password": format!("wrong-{i}")}).to_string();
-                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-                    write!(
-                        s,
-                        "POST /api/login/password HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    )
-                    .expect("send");
-                    let mut raw = String::new();
-                    s.read_to_string(&mut raw).expect("read");
-                    raw
+                    let body = json!({"login_name": "ok.acct", "password": format!("wrong-{i}")});
+                    // The status line and headers, as one string.
+                    prp_tests::request(addr, "POST", "/api/login/password", &[], Some(&body)).1
                 })
             })
             .collect();
