@@ -195,7 +195,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         store.migrate().await?;
         let hasher = Arc::new(Hasher::new(workers, Hasher::MIN_MEMORY_KIB, 2)?);
         prp_host::demo::seed_demo(&store, &hasher).await?;
-        let hash = prp_host::demo::hash(&hasher, TOKEN).await?;
+        let hash = hasher.hash_async(TOKEN).await?;
         store
             .set_parameter(prp_host::config::APPLICATION_TOKEN, Some(&hash))
             .await?;

@@ -63,14 +63,16 @@ pub async fn open_store(settings: &Settings, clock: Arc<dyn Clock>) -> Result<St
 }
 
 /// Builds the hasher on a blocking thread (it computes one hash to have a dummy).
-pub async fn new_hasher(settings: &Settings) -> anyhow::Result<Arc<Hasher>> {
+pub async fn new_hasher(settings: &Settings) -> Result<Arc<Hasher>, crate::security::HashError> {
     let (workers, m, t) = (
         settings.host.hash_workers,
         settings.host.argon2_memory_kib,
         settings.host.argon2_iterations,
     );
     Ok(Arc::new(
-        tokio::task::spawn_blocking(move || Hasher::new(workers, m, t)).await??,
+        tokio::task::spawn_blocking(move || Hasher::new(workers, m, t))
+            .await
+            .map_err(|e| crate::security::HashError::Argon2(e.to_string()))??,
     ))
 }
 
@@ -484,4 +486,44 @@ pub fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
         lines.push(CheckLine::new(Status::Failed, "host will serve", r));
     }
     lines
+}
+
+/// The login pipeline over an assembled portal; fails when the database or the configured
+/// authenticator is missing.
+pub(crate) fn login_service(portal: &Portal) -> Result<crate::login::LoginService, String> {
+    let store = portal
+        .store
+        .clone()
+        .ok_or("the portal database is not reachable")?;
+    let authenticator = portal.authenticator.clone().ok_or_else(|| {
+        format!(
+            "no loaded plugin provides the authenticator \"{}\"; see `prp-host plugins`",
+            portal.settings.host.authenticator
+        )
+    })?;
+    let h = &portal.settings.host;
+    Ok(crate::login::LoginService::new(
+        store,
+        portal.gate.clone(),
+        portal.hasher.clone(),
+        authenticator,
+        portal.resolvers.clone(),
+        h.max_pending_logins,
+        i64::from(h.session_minutes) * 60,
+        i64::from(h.reset_session_minutes) * 60,
+    ))
+}
+
+/// Self-service over an assembled portal; fails when the database is missing.
+pub(crate) fn self_service(portal: &Portal) -> Result<crate::portal::SelfService, String> {
+    Ok(crate::portal::SelfService {
+        store: portal
+            .store
+            .clone()
+            .ok_or("the portal database is not reachable")?,
+        hasher: portal.hasher.clone(),
+        gate: portal.gate.clone(),
+        resolvers: portal.resolvers.clone(),
+        server_name: portal.settings.host.server_name.clone(),
+    })
 }

@@ -122,9 +122,13 @@ pub async fn insert_account(store: &Store, a: &NewAccount<'_>) -> Result<(), Sto
     Ok(())
 }
 
-/// Hashes on a blocking thread.
-pub async fn hash(hasher: &Arc<Hasher>, secret: &str) -> anyhow::Result<String> {
-    Ok(hasher.hash_async(secret).await?)
+/// Why building demo or test data failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hash(#[from] crate::security::HashError),
 }
 
 /// Stores the hash of a person's central password.
@@ -133,8 +137,8 @@ pub async fn set_central_password(
     hasher: &Arc<Hasher>,
     person_uid: &str,
     password: &str,
-) -> anyhow::Result<()> {
-    let h = hash(hasher, password).await?;
+) -> Result<(), DemoError> {
+    let h = hasher.hash_async(password).await?;
     store
         .set_credential("Person", person_uid, person_uid, &h)
         .await?;
@@ -149,8 +153,8 @@ pub async fn set_account_password(
     account_uid: &str,
     person_uid: &str,
     password: &str,
-) -> anyhow::Result<()> {
-    let h = hash(hasher, password).await?;
+) -> Result<(), DemoError> {
+    let h = hasher.hash_async(password).await?;
     store
         .set_credential(table, account_uid, person_uid, &h)
         .await?;
@@ -164,8 +168,10 @@ pub async fn add_question(
     person_uid: &str,
     question: &str,
     answer: &str,
-) -> anyhow::Result<String> {
-    let h = hash(hasher, &crate::security::normalize_answer(answer)).await?;
+) -> Result<String, DemoError> {
+    let h = hasher
+        .hash_async(&crate::security::normalize_answer(answer))
+        .await?;
     Ok(store.add_question(person_uid, question, &h).await?)
 }
 
@@ -183,8 +189,33 @@ impl DemoPeople {
     ];
 }
 
+/// Sets the demo people's passwords to the ones `prp-host demo` prints.
+pub async fn reset_demo_passwords(store: &Store, hasher: &Arc<Hasher>) -> Result<(), DemoError> {
+    set_central_password(store, hasher, "P-MARTA", DemoPeople::MARTA_PASSWORD).await?;
+    set_central_password(store, hasher, "P-ALICE", DemoPeople::ALICE_PASSWORD).await?;
+    set_account_password(
+        store,
+        hasher,
+        "ADSAccount",
+        "A-CAROL",
+        "P-CAROL",
+        DemoPeople::CAROL_ADS_PASSWORD,
+    )
+    .await?;
+    set_account_password(
+        store,
+        hasher,
+        "ADSAccount",
+        "A-DAVE",
+        "P-DAVE",
+        "dave-ads-password",
+    )
+    .await?;
+    Ok(())
+}
+
 /// Fills a fresh database with the demo identities and portal settings.
-pub async fn seed_demo(store: &Store, hasher: &Arc<Hasher>) -> anyhow::Result<()> {
+pub async fn seed_demo(store: &Store, hasher: &Arc<Hasher>) -> Result<(), DemoError> {
     create_identity_schema(store).await?;
     let people = [
         NewPerson {
@@ -264,26 +295,7 @@ pub async fn seed_demo(store: &Store, hasher: &Arc<Hasher>) -> anyhow::Result<()
     for a in &accounts {
         insert_account(store, a).await?;
     }
-    set_central_password(store, hasher, "P-MARTA", DemoPeople::MARTA_PASSWORD).await?;
-    set_central_password(store, hasher, "P-ALICE", DemoPeople::ALICE_PASSWORD).await?;
-    set_account_password(
-        store,
-        hasher,
-        "ADSAccount",
-        "A-CAROL",
-        "P-CAROL",
-        DemoPeople::CAROL_ADS_PASSWORD,
-    )
-    .await?;
-    set_account_password(
-        store,
-        hasher,
-        "ADSAccount",
-        "A-DAVE",
-        "P-DAVE",
-        "dave-ads-password",
-    )
-    .await?;
+    reset_demo_passwords(store, hasher).await?;
     for (q, a) in DemoPeople::ALICE_QUESTIONS {
         add_question(store, hasher, "P-ALICE", q, a).await?;
     }

@@ -1,19 +1,25 @@
 //! prp-host: the API server of prp, the Password Reset Portal.
 //!
-//! The binary (`main.rs`) is a thin CLI over this library: [`config`] reads the settings,
-//! [`plugins`] loads and calls plugins, [`db`] reaches the database, [`app`] assembles a running
-//! host and its checks, and [`server`] serves it over HTTP.
+//! The entry is narrow: build a [`Service`] from [`config::Settings`], bind its [`Listeners`],
+//! and [`serve`] it. [`api`] has the HTTP bodies; [`store`] is the portal's database for
+//! operators' tools (the CLI's admin verbs); [`demo`] builds the demo and test identity data.
+//! The binary (`main.rs`) is a thin CLI over this library.
 
+pub mod api;
 pub mod app;
 pub mod clock;
 pub mod config;
-pub mod db;
+pub(crate) mod db;
 pub mod demo;
-pub mod login;
-pub mod metrics;
+mod http;
+pub(crate) mod login;
+pub(crate) mod metrics;
 pub mod plugins;
-pub mod policy;
-pub mod portal;
+pub(crate) mod policy;
+pub(crate) mod portal;
 pub mod security;
-pub mod server;
+mod service;
 pub mod store;
+
+pub use http::openapi;
+pub use service::{rfc3339, serve, HelpDeskPasscode, Listeners, Service, StartError};

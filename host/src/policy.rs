@@ -124,7 +124,8 @@ pub fn is_common(lower: &str) -> bool {
 }
 
 /// How many passwords the shipped list holds.
-pub fn common_list_len() -> usize {
+#[cfg(test)]
+fn common_list_len() -> usize {
     include_str!("../data/common-passwords.txt")
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -33,9 +33,6 @@ pub enum PortalError {
     /// The request breaks a rule; the message is for the person.
     #[error("{0}")]
     Invalid(String),
-    /// Not allowed for this person or session.
-    #[error("{0}")]
-    Forbidden(String),
     /// A resolver plugin failed to set a password in its system: nothing was changed.
     #[error("{0}")]
     Upstream(String),
@@ -119,13 +116,6 @@ impl SelfService {
             .hash_async(secret)
             .await
             .map_err(|e| PortalError::Internal(e.to_string()))
-    }
-
-    pub async fn person(&self, uid: &str) -> Result<Person, PortalError> {
-        self.store
-            .person(uid)
-            .await?
-            .ok_or(PortalError::NotFound("person"))
     }
 
     /// The person's password items: the central account, their accounts in the configured

@@ -184,14 +184,117 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A `prp-host serve` process; killed when dropped.
+/// A portal served in this process through the library's entry ([`prp_host::Service`],
+/// [`prp_host::Listeners`], [`prp_host::serve`]) on a runtime of its own; stopped (gracefully)
+/// when dropped.
 pub struct Server {
+    pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/health/ready` with detail), when configured.
+    pub admin: Option<SocketAddr>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Loads the configuration, builds the portal and serves it (errors name what failed).
+    pub fn start(config: &Path) -> Result<Self, String> {
+        let env = prp_host::config::Environment::from_process();
+        let settings = prp_host::config::load(config, &env)
+            .map_err(|e| e.to_string())?
+            .settings;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let started = async {
+                    let service = prp_host::Service::build(settings)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let listeners = prp_host::Listeners::bind(service.settings())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let addr = listeners.public_addr().map_err(|e| e.to_string())?;
+                    Ok::<_, String>((service, listeners, addr))
+                };
+                match started.await {
+                    Ok((service, listeners, addr)) => {
+                        let admin = listeners.admin_addr();
+                        let _ = ready_tx.send(Ok((addr, admin)));
+                        let stop = async {
+                            let _ = stop_rx.await;
+                        };
+                        if let Err(e) = prp_host::serve(service, listeners, stop).await {
+                            eprintln!("server ended: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(Ok((addr, admin))) => Ok(Self {
+                addr,
+                admin,
+                shutdown: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(format!("server did not start: {e}")),
+            Err(_) => Err("server did not start within 120 s".into()),
+        }
+    }
+
+    /// A GET request; returns (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(self.addr, "GET", path, None)
+    }
+
+    /// A GET request on the admin listener; returns (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let admin = self.admin.expect("the test config sets Host:AdminListen");
+        http(admin, "GET", path, None)
+    }
+
+    /// The Prometheus text of `/metrics` (admin listener).
+    pub fn metrics(&self) -> String {
+        let (status, text) = self.admin_get("/metrics");
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A `prp-host serve` process (for what only the binary does: signals, exit codes, log
+/// format); killed when dropped.
+pub struct ServerProcess {
     pub child: Child,
     pub addr: SocketAddr,
 }
 
-impl Server {
-    /// Starts the server and waits for its "listening on" line (up to 60 s).
+impl ServerProcess {
+    /// Starts the binary and waits for its "listening on" line (up to 60 s).
     pub fn start(config: &Path) -> Result<Self, String> {
         let mut child = host_command(config, &["serve"])
             .stdout(Stdio::piped())
@@ -246,7 +349,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -434,7 +537,7 @@ pub fn hasher() -> std::sync::Arc<prp_host::security::Hasher> {
 
 /// Stores the hash of `token` as the ApplicationToken parameter, as `prp-host token` does.
 pub async fn store_token(store: &prp_host::store::Store, token: &str) {
-    let hash = prp_host::demo::hash(&hasher(), token).await.expect("hash");
+    let hash = hasher().hash_async(token).await.expect("hash");
     store
         .set_parameter(prp_host::config::APPLICATION_TOKEN, Some(&hash))
         .await
@@ -469,8 +572,11 @@ impl Scene {
         if let Some(t) = token {
             cs[prp_host::config::APPLICATION_TOKEN] = t.into();
         }
-        let mut host_section =
-            serde_json::json!({"Listen": "127.0.0.1:0", "ServerName": "test-server"});
+        let mut host_section = serde_json::json!({
+            "Listen": "127.0.0.1:0",
+            "AdminListen": "127.0.0.1:0",
+            "ServerName": "test-server",
+        });
         if let (Some(h), Some(extra)) = (host_section.as_object_mut(), host.as_object()) {
             for (k, v) in extra {
                 h.insert(k.clone(), v.clone());

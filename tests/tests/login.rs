@@ -2,7 +2,6 @@
 //! `PRP_TEST_POSTGRES_URL` is set) PostgreSQL: each way in, each refusal, the same answer for
 //! every failure, lockouts, passcode races, questions, and misconfiguration.
 
-use prp_host::demo;
 use prp_host::store::{ApiKeyScope, Store};
 use prp_tests::{
     backends, hasher, host_command, seed, stdout, Backend, Scene, Server, TestDb, CAROL_ADS,
@@ -325,7 +324,7 @@ async fn a_passcode_raced_by_20_logins_is_used_exactly_once() {
         let tag = b.name();
         let code = prp_host::security::new_passcode();
         let normalized = prp_host::security::normalize_passcode(&code).expect("passcode");
-        let hash = demo::hash(&hasher(), &normalized).await.expect("hash");
+        let hash = hasher().hash_async(&normalized).await.expect("hash");
         p.store
             .issue_passcode("P-PAT", &hash, 3600, "test")
             .await
@@ -383,12 +382,10 @@ async fn wrong_passcode_guesses_invalidate_it_and_a_new_one_replaces_it() {
         let issue = |code: String| {
             let store = p.store.clone();
             async move {
-                let hash = demo::hash(
-                    &hasher(),
-                    &prp_host::security::normalize_passcode(&code).expect("code"),
-                )
-                .await
-                .expect("hash");
+                let hash = hasher()
+                    .hash_async(&prp_host::security::normalize_passcode(&code).expect("code"))
+                    .await
+                    .expect("hash");
                 store
                     .issue_passcode("P-PAT", &hash, 3600, "test")
                     .await
@@ -777,7 +774,7 @@ async fn a_flood_of_logins_gets_a_fast_503_and_every_attempt_is_audited() {
 }
 
 fn hashes(server: &Server) -> u64 {
-    let (_, text) = server.get("/metrics");
+    let text = server.metrics();
     text.lines()
         .find_map(|l| l.strip_prefix("prp_argon2_hashes_total "))
         .and_then(|v| v.trim().parse().ok())

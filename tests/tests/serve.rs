@@ -1,6 +1,6 @@
 //! `prp-host serve`: health endpoints, and a clean stop on SIGTERM.
 
-use prp_tests::{artifacts, Scene, Server};
+use prp_tests::{artifacts, Scene, ServerProcess};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_health_and_stops_on_sigterm() {
@@ -28,14 +28,15 @@ async fn serves_health_and_stops_on_sigterm() {
     prp_host::demo::create_identity_schema(&store)
         .await
         .expect("identity schema");
-    let server = Server::start(&config).expect("server starts");
+    let server = ServerProcess::start(&config).expect("server starts");
     let (status, body) = server.get("/health/live");
     assert_eq!(status, 200, "{body}");
     let (status, body) = server.get("/health/ready");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["status"], "ready");
-    assert_eq!(v["plugins"][0]["name"], "password-reset-authenticator");
+    // The public listener says whether, not why: no plugin names or versions.
+    assert!(v.get("plugins").is_none(), "{v}");
     assert_eq!(
         server.terminate(),
         Some(0),

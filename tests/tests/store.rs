@@ -38,12 +38,10 @@ async fn passcode(services: &HostServicesBox, person: &str, code: &str) -> Secre
 
 async fn issue(store: &Store, person: &str, valid_for: i64) -> String {
     let code = prp_host::security::new_passcode();
-    let hash = prp_host::demo::hash(
-        &hasher(),
-        &prp_host::security::normalize_passcode(&code).expect("code"),
-    )
-    .await
-    .expect("hash");
+    let hash = hasher()
+        .hash_async(&prp_host::security::normalize_passcode(&code).expect("code"))
+        .await
+        .expect("hash");
     store
         .issue_passcode(person, &hash, valid_for, "test")
         .await

@@ -78,6 +78,13 @@ pub struct HostSettings {
     pub session_idle_minutes: u32,
     /// The URL people reach the portal at, when configured.
     pub public_url: Option<String>,
+    /// Where `/metrics` and the detail of `/health/ready` are served, when configured.
+    pub admin_listen: Option<SocketAddr>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,6 +364,20 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
         reset_session_minutes: u32_or("Host:ResetSessionMinutes", 1, 43_200, 15),
         session_idle_minutes: u32_or("Host:SessionIdleMinutes", 1, 43_200, 15),
         public_url: get("Host:PublicUrl").map(|u| u.trim().trim_end_matches('/').to_owned()),
+        admin_listen: get("Host:AdminListen").and_then(|v| schema::parse_listen(v).ok()),
+        trusted_proxies: indexed("Host:TrustedProxies:")
+            .iter()
+            .filter_map(|v| v.trim().parse().ok())
+            .collect(),
+        max_connections: get("Host:MaxConnections")
+            .and_then(|v| schema::parse_connections(v).ok())
+            .unwrap_or(1024),
+        header_timeout: get("Host:HeaderTimeoutMs")
+            .and_then(|v| schema::parse_timeout_ms(v).ok())
+            .map_or(Duration::from_secs(10), Duration::from_millis),
+        body_timeout: get("Host:BodyTimeoutMs")
+            .and_then(|v| schema::parse_timeout_ms(v).ok())
+            .map_or(Duration::from_secs(10), Duration::from_millis),
     };
     let logging = LoggingSettings {
         level: get("Logging:Level").unwrap_or("info").trim().to_owned(),

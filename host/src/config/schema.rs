@@ -70,6 +70,31 @@ const SETTINGS: &[Setting] = &[
         help: "the URL people reach the portal at; https:// makes the session cookie Secure",
     },
     Setting {
+        pattern: "Host:AdminListen",
+        check: check_listen,
+        help: "address of the admin listener that serves /metrics and the detail of /health/ready (default: none; keep it on loopback or a private network)",
+    },
+    Setting {
+        pattern: "Host:TrustedProxies:#",
+        check: check_ip,
+        help: "the IP address of a reverse proxy whose X-Forwarded-For is believed (default: none; the TCP peer is the client)",
+    },
+    Setting {
+        pattern: "Host:MaxConnections",
+        check: check_connections,
+        help: "open connections at most; more wait in the kernel's backlog (default: 1024)",
+    },
+    Setting {
+        pattern: "Host:HeaderTimeoutMs",
+        check: check_timeout_ms,
+        help: "a request's header must arrive within this (default: 10000)",
+    },
+    Setting {
+        pattern: "Host:BodyTimeoutMs",
+        check: check_timeout_ms,
+        help: "a request's body must arrive within this (default: 10000)",
+    },
+    Setting {
         pattern: "Plugins:Resolvers:#",
         check: check_non_empty,
         help: "the id of a resolver to use, in order (default: every loaded resolver)",
@@ -290,6 +315,21 @@ pub(super) fn parse_listen(v: &str) -> Result<std::net::SocketAddr, String> {
             .map_err(|_| format!("\"{other}\" is not an IP address, localhost or * in \"{v}\""))?,
     };
     Ok(std::net::SocketAddr::new(ip, port))
+}
+
+fn check_ip(v: &str) -> Result<(), String> {
+    v.trim()
+        .parse::<std::net::IpAddr>()
+        .map(drop)
+        .map_err(|_| format!("\"{}\" is not an IP address", v.trim()))
+}
+
+pub(super) fn parse_connections(v: &str) -> Result<usize, String> {
+    parse_u64_in(v, 1, 1_000_000, "a whole number").map(|n| n as usize)
+}
+
+fn check_connections(v: &str) -> Result<(), String> {
+    parse_connections(v).map(drop)
 }
 
 fn check_listen(v: &str) -> Result<(), String> {

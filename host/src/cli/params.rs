@@ -1,0 +1,105 @@
+//! `prp-host params`: the configuration store.
+
+use prp_host::config::APPLICATION_TOKEN;
+use prp_host::store::{Parameter, Store};
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum ParamsCommand {
+    /// List parameters (under PREFIX), with their in-force state.
+    List {
+        /// Only paths under this one, e.g. `PRP\Lockout`.
+        prefix: Option<String>,
+    },
+    /// Show one parameter.
+    Get {
+        /// A path such as `QER\Person\PasswordResetAuthenticator\SearchTable` (or with ` | `).
+        path: String,
+    },
+    /// Set a parameter's value.
+    Set {
+        /// The parameter's path.
+        path: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Clear a parameter's value.
+    Unset {
+        /// The parameter's path.
+        path: String,
+    },
+    /// Enable a parameter or a branch.
+    Enable {
+        /// The parameter's or branch's path.
+        path: String,
+    },
+    /// Disable a parameter or a branch: it and everything under it stop being in force.
+    Disable {
+        /// The parameter's or branch's path.
+        path: String,
+    },
+}
+
+pub async fn run(command: ParamsCommand, store: &Store) -> anyhow::Result<ExitCode> {
+    match command {
+        ParamsCommand::List { prefix } => {
+            for param in store.list_parameters(prefix.as_deref()).await? {
+                println!("{}", show(&param));
+            }
+        }
+        ParamsCommand::Get { path } => match store.parameter(&path).await? {
+            Some(param) => println!("{}", show(&param)),
+            None => {
+                println!("{path}: not set");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        ParamsCommand::Set { path, value } => {
+            if is_token_path(&path) {
+                anyhow::bail!("the ApplicationToken hash is set with `prp-host token new` or `token adopt`, never by hand");
+            }
+            store.set_parameter(&path, Some(&value)).await?;
+            super::audit_admin(store, "parameter.set", &path).await?;
+            println!("{path} set");
+        }
+        ParamsCommand::Unset { path } => {
+            store.set_parameter(&path, None).await?;
+            super::audit_admin(store, "parameter.unset", &path).await?;
+            println!("{path} unset");
+        }
+        ParamsCommand::Enable { path } => {
+            store.set_parameter_enabled(&path, true).await?;
+            super::audit_admin(store, "parameter.enabled", &path).await?;
+            println!("{path} enabled");
+        }
+        ParamsCommand::Disable { path } => {
+            store.set_parameter_enabled(&path, false).await?;
+            super::audit_admin(store, "parameter.disabled", &path).await?;
+            println!("{path} disabled (and everything under it)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_token_path(path: &str) -> bool {
+    path.replace(" | ", "\\")
+        .eq_ignore_ascii_case(APPLICATION_TOKEN)
+}
+
+fn show(p: &Parameter) -> String {
+    let state = match &p.disabled_by {
+        None => "in force".to_owned(),
+        Some(by) if by.eq_ignore_ascii_case(&p.path) => "disabled".to_owned(),
+        Some(by) => format!("not in force: {by} is disabled"),
+    };
+    let value = if is_token_path(&p.path) {
+        p.value.as_ref().map(|_| "(hash stored)".to_owned())
+    } else {
+        p.value.clone()
+    };
+    format!(
+        "{} = {}  [{state}]",
+        p.path,
+        value.unwrap_or_else(|| "(no value)".into())
+    )
+}
