@@ -25,9 +25,8 @@ pub use sessions::{NewSession, Session, SessionKind};
 
 use crate::clock::Clock;
 use sqlx::any::AnyPoolOptions;
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,59 +60,14 @@ impl Dialect {
         }
     }
 
-    fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
+    /// The dialect's migrations, embedded at build time from `host/migrations/<dialect>/`.
+    fn migrator(self) -> &'static Migrator {
+        static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+        static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
         match self {
-            Self::Sqlite => &[
-                (
-                    1,
-                    "portal",
-                    include_str!("../../migrations/sqlite/0001_portal.sql"),
-                ),
-                (
-                    2,
-                    "self_service",
-                    include_str!("../../migrations/sqlite/0002_self_service.sql"),
-                ),
-            ],
-            Self::Postgres => &[
-                (
-                    1,
-                    "portal",
-                    include_str!("../../migrations/postgres/0001_portal.sql"),
-                ),
-                (
-                    2,
-                    "self_service",
-                    include_str!("../../migrations/postgres/0002_self_service.sql"),
-                ),
-            ],
+            Self::Sqlite => &SQLITE,
+            Self::Postgres => &POSTGRES,
         }
-    }
-}
-
-/// The embedded migrations of one dialect, as sqlx's migrator wants them.
-#[derive(Debug)]
-struct Embedded(Dialect);
-
-impl<'s> MigrationSource<'s> for Embedded {
-    fn resolve(
-        self,
-    ) -> futures_core::future::BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
-        let migrations = self
-            .0
-            .migrations()
-            .iter()
-            .map(|(version, name, sql)| {
-                Migration::new(
-                    *version,
-                    Cow::Borrowed(name),
-                    MigrationType::Simple,
-                    Cow::Borrowed(sql),
-                    false,
-                )
-            })
-            .collect();
-        Box::pin(async move { Ok(migrations) })
     }
 }
 
@@ -170,26 +124,38 @@ impl Store {
 
     /// Applies the portal's pending migrations. Never touches operator tables.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = Migrator::new(Embedded(self.dialect)).await?;
-        migrator.run(&self.pool).await?;
+        self.dialect.migrator().run(&self.pool).await?;
         Ok(())
     }
 
-    /// Migrations the database hasn't had yet, by description.
+    /// Migrations the database hasn't had yet, by version and description.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let has_table: bool = match self.dialect {
+            Dialect::Sqlite => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            ),
+            Dialect::Postgres => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'",
+            ),
+        }
+        .fetch_one(&self.pool)
+        .await?
+            > 0;
         // No migrations table yet means nothing was applied.
-        let applied: Vec<i64> =
+        let applied: Vec<i64> = if has_table {
             sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success = $1")
                 .bind(true)
                 .fetch_all(&self.pool)
-                .await
-                .unwrap_or_default();
+                .await?
+        } else {
+            Vec::new()
+        };
         Ok(self
             .dialect
-            .migrations()
+            .migrator()
             .iter()
-            .filter(|(v, _, _)| !applied.contains(v))
-            .map(|(v, name, _)| format!("{v:04}_{name}"))
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{:04}_{}", m.version, m.description))
             .collect())
     }
 
