@@ -285,7 +285,8 @@ pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine>
         shown.join(" + "),
     ));
 
-    let store = match open_store(&settings, Arc::new(SystemClock)).await {
+    // Read-only: check creates no database and writes nothing to one.
+    let store = match db::open_read_only(&settings, Arc::new(SystemClock)).await {
         Ok(store) => {
             let shown = settings
                 .connection_string(config::DATABASE)

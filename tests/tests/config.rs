@@ -245,3 +245,53 @@ fn files_over_the_size_limit_are_refused_without_being_read() {
     let over = scene.write("appsettings.json", &text);
     assert!(load(&over).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_creates_no_database() {
+    let scene = Scene::new();
+    let cfg = serde_json::json!({
+        "ConnectionStrings": {"Database": "sqlite://data/prp.db?mode=rwc"},
+        "Host": {"Listen": "127.0.0.1:0"},
+    });
+    let path = scene.write("appsettings.json", &cfg.to_string());
+    let out = scene.run(&path, &["check"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAILED  database reachable: ")
+            && text.contains(&format!(
+                "{} does not exist",
+                scene.path("data/prp.db").display()
+            )),
+        "{text}"
+    );
+    assert!(
+        !scene.path("data").exists(),
+        "check created the database or its directory"
+    );
+
+    // Once it exists, check reads it (and still writes nothing of its own), also when the
+    // file isn't in WAL mode (switching to it would be a write).
+    let migrate = scene.run(&path, &["migrate"]);
+    assert!(migrate.status.success(), "{}", prp_tests::stderr(&migrate));
+    let url = format!("sqlite://{}", scene.path("data/prp.db").display());
+    let pool = sqlx::sqlite::SqlitePool::connect(&url).await.expect("open");
+    sqlx::query("PRAGMA journal_mode = DELETE")
+        .execute(&pool)
+        .await
+        .expect("journal mode");
+    pool.close().await;
+    let out = scene.run(&path, &["check"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("ok      database reachable: ")
+            && text.contains("ok      portal schema: up to date"),
+        "{text}"
+    );
+    let pool = sqlx::sqlite::SqlitePool::connect(&url).await.expect("open");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "delete", "check changed the database's journal mode");
+}
