@@ -11,6 +11,7 @@ pub mod db;
 pub mod demo;
 pub mod login;
 pub mod metrics;
+pub mod params_spec;
 pub mod plugins;
 pub mod policy;
 pub mod portal;

@@ -295,3 +295,48 @@ async fn check_creates_no_database() {
         .expect("journal mode");
     assert_eq!(mode, "delete", "check changed the database's journal mode");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_value_the_portal_cant_use_fails_check_and_is_logged_once() {
+    use prp_tests::{seed, Backend, Server, TestDb, CAROL_CENTRAL, TEST_TOKEN};
+    use std::io::Read;
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let store = db.store().await;
+    seed(&store).await;
+    // As an older version (or a hand-edited database) stored it: `params set` refuses it now.
+    sqlx::query(
+        "INSERT INTO prp_parameter (path_key, path, value, enabled, updated_at) VALUES ($1, $2, $3, 1, 0)",
+    )
+    .bind(r"prp\lockout\all\maxfailures")
+    .bind(r"PRP\Lockout\All\MaxFailures")
+    .bind("100000")
+    .execute(store.pool())
+    .await
+    .expect("insert");
+    let problem = r#"PRP\Lockout\All\MaxFailures: "100000" is not a whole number from 1 to 100; the default (100) applies"#;
+
+    let scene = Scene::new();
+    let config = scene.portal_config(&db.url, Some(TEST_TOKEN), serde_json::json!({}));
+    let check = scene.run(&config, &["check"]);
+    let text = stdout(&check);
+    assert_eq!(check.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("FAILED  host parameter: {problem}")),
+        "{text}"
+    );
+    assert_eq!(text.matches("FAILED").count(), 1, "{text}");
+
+    let mut server = Server::start(&config).expect("serves");
+    let mut log = server.child.stderr.take().expect("stderr");
+    for _ in 0..3 {
+        let (status, body) = server.post(
+            "/api/login/password",
+            &serde_json::json!({"login_name": "carol", "password": format!("{CAROL_CENTRAL}-not")}),
+        );
+        assert_eq!(status, 401, "{body}");
+    }
+    server.terminate();
+    let mut logged = String::new();
+    log.read_to_string(&mut logged).expect("log");
+    assert_eq!(logged.matches(problem).count(), 1, "{logged}");
+}
