@@ -287,7 +287,8 @@ pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine>
         shown.join(" + "),
     ));
 
-    let store = match open_store(&settings, Arc::new(SystemClock)).await {
+    // Read-only: check creates no database and writes nothing to one.
+    let store = match db::open_read_only(&settings, Arc::new(SystemClock)).await {
         Ok(store) => {
             let shown = settings
                 .connection_string(config::DATABASE)
@@ -324,7 +325,7 @@ pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine>
     lines
 }
 
-/// Checks of the database contents: migrations, the identity schema, the lockout parameters.
+/// Checks of the database contents: migrations, the identity schema, the host's parameters.
 async fn store_lines(store: &Store) -> Vec<CheckLine> {
     let mut lines = Vec::new();
     match store.pending_migrations().await {
@@ -384,15 +385,22 @@ async fn store_lines(store: &Store) -> Vec<CheckLine> {
         },
         Err(e) => lines.push(CheckLine::new(Status::Warn, "login index", e.to_string())),
     }
-    match store.lockout_policy().await {
-        Ok((_, problems)) => {
+    // The host's parameters (lockout, password policies): a stored value the portal can't use
+    // is FAILED, with the path and the allowed range.
+    match store.parameter_problems().await {
+        Ok(problems) if problems.is_empty() => lines.push(CheckLine::new(
+            Status::Ok,
+            "host parameters",
+            "every PRP\\… value in force is allowed",
+        )),
+        Ok(problems) => {
             for p in problems {
-                lines.push(CheckLine::new(Status::Warn, "lockout policy", p));
+                lines.push(CheckLine::new(Status::Failed, "host parameter", p));
             }
         }
         Err(e) => lines.push(CheckLine::new(
             Status::Failed,
-            "lockout policy",
+            "host parameters",
             e.to_string(),
         )),
     }

@@ -11,6 +11,8 @@ pub enum DbError {
     NotConfigured,
     #[error("connection string \"{DATABASE}\" ({shown}): unsupported database; use sqlite://… or postgres://…")]
     Unsupported { shown: String },
+    #[error("database file {path} does not exist; `prp-host migrate` creates it (check creates nothing)")]
+    MissingFile { path: String },
     #[error("database {shown}: {message}")]
     Unreachable { shown: String, message: String },
 }
@@ -40,6 +42,59 @@ pub fn database_url(cs: &ConnectionString, base_dir: &Path) -> Result<String, Db
     Err(DbError::Unsupported {
         shown: cs.redacted(),
     })
+}
+
+/// The URL to read the database without changing it (for `prp-host check`): a SQLite file must
+/// exist and is opened with `mode=ro` (in place of any other `mode`), so nothing is created or
+/// written. Other databases are read as they are: reading creates nothing there.
+pub fn read_only_url(url: &str) -> Result<String, DbError> {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return Ok(url.to_owned());
+    };
+    let (path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
+    if path.is_empty() || path == ":memory:" {
+        return Ok(url.to_owned());
+    }
+    if !Path::new(path).exists() {
+        return Err(DbError::MissingFile {
+            path: path.to_owned(),
+        });
+    }
+    let mut params: Vec<&str> = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("mode="))
+        .collect();
+    params.push("mode=ro");
+    Ok(format!("sqlite://{path}?{}", params.join("&")))
+}
+
+/// Opens the portal's database for reading only (see [`read_only_url`]).
+pub async fn open_read_only(
+    settings: &crate::config::Settings,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> Result<crate::store::Store, DbError> {
+    let cs = settings
+        .connection_string(DATABASE)
+        .ok_or(DbError::NotConfigured)?;
+    let url = read_only_url(&database_url(cs, &settings.base_dir)?)?;
+    let dialect = crate::store::Dialect::of_url(&url).ok_or_else(|| DbError::Unsupported {
+        shown: cs.redacted(),
+    })?;
+    // Not `Store::connect`: it switches SQLite to WAL, a write a read-only file refuses.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(&url)
+        .await
+        .map_err(|e| DbError::Unreachable {
+            shown: cs.redacted(),
+            message: scrub(&e.to_string(), cs),
+        })?;
+    Ok(crate::store::Store::from_pool(pool, dialect, clock))
 }
 
 /// With `mode=rwc` SQLite creates the file but not its directory; create that too.
@@ -94,6 +149,22 @@ mod tests {
         let cs = ConnectionString::new(DATABASE, "mysql://u:p@h/db");
         let err = database_url(&cs, Path::new("/")).unwrap_err().to_string();
         assert!(err.contains("unsupported") && !err.contains(":p@"), "{err}");
+    }
+
+    #[test]
+    fn read_only_urls_create_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("prp.db");
+        let url = format!("sqlite://{}?mode=rwc&cache=shared", file.display());
+        let err = read_only_url(&url).unwrap_err();
+        assert!(matches!(err, DbError::MissingFile { .. }), "{err}");
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(
+            read_only_url(&url).ok(),
+            Some(format!("sqlite://{}?cache=shared&mode=ro", file.display()))
+        );
+        let pg = "postgres://u@h/db";
+        assert_eq!(read_only_url(pg).ok().as_deref(), Some(pg));
     }
 
     #[test]

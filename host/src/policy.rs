@@ -20,14 +20,21 @@ pub struct PasswordPolicy {
 }
 
 impl Default for PasswordPolicy {
+    /// The defaults of the parameter table.
     fn default() -> Self {
+        let default_of = |setting: &str| {
+            let path = format!(r"{}\Default\{setting}", Self::ROOT);
+            crate::params_spec::spec_for(&path)
+                .map_or(0, crate::params_spec::ParamSpec::default_number)
+        };
+        let count = |setting: &str| usize::try_from(default_of(setting)).unwrap_or_default();
         Self {
             name: "Default".into(),
-            min_length: 12,
-            max_length: 128,
-            history_count: 5,
-            reject_names: true,
-            reject_common: true,
+            min_length: count("MinLength"),
+            max_length: count("MaxLength"),
+            history_count: count("HistoryCount"),
+            reject_names: default_of("RejectNames") == 1,
+            reject_common: default_of("RejectCommon") == 1,
         }
     }
 }
@@ -132,62 +139,84 @@ fn common_list_len() -> usize {
         .count()
 }
 
-impl Store {
-    /// The policy for a source: each setting from `PRP\PasswordPolicy\<source>`, else
-    /// `PRP\PasswordPolicy\Default`, else the built-in default. Invalid values are reported in
-    /// the second part and the next level applies.
-    pub async fn password_policy(
-        &self,
+impl PasswordPolicy {
+    /// The policy for a source from the values in force (`value(path)`): each setting from
+    /// `PRP\PasswordPolicy\<source>`, else `PRP\PasswordPolicy\Default`, else the table's
+    /// default. A value that isn't allowed is reported (naming the path and the allowed range)
+    /// and the next level applies; so do a level's lengths when its MinLength would be above
+    /// its MaxLength.
+    pub fn resolve(
         source: &str,
-    ) -> Result<(PasswordPolicy, Vec<String>), StoreError> {
-        let params = self.parameters().await?;
+        value: impl Fn(&str) -> Result<Option<String>, StoreError>,
+    ) -> Result<(Self, Vec<String>), StoreError> {
         let mut policy = PasswordPolicy {
             name: source.to_owned(),
             ..PasswordPolicy::default()
         };
         let mut problems = Vec::new();
-        for level in ["Default", source] {
-            let base = format!(r"{}\{level}", PasswordPolicy::ROOT);
-            for (setting, min, max) in [
-                ("MinLength", 8, 128),
-                ("MaxLength", 64, 4096),
-                ("HistoryCount", 0, 24),
-                ("RejectNames", 0, 1),
-                ("RejectCommon", 0, 1),
-            ] {
-                let path = format!(r"{base}\{setting}");
-                let Some(raw) = params.value(&path)? else {
-                    continue;
-                };
-                let value = match raw.trim().to_ascii_lowercase().as_str() {
-                    "true" | "yes" | "on" if max == 1 => Some(1),
-                    "false" | "no" | "off" if max == 1 => Some(0),
-                    other => other
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (min..=max).contains(n)),
-                };
-                let Some(n) = value else {
-                    problems.push(format!(
-                        "{path}: \"{raw}\" is not a value from {min} to {max}; ignored"
-                    ));
-                    continue;
-                };
-                match setting {
-                    "MinLength" => policy.min_length = n,
-                    "MaxLength" => policy.max_length = n,
-                    "HistoryCount" => policy.history_count = n,
-                    "RejectNames" => policy.reject_names = n == 1,
-                    _ => policy.reject_common = n == 1,
-                }
-            }
+        let mut levels = vec!["Default"];
+        if !source.eq_ignore_ascii_case("Default") {
+            levels.push(source);
         }
-        if policy.min_length > policy.max_length {
-            problems.push(format!(
-                "policy {source}: MinLength {} is above MaxLength {}; using {}",
-                policy.min_length, policy.max_length, policy.max_length
-            ));
-            policy.min_length = policy.max_length;
+        for level in levels {
+            let base = format!(r"{}\{level}", Self::ROOT);
+            let mut read = |setting: &str, current: usize| -> Result<Option<usize>, StoreError> {
+                let path = format!(r"{base}\{setting}");
+                let Some(raw) = value(&path)? else {
+                    return Ok(None);
+                };
+                let Some(spec) = crate::params_spec::spec_for(&path) else {
+                    return Ok(None);
+                };
+                let n = spec.value_type.number(&raw).and_then(|n| {
+                    usize::try_from(n)
+                        .map_err(|_| format!("\"{raw}\" is not {}", spec.value_type.allowed()))
+                });
+                match n {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) => {
+                        problems.push(format!("{path}: {e}; ignored, {current} applies"));
+                        Ok(None)
+                    }
+                }
+            };
+            let flag = |b: bool| usize::from(b);
+            let min = read("MinLength", policy.min_length)?;
+            let max = read("MaxLength", policy.max_length)?;
+            let history = read("HistoryCount", policy.history_count)?;
+            let names = read("RejectNames", flag(policy.reject_names))?;
+            let common = read("RejectCommon", flag(policy.reject_common))?;
+            let (lo, hi) = (
+                min.unwrap_or(policy.min_length),
+                max.unwrap_or(policy.max_length),
+            );
+            if lo > hi {
+                problems.push(format!(
+                    "{base}: MinLength {lo} is above MaxLength {hi}; ignored, {} to {} characters apply",
+                    policy.min_length, policy.max_length
+                ));
+            } else {
+                (policy.min_length, policy.max_length) = (lo, hi);
+            }
+            policy.history_count = history.unwrap_or(policy.history_count);
+            policy.reject_names = names.map_or(policy.reject_names, |n| n == 1);
+            policy.reject_common = common.map_or(policy.reject_common, |n| n == 1);
+        }
+        Ok((policy, problems))
+    }
+}
+
+impl Store {
+    /// The policy for a source (see [`PasswordPolicy::resolve`]). Values that aren't allowed
+    /// are reported in the second part, and logged once each.
+    pub async fn password_policy(
+        &self,
+        source: &str,
+    ) -> Result<(PasswordPolicy, Vec<String>), StoreError> {
+        let params = self.parameters().await?;
+        let (policy, problems) = PasswordPolicy::resolve(source, |path| params.value(path))?;
+        for p in &problems {
+            crate::params_spec::warn_once(p);
         }
         Ok((policy, problems))
     }

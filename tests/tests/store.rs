@@ -578,3 +578,292 @@ async fn parallel_guesses_at_a_question_get_no_more_than_its_tries() {
         );
     }
 }
+
+/// Stores a value as an older version (or a hand-edited database) would have, unchecked.
+async fn store_unchecked(store: &Store, path: &str, value: &str) {
+    sqlx::query(
+        "INSERT INTO prp_parameter (path_key, path, value, enabled, updated_at) VALUES ($1, $2, $3, 1, 0)",
+    )
+    .bind(path.to_ascii_lowercase())
+    .bind(path)
+    .bind(value)
+    .execute(store.pool())
+    .await
+    .expect("insert");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_parameters_outside_their_range_are_refused_when_set() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        for (path, value, allowed) in [
+            (
+                r"PRP\Lockout\All\MaxFailures",
+                "100000",
+                "a whole number from 1 to 100",
+            ),
+            (
+                r"PRP\Lockout\Password\LockMinutes",
+                "0",
+                "a whole number from 1 to 525600",
+            ),
+            (
+                r"PRP\PasswordPolicy\Default\MinLength",
+                "abc",
+                "a whole number from 8 to 128",
+            ),
+            (
+                r"PRP\PasswordPolicy\Default\MaxLength",
+                "20",
+                "a whole number from 64 to 1024",
+            ),
+            (
+                r"PRP\PasswordPolicy\ADSAccount\MaxLength",
+                "4096",
+                "a whole number from 64 to 1024",
+            ),
+            (r"PRP\PasswordPolicy\Default\RejectNames", "maybe", "1 or 0"),
+        ] {
+            let err = store
+                .set_parameter(path, Some(value))
+                .await
+                .expect_err(&format!("[{tag}] {path} {value}"))
+                .to_string();
+            assert!(err.contains(path) && err.contains(allowed), "[{tag}] {err}");
+            assert_eq!(
+                store.parameter(path).await.expect("read"),
+                None,
+                "[{tag}] nothing stored for {path}"
+            );
+        }
+        // A misspelt name in a branch the host reads would be silently ignored: refused.
+        let err = store
+            .set_parameter(r"PRP\Lockout\All\MaxFailure", Some("5"))
+            .await
+            .expect_err("misspelt")
+            .to_string();
+        assert!(
+            err.contains(r"PRP\Lockout\All\MaxFailures"),
+            "[{tag}] {err}"
+        );
+        // Values in range are stored (and other parameters aren't checked here).
+        for (path, value) in [
+            (r"PRP\Lockout\All\MaxFailures", "100"),
+            (r"PRP\PasswordPolicy\Default\MaxLength", "1024"),
+            (r"PRP\PasswordPolicy\ADSAccount\MinLength", "100"),
+            (r"QER\Person\PasswordResetAuthenticator\Anything", "x"),
+        ] {
+            store
+                .set_parameter(path, Some(value))
+                .await
+                .unwrap_or_else(|e| panic!("[{tag}] {path}: {e}"));
+        }
+        // MinLength may not exceed MaxLength, also through what a source inherits.
+        let err = store
+            .set_parameter(r"PRP\PasswordPolicy\ADSAccount\MaxLength", Some("64"))
+            .await
+            .expect_err("min above max")
+            .to_string();
+        assert!(
+            err.contains("MinLength 100 is above MaxLength 64"),
+            "[{tag}] {err}"
+        );
+        let err = store
+            .set_parameter(r"PRP\PasswordPolicy\Default\MaxLength", Some("90"))
+            .await
+            .expect_err("inherited max below min")
+            .to_string();
+        assert!(
+            err.contains(r"PRP\PasswordPolicy\ADSAccount: MinLength 100 is above MaxLength 90"),
+            "[{tag}] {err}"
+        );
+        // Disabling a value brings the next level's back, which must fit as well.
+        store
+            .set_parameter_enabled(r"PRP\PasswordPolicy\Default\MaxLength", false)
+            .await
+            .unwrap_or_else(|e| panic!("[{tag}] 128 applies again, above 100: {e}"));
+        store
+            .set_parameter(r"PRP\PasswordPolicy\ADSAccount\MaxLength", Some("200"))
+            .await
+            .expect("own max");
+        store
+            .set_parameter_enabled(r"PRP\PasswordPolicy\Default\MaxLength", true)
+            .await
+            .expect("enabled");
+        store
+            .set_parameter(r"PRP\PasswordPolicy\Default\MaxLength", Some("64"))
+            .await
+            .expect("ADSAccount has its own MaxLength");
+        let err = store
+            .set_parameter_enabled(r"PRP\PasswordPolicy\ADSAccount\MaxLength", false)
+            .await
+            .expect_err("then ADSAccount would inherit 64, below its MinLength")
+            .to_string();
+        assert!(
+            err.contains("MinLength 100 is above MaxLength 64"),
+            "[{tag}] {err}"
+        );
+        assert!(
+            store
+                .parameter(r"PRP\PasswordPolicy\ADSAccount\MaxLength")
+                .await
+                .expect("read")
+                .is_some_and(|p| p.in_force()),
+            "[{tag}] still enabled"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_values_the_portal_cant_use_fall_back_and_are_reported() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        store_unchecked(&store, r"PRP\Lockout\All\MaxFailures", "100000").await;
+        store_unchecked(&store, r"PRP\Lockout\Passcode\LockMinutes", "15").await;
+        store_unchecked(&store, r"PRP\PasswordPolicy\Default\MinLength", "abc").await;
+        store_unchecked(&store, r"PRP\PasswordPolicy\ADSAccount\MinLength", "100").await;
+        store_unchecked(&store, r"PRP\PasswordPolicy\ADSAccount\MaxLength", "80").await;
+        store_unchecked(&store, r"PRP\Lockout\All\MaxFailure", "7").await;
+
+        let (lockout, problems) = store.lockout_policy().await.expect("lockout");
+        assert_eq!(lockout.all.max_failures, 100, "[{tag}] the default applies");
+        assert_eq!(
+            lockout.passcode.lock,
+            15 * 60,
+            "[{tag}] valid values still apply"
+        );
+        assert_eq!(
+            problems,
+            vec![r#"PRP\Lockout\All\MaxFailures: "100000" is not a whole number from 1 to 100; the default (100) applies"#.to_owned()],
+            "[{tag}]"
+        );
+        let (policy, problems) = store.password_policy("ADSAccount").await.expect("policy");
+        assert_eq!((policy.min_length, policy.max_length), (12, 128), "[{tag}]");
+        assert_eq!(problems.len(), 2, "[{tag}] {problems:?}");
+        assert!(
+            problems[0].contains(r"PRP\PasswordPolicy\Default\MinLength")
+                && problems[0].contains("from 8 to 128"),
+            "[{tag}] {problems:?}"
+        );
+        assert!(
+            problems[1].contains("MinLength 100 is above MaxLength 80"),
+            "[{tag}] {problems:?}"
+        );
+
+        let all = store.parameter_problems().await.expect("problems");
+        assert_eq!(all.len(), 4, "[{tag}] {all:?}");
+        assert!(
+            all.iter()
+                .any(|p| p
+                    .starts_with(r"PRP\Lockout\All\MaxFailure: not a parameter the portal reads")),
+            "[{tag}] {all:?}"
+        );
+
+        // What `params get` shows: the stored value with why it isn't used.
+        let view = store
+            .parameter_view(r"PRP\Lockout\All\MaxFailures")
+            .await
+            .expect("view")
+            .expect("stored");
+        assert!(!view.is_default(), "[{tag}]");
+        assert!(
+            view.problem.is_some_and(|p| p.contains("from 1 to 100")),
+            "[{tag}]"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documented_parameters_show_their_defaults() {
+    for b in backends() {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        let view = store
+            .parameter_view(r"PRP | PasswordPolicy | Default | MinLength")
+            .await
+            .expect("view")
+            .expect("documented");
+        assert!(
+            view.is_default() && view.stored.is_none(),
+            "[{tag}] {view:?}"
+        );
+        assert_eq!(view.value(), Some("12"), "[{tag}]");
+        assert!(
+            view.known
+                .is_some_and(|k| k.allowed == "a whole number from 8 to 128"),
+            "[{tag}]"
+        );
+        assert_eq!(
+            store
+                .parameter_view(r"PRP\Nothing\Here")
+                .await
+                .expect("view"),
+            None,
+            "[{tag}]"
+        );
+
+        // A table's policy inherits the Default policy's value.
+        store
+            .set_parameter(r"PRP\PasswordPolicy\Default\MinLength", Some("14"))
+            .await
+            .expect("set");
+        let view = store
+            .parameter_view(r"PRP\PasswordPolicy\ADSAccount\MinLength")
+            .await
+            .expect("view")
+            .expect("documented");
+        assert_eq!(view.value(), Some("14"), "[{tag}]");
+        assert!(view.is_default(), "[{tag}]");
+
+        let listed = store
+            .list_parameter_views(Some(r"PRP\PasswordPolicy"))
+            .await
+            .expect("list");
+        let shown: Vec<(String, Option<String>, bool)> = listed
+            .iter()
+            .map(|v| (v.path.clone(), v.value().map(str::to_owned), v.is_default()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (
+                    r"PRP\PasswordPolicy\Default\HistoryCount".to_owned(),
+                    Some("5".to_owned()),
+                    true
+                ),
+                (
+                    r"PRP\PasswordPolicy\Default\MaxLength".to_owned(),
+                    Some("128".to_owned()),
+                    true
+                ),
+                (
+                    r"PRP\PasswordPolicy\Default\MinLength".to_owned(),
+                    Some("14".to_owned()),
+                    false
+                ),
+                (
+                    r"PRP\PasswordPolicy\Default\RejectCommon".to_owned(),
+                    Some("1".to_owned()),
+                    true
+                ),
+                (
+                    r"PRP\PasswordPolicy\Default\RejectNames".to_owned(),
+                    Some("1".to_owned()),
+                    true
+                ),
+            ],
+            "[{tag}]"
+        );
+        let lockout = store
+            .list_parameter_views(Some(r"PRP\Lockout"))
+            .await
+            .expect("list");
+        assert_eq!(lockout.len(), 14, "[{tag}]");
+        assert!(lockout.iter().all(|v| v.is_default()), "[{tag}]");
+    }
+}

@@ -1,7 +1,7 @@
 //! `prp-host params`: the configuration store.
 
 use prp_host::config::APPLICATION_TOKEN;
-use prp_host::store::{Parameter, Store};
+use prp_host::store::{Parameter, ParameterView, Store};
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -43,14 +43,14 @@ pub enum ParamsCommand {
 pub async fn run(command: ParamsCommand, store: &Store) -> anyhow::Result<ExitCode> {
     match command {
         ParamsCommand::List { prefix } => {
-            for param in store.list_parameters(prefix.as_deref()).await? {
-                println!("{}", show(&param));
+            for view in store.list_parameter_views(prefix.as_deref()).await? {
+                println!("{}", show_view(&view, false));
             }
         }
-        ParamsCommand::Get { path } => match store.parameter(&path).await? {
-            Some(param) => println!("{}", show(&param)),
+        ParamsCommand::Get { path } => match store.parameter_view(&path).await? {
+            Some(view) => println!("{}", show_view(&view, true)),
             None => {
-                println!("{path}: not set");
+                println!("{path}: not set, and not a parameter the host documents");
                 return Ok(ExitCode::FAILURE);
             }
         },
@@ -84,6 +84,28 @@ pub async fn run(command: ParamsCommand, store: &Store) -> anyhow::Result<ExitCo
 fn is_token_path(path: &str) -> bool {
     path.replace(" | ", "\\")
         .eq_ignore_ascii_case(APPLICATION_TOKEN)
+}
+
+/// A parameter as stored, or its documented default (marked as such); with the reason when
+/// its stored value is not used, and (`detail`) what it means and allows.
+fn show_view(v: &ParameterView, detail: bool) -> String {
+    let mut line = match (&v.stored, v.is_default()) {
+        (Some(p), false) => show(p),
+        _ => format!(
+            "{} = {}  [default]",
+            v.path,
+            v.value().unwrap_or("(no value)")
+        ),
+    };
+    if let Some(problem) = &v.problem {
+        line.push_str(&format!("\n  INVALID, the default applies: {problem}"));
+    }
+    if detail {
+        if let Some(k) = &v.known {
+            line.push_str(&format!("\n  {} (allowed: {})", k.description, k.allowed));
+        }
+    }
+    line
 }
 
 fn show(p: &Parameter) -> String {

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 /// The name of the connection string holding the clear ApplicationToken.
 pub const APPLICATION_TOKEN: &str = r"QER\Person\PasswordResetAuthenticator\ApplicationToken";
+/// The largest configuration file read (1 MiB): a real one is a few kilobytes, so anything
+/// bigger is a mistake (a wrong path, a log file) and is refused before it is read.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The name of the connection string of the portal's database.
 pub const DATABASE: &str = "Database";
 
@@ -28,6 +31,12 @@ pub enum ConfigError {
     Unreadable {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("config file {}: {} a configuration file may be at most 1 MiB ({MAX_CONFIG_BYTES} bytes)", .path.display(), match .size { Some(n) => format!("is {n} bytes;"), None => "is larger than that limit;".to_owned() })]
+    TooLarge {
+        path: PathBuf,
+        /// The size the file system reported, when that was already over the limit.
+        size: Option<u64>,
     },
     #[error("config file {}: unknown format; use .json for appsettings or .config/.xml for the XML form", .path.display())]
     UnknownFormat { path: PathBuf },
@@ -238,8 +247,11 @@ fn environment_layer(path: &Path, env_name: &str) -> PathBuf {
     path.with_file_name(format!("{stem}.{env_name}.{ext}"))
 }
 
-fn read_file(path: &Path, format: Format) -> Result<Vec<(String, String)>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| {
+/// The file's bytes, refusing it from its size before reading when it is over the limit (and
+/// reading at most one byte more than the limit, should it grow or not report a size).
+fn read_limited(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let io_error = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::NotFound {
             ConfigError::Missing {
                 path: path.to_owned(),
@@ -250,7 +262,54 @@ fn read_file(path: &Path, format: Format) -> Result<Vec<(String, String)>, Confi
                 source,
             }
         }
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let size = file.metadata().map_err(io_error)?.len();
+    if size > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            size: Some(size),
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            size: None,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The text of the file without a UTF-8 byte order mark; a byte that isn't UTF-8 is reported
+/// at its line and column (in characters, as editors count them).
+fn decode(path: &Path, bytes: &[u8]) -> Result<String, ConfigError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(e) => {
+            let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
+            let before = String::from_utf8_lossy(good);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let byte = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: format!(
+                    "the file is not UTF-8: byte 0x{byte:02X} is not valid here; save it as UTF-8"
+                ),
+            })
+        }
+    }
+}
+
+fn read_file(path: &Path, format: Format) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = decode(path, &read_limited(path)?)?;
     match format {
         Format::Json => json::parse(&text).map_err(|e| {
             let message = e.to_string();

@@ -36,7 +36,8 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, XmlProblem> {
             message,
         }
     };
-    let mut stack = vec![Scope::Document];
+    // Each open element: its scope, its name and where it starts (to name it if never closed).
+    let mut stack: Vec<(Scope, String, u64)> = Vec::new();
     let mut entries = Vec::new();
     let mut seen = HashSet::new();
     let mut saw_root = false;
@@ -45,7 +46,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, XmlProblem> {
             .read_event()
             .map_err(|e| at(reader.error_position(), format!("malformed XML: {e}")))?;
         let end = reader.buffer_position();
-        let scope = *stack.last().unwrap_or(&Scope::Document);
+        let scope = stack.last().map_or(Scope::Document, |(s, _, _)| *s);
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(event, Event::Empty(_));
@@ -83,7 +84,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, XmlProblem> {
                     (Scope::Add, _) => return Err(at(start, format!("unexpected <{name}> inside <add>"))),
                 };
                 if !is_empty {
-                    stack.push(next);
+                    stack.push((next, name, start));
                 }
             }
             Event::End(_) => {
@@ -103,6 +104,13 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, XmlProblem> {
     }
     if !saw_root {
         return Err(at(0, "no <configuration> element".to_owned()));
+    }
+    if let Some((_, name, start)) = stack.last() {
+        let (line, _) = line_column(text, *start as usize);
+        return Err(at(
+            text.len() as u64,
+            format!("end of file: <{name}> (line {line}) is never closed"),
+        ));
     }
     Ok(entries)
 }
@@ -193,5 +201,18 @@ mod tests {
 
         let p = parse("<configuration>\n<appSettings>\n</configuration>").unwrap_err();
         assert!(p.message.contains("malformed XML"), "{p:?}");
+
+        let p = parse("<configuration>\n<appSettings>\n").unwrap_err();
+        assert_eq!((p.line, p.column), (3, 1), "{p:?}");
+        assert!(
+            p.message.contains("<appSettings> (line 2) is never closed"),
+            "{p:?}"
+        );
+        let p = parse("<configuration><appSettings/>").unwrap_err();
+        assert!(
+            p.message
+                .contains("<configuration> (line 1) is never closed"),
+            "{p:?}"
+        );
     }
 }

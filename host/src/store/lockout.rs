@@ -32,7 +32,7 @@ impl LockScope {
 }
 
 /// Thresholds of one scope: `max_failures` within `window` seconds lock for `lock` seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ScopePolicy {
     pub max_failures: i64,
     pub window: i64,
@@ -41,7 +41,7 @@ pub struct ScopePolicy {
 
 /// The lockout rules. Defaults follow ASVS/NIST (at most 100 failures an hour across all
 /// methods) and are far stricter for questions and passcodes. Each can be set with parameters
-/// under `PRP\Lockout` (see [`LockoutPolicy::PARAMETERS`]).
+/// under `PRP\Lockout`; their defaults and ranges are in [`crate::params_spec::HOST_PARAMETERS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
     pub all: ScopePolicy,
@@ -54,58 +54,104 @@ pub struct LockoutPolicy {
     pub question_max_failures: i64,
 }
 
+const SCOPES: [LockScope; 4] = [
+    LockScope::All,
+    LockScope::Password,
+    LockScope::Questions,
+    LockScope::Passcode,
+];
+
+/// Each setting of a scope: parameter name and seconds per unit.
+const SCOPE_SETTINGS: [(&str, i64); 3] = [
+    ("MaxFailures", 1),
+    ("WindowMinutes", 60),
+    ("LockMinutes", 60),
+];
+
 impl Default for LockoutPolicy {
+    /// The defaults of the parameter table.
     fn default() -> Self {
-        Self {
-            all: ScopePolicy {
-                max_failures: 100,
-                window: 3600,
-                lock: 3600,
-            },
-            password: ScopePolicy {
-                max_failures: 10,
-                window: 3600,
-                lock: 1800,
-            },
-            questions: ScopePolicy {
-                max_failures: 5,
-                window: 3600,
-                lock: 86_400,
-            },
-            passcode: ScopePolicy {
-                max_failures: 5,
-                window: 3600,
-                lock: 3600,
-            },
-            passcode_max_guesses: 3,
-            question_max_failures: 3,
+        let default_of = |path: &str| {
+            crate::params_spec::spec_for(path)
+                .map_or(0, crate::params_spec::ParamSpec::default_number)
+        };
+        let mut policy = Self {
+            all: ScopePolicy::default(),
+            password: ScopePolicy::default(),
+            questions: ScopePolicy::default(),
+            passcode: ScopePolicy::default(),
+            passcode_max_guesses: default_of(&format!(r"{}\PasscodeMaxGuesses", Self::ROOT)),
+            question_max_failures: default_of(&format!(r"{}\QuestionMaxFailures", Self::ROOT)),
+        };
+        for scope in SCOPES {
+            for (name, scale) in SCOPE_SETTINGS {
+                let path = format!(r"{}\{}\{name}", Self::ROOT, scope.param());
+                *policy.setting_mut(scope, name) = default_of(&path) * scale;
+            }
         }
+        policy
     }
 }
 
 impl LockoutPolicy {
     pub const ROOT: &'static str = r"PRP\Lockout";
 
-    /// The parameter paths that tune the policy, with what each means.
-    pub const PARAMETERS: &'static [(&'static str, &'static str)] = &[
-        (
-            r"PRP\Lockout\<Scope>\MaxFailures",
-            "failures in the window that lock (Scope: All, Password, Questions, Passcode)",
-        ),
-        (r"PRP\Lockout\<Scope>\WindowMinutes", "the counting window"),
-        (
-            r"PRP\Lockout\<Scope>\LockMinutes",
-            "how long the lock lasts",
-        ),
-        (
-            r"PRP\Lockout\PasscodeMaxGuesses",
-            "wrong guesses that invalidate a passcode",
-        ),
-        (
-            r"PRP\Lockout\QuestionMaxFailures",
-            "wrong answers that lock a question",
-        ),
-    ];
+    fn setting_mut(&mut self, scope: LockScope, name: &str) -> &mut i64 {
+        let p = match scope {
+            LockScope::All => &mut self.all,
+            LockScope::Password => &mut self.password,
+            LockScope::Questions => &mut self.questions,
+            LockScope::Passcode => &mut self.passcode,
+        };
+        match name {
+            "MaxFailures" => &mut p.max_failures,
+            "WindowMinutes" => &mut p.window,
+            _ => &mut p.lock,
+        }
+    }
+
+    /// The policy from the values in force (`value(path)`): each value that is set and
+    /// allowed replaces the default; each that isn't allowed is reported (naming the path and
+    /// the allowed range) and the default stays in force for it.
+    pub fn resolve(
+        value: impl Fn(&str) -> Result<Option<String>, StoreError>,
+    ) -> Result<(Self, Vec<String>), StoreError> {
+        let mut policy = Self::default();
+        let mut problems = Vec::new();
+        let mut read = |path: String, target: &mut i64, scale: i64| -> Result<(), StoreError> {
+            let Some(raw) = value(&path)? else {
+                return Ok(());
+            };
+            let Some(spec) = crate::params_spec::spec_for(&path) else {
+                return Ok(());
+            };
+            match spec.value_type.number(&raw) {
+                Ok(n) => *target = n * scale,
+                Err(e) => problems.push(format!(
+                    "{path}: {e}; the default ({}) applies",
+                    spec.default_number()
+                )),
+            }
+            Ok(())
+        };
+        for scope in SCOPES {
+            for (name, scale) in SCOPE_SETTINGS {
+                let path = format!(r"{}\{}\{name}", Self::ROOT, scope.param());
+                read(path, policy.setting_mut(scope, name), scale)?;
+            }
+        }
+        read(
+            format!(r"{}\PasscodeMaxGuesses", Self::ROOT),
+            &mut policy.passcode_max_guesses,
+            1,
+        )?;
+        read(
+            format!(r"{}\QuestionMaxFailures", Self::ROOT),
+            &mut policy.question_max_failures,
+            1,
+        )?;
+        Ok((policy, problems))
+    }
 
     pub fn scope(&self, scope: LockScope) -> ScopePolicy {
         match scope {
@@ -118,73 +164,15 @@ impl LockoutPolicy {
 }
 
 impl Store {
-    /// The policy in force, with each value that is set (and valid) replacing the default.
-    /// Invalid values are reported, and the default stays in force for them.
+    /// The policy in force, with each value that is set (and allowed) replacing the default.
+    /// Values that aren't allowed are reported (and logged once each), and the default stays
+    /// in force for them.
     pub async fn lockout_policy(&self) -> Result<(LockoutPolicy, Vec<String>), StoreError> {
         let params = self.parameters().await?;
-        let mut policy = LockoutPolicy::default();
-        let mut problems = Vec::new();
-        let mut read = |value: Option<String>,
-                        path: String,
-                        min: i64,
-                        max: i64,
-                        target: &mut i64,
-                        scale: i64| {
-            if let Some(v) = value {
-                match v.trim().parse::<i64>() {
-                    Ok(n) if (min..=max).contains(&n) => *target = n * scale,
-                    _ => problems.push(format!("{path}: \"{v}\" is not a whole number from {min} to {max}; the default applies")),
-                }
-            }
-        };
-        for scope in [
-            LockScope::All,
-            LockScope::Password,
-            LockScope::Questions,
-            LockScope::Passcode,
-        ] {
-            let mut p = policy.scope(scope);
-            let base = format!(r"{}\{}", LockoutPolicy::ROOT, scope.param());
-            let max_cap = if scope == LockScope::All { 100 } else { 1000 };
-            for (name, min, max, scale) in [
-                ("MaxFailures", 1, max_cap, 1),
-                ("WindowMinutes", 1, 10_080, 60),
-                ("LockMinutes", 1, 525_600, 60),
-            ] {
-                let path = format!(r"{base}\{name}");
-                let value = params.value(&path)?;
-                let target = match name {
-                    "MaxFailures" => &mut p.max_failures,
-                    "WindowMinutes" => &mut p.window,
-                    _ => &mut p.lock,
-                };
-                read(value, path, min, max, target, scale);
-            }
-            match scope {
-                LockScope::All => policy.all = p,
-                LockScope::Password => policy.password = p,
-                LockScope::Questions => policy.questions = p,
-                LockScope::Passcode => policy.passcode = p,
-            }
+        let (policy, problems) = LockoutPolicy::resolve(|path| params.value(path))?;
+        for p in &problems {
+            crate::params_spec::warn_once(p);
         }
-        let path = format!(r"{}\PasscodeMaxGuesses", LockoutPolicy::ROOT);
-        read(
-            params.value(&path)?,
-            path,
-            1,
-            20,
-            &mut policy.passcode_max_guesses,
-            1,
-        );
-        let path = format!(r"{}\QuestionMaxFailures", LockoutPolicy::ROOT);
-        read(
-            params.value(&path)?,
-            path,
-            1,
-            20,
-            &mut policy.question_max_failures,
-            1,
-        );
         Ok((policy, problems))
     }
 

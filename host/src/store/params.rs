@@ -5,8 +5,11 @@
 //! effect on every server at its next request, without a restart.
 
 use super::{flag, Store, StoreError};
+use crate::params_spec::{self, KnownParameter};
+use crate::policy::PasswordPolicy;
+use crate::store::LockoutPolicy;
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One stored parameter and whether it is in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +62,54 @@ fn ancestors_and_self(path: &str) -> Vec<String> {
     out
 }
 
+/// A parameter as `params list` and `params get` show it: what is stored, and what the host's
+/// parameter table documents about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterView {
+    pub path: String,
+    /// The stored row, if there is one.
+    pub stored: Option<Parameter>,
+    /// The documentation, when the host reads this parameter. Its `default` is what applies
+    /// when no value is stored (for a policy of a table or system: what it inherits from
+    /// `PRP\PasswordPolicy\Default`).
+    pub known: Option<KnownParameter>,
+    /// Why the stored value is not used, when it isn't allowed (it names the allowed range).
+    pub problem: Option<String>,
+}
+
+impl ParameterView {
+    /// Whether the value shown is the default: no value is stored, and there is a default.
+    pub fn is_default(&self) -> bool {
+        self.stored
+            .as_ref()
+            .and_then(|p| p.value.as_ref())
+            .is_none()
+            && self
+                .known
+                .as_ref()
+                .and_then(|k| k.default.as_ref())
+                .is_some()
+    }
+
+    /// The stored value, else the default.
+    pub fn value(&self) -> Option<&str> {
+        self.stored
+            .as_ref()
+            .and_then(|p| p.value.as_deref())
+            .or_else(|| self.known.as_ref().and_then(|k| k.default.as_deref()))
+    }
+}
+
+/// The part of a problem message before its first `": "`: the path (or policy) it is about.
+fn problem_key(problem: &str) -> String {
+    problem
+        .split_once(": ")
+        .map_or(problem, |(k, _)| k)
+        .to_ascii_lowercase()
+}
+
 /// Every stored parameter, read in one query, to answer many questions about them.
+#[derive(Clone)]
 pub struct ParameterSnapshot {
     /// By lower-case path: (path as written, value, enabled).
     rows: HashMap<String, (String, Option<String>, bool)>,
@@ -96,6 +146,99 @@ impl ParameterSnapshot {
             .filter(Parameter::in_force)
             .and_then(|p| p.value))
     }
+
+    /// The snapshot as it would be after storing `value` at `path` (normalised).
+    fn with_value(&self, path: &str, value: Option<&str>) -> Self {
+        let mut next = self.clone();
+        next.rows
+            .entry(path.to_ascii_lowercase())
+            .and_modify(|row| row.1 = value.map(str::to_owned))
+            .or_insert_with(|| (path.to_owned(), value.map(str::to_owned), true));
+        next
+    }
+
+    /// The snapshot as it would be after enabling or disabling `path` (normalised).
+    fn with_enabled(&self, path: &str, enabled: bool) -> Self {
+        let mut next = self.clone();
+        next.rows
+            .entry(path.to_ascii_lowercase())
+            .and_modify(|row| row.2 = enabled)
+            .or_insert_with(|| (path.to_owned(), None, enabled));
+        next
+    }
+
+    /// `Default` and every table or system with a setting under `PRP\PasswordPolicy`.
+    fn policy_sources(&self) -> Vec<String> {
+        let mut seen = HashSet::from(["default".to_owned()]);
+        let mut out = vec!["Default".to_owned()];
+        let mut paths: Vec<&String> = self.rows.values().map(|(p, _, _)| p).collect();
+        paths.sort();
+        for path in paths {
+            let segments: Vec<&str> = path.split('\\').collect();
+            if let [root, branch, source, _] = segments.as_slice() {
+                if root.eq_ignore_ascii_case("PRP")
+                    && branch.eq_ignore_ascii_case("PasswordPolicy")
+                    && seen.insert(source.to_ascii_lowercase())
+                {
+                    out.push((*source).to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// Every problem with the host's parameters in force, one message each naming the path
+    /// and what is allowed: values outside the table's range (the default applies instead),
+    /// policies whose MinLength is above their MaxLength, and names in a closed branch
+    /// (`PRP\Lockout`, `PRP\PasswordPolicy`) that the portal doesn't read.
+    pub fn problems(&self) -> Result<Vec<String>, StoreError> {
+        let value = |path: &str| self.value(path);
+        let mut out = LockoutPolicy::resolve(value)?.1;
+        for source in self.policy_sources() {
+            out.extend(PasswordPolicy::resolve(&source, value)?.1);
+        }
+        let mut paths: Vec<&(String, Option<String>, bool)> = self.rows.values().collect();
+        paths.sort_by_key(|(p, _, _)| p.to_ascii_lowercase());
+        for (path, stored, _) in paths {
+            if stored.is_none()
+                || self.value(path)?.is_none()
+                || params_spec::spec_for(path).is_some()
+            {
+                continue;
+            }
+            if params_spec::CLOSED_BRANCHES
+                .iter()
+                .any(|b| params_spec::is_under(path, b))
+            {
+                out.push(format!(
+                    "{path}: not a parameter the portal reads; it is ignored (see README or `prp-host params list`)"
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        out.retain(|p| seen.insert(p.clone()));
+        Ok(out)
+    }
+}
+
+/// Refuses a change of the host's parameters that would bring a problem not there before
+/// (compared by the path each problem is about, so unrelated old problems don't block it).
+fn refuse_new_problems(
+    path: &str,
+    before: &ParameterSnapshot,
+    after: &ParameterSnapshot,
+) -> Result<(), StoreError> {
+    let old: HashSet<String> = before.problems()?.iter().map(|p| problem_key(p)).collect();
+    match after
+        .problems()?
+        .into_iter()
+        .find(|p| !old.contains(&problem_key(p)))
+    {
+        Some(p) => Err(StoreError::Invalid(format!(
+            "{path}: not changed, because then {p}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 impl Store {
@@ -128,9 +271,24 @@ impl Store {
         self.parameters().await?.value(path)
     }
 
-    /// Sets a value, keeping the enabled state (new parameters are enabled).
+    /// Every problem with the host's parameters in force (see [`ParameterSnapshot::problems`]).
+    pub async fn parameter_problems(&self) -> Result<Vec<String>, StoreError> {
+        self.parameters().await?.problems()
+    }
+
+    /// Sets a value, keeping the enabled state (new parameters are enabled). A value for one of
+    /// the host's parameters must be allowed by its table (the error names the range), a name
+    /// in `PRP\Lockout` or `PRP\PasswordPolicy` must be one the portal reads, and the change
+    /// must not make a policy's MinLength exceed its MaxLength.
     pub async fn set_parameter(&self, path: &str, value: Option<&str>) -> Result<(), StoreError> {
         let path = normalize_path(path)?;
+        if let Some(v) = value {
+            params_spec::check_value(&path, v).map_err(StoreError::Invalid)?;
+        }
+        if params_spec::is_under(&path, "PRP") {
+            let before = self.parameters().await?;
+            refuse_new_problems(&path, &before, &before.with_value(&path, value))?;
+        }
         sqlx::query(
             "INSERT INTO prp_parameter (path_key, path, value, enabled, updated_at) VALUES ($1, $2, $3, 1, $4)
              ON CONFLICT (path_key) DO UPDATE SET value = $3, updated_at = $4",
@@ -145,8 +303,14 @@ impl Store {
     }
 
     /// Enables or disables a parameter or a whole branch (a parent node is created if needed).
+    /// Refused when it would bring a problem with the host's parameters (a bad value or a
+    /// MinLength above MaxLength coming into force).
     pub async fn set_parameter_enabled(&self, path: &str, enabled: bool) -> Result<(), StoreError> {
         let path = normalize_path(path)?;
+        if params_spec::is_under(&path, "PRP") {
+            let before = self.parameters().await?;
+            refuse_new_problems(&path, &before, &before.with_enabled(&path, enabled))?;
+        }
         sqlx::query(
             "INSERT INTO prp_parameter (path_key, path, value, enabled, updated_at) VALUES ($1, $2, NULL, $3, $4)
              ON CONFLICT (path_key) DO UPDATE SET enabled = $3, updated_at = $4",
@@ -186,6 +350,97 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+impl Store {
+    /// One parameter as `params get` shows it: stored or not, with its documentation and
+    /// default when the host reads it. `None` when it is neither stored nor documented.
+    pub async fn parameter_view(&self, path: &str) -> Result<Option<ParameterView>, StoreError> {
+        let path = normalize_path(path)?;
+        let snapshot = self.parameters().await?;
+        view(&snapshot, &path, snapshot.get(&path)?)
+    }
+
+    /// Every stored parameter under `prefix` (all when `None`), and every documented one
+    /// (see [`params_spec::known_parameters`]) that isn't stored, with its default; sorted by
+    /// path.
+    pub async fn list_parameter_views(
+        &self,
+        prefix: Option<&str>,
+    ) -> Result<Vec<ParameterView>, StoreError> {
+        let snapshot = self.parameters().await?;
+        let prefix = prefix.map(normalize_path).transpose()?;
+        let under = |p: &str| {
+            prefix
+                .as_deref()
+                .is_none_or(|b| params_spec::is_under(p, b))
+        };
+        let mut out = Vec::new();
+        for stored in self.list_parameters(prefix.as_deref()).await? {
+            let path = stored.path.clone();
+            out.extend(view(&snapshot, &path, Some(stored))?);
+        }
+        for known in params_spec::known_parameters() {
+            if under(&known.path) && snapshot.get(&known.path)?.is_none() {
+                out.extend(view(&snapshot, &known.path, None)?);
+            }
+        }
+        out.sort_by_key(|v| v.path.to_ascii_lowercase());
+        Ok(out)
+    }
+}
+
+fn view(
+    snapshot: &ParameterSnapshot,
+    path: &str,
+    stored: Option<Parameter>,
+) -> Result<Option<ParameterView>, StoreError> {
+    let mut known = params_spec::lookup(path);
+    // A table's or system's policy setting inherits the Default policy's.
+    if let (Some(k), [_, _, source, setting]) = (
+        known.as_mut(),
+        path.split('\\').collect::<Vec<_>>().as_slice(),
+    ) {
+        if params_spec::is_under(path, PasswordPolicy::ROOT)
+            && !source.eq_ignore_ascii_case("Default")
+        {
+            let (policy, _) = PasswordPolicy::resolve("Default", |p| snapshot.value(p))?;
+            let inherited = match setting.to_ascii_lowercase().as_str() {
+                "minlength" => Some(policy.min_length),
+                "maxlength" => Some(policy.max_length),
+                "historycount" => Some(policy.history_count),
+                "rejectnames" => Some(usize::from(policy.reject_names)),
+                "rejectcommon" => Some(usize::from(policy.reject_common)),
+                _ => None,
+            };
+            if let Some(n) = inherited {
+                k.default = Some(n.to_string());
+                k.description = format!(
+                    "{}; unset, {}\\Default\\{setting} applies",
+                    k.description,
+                    PasswordPolicy::ROOT
+                );
+            }
+        }
+    }
+    let problem = match (&stored, params_spec::spec_for(path)) {
+        (Some(Parameter { value: Some(v), .. }), Some(spec)) => spec
+            .check(v)
+            .err()
+            .map(|e| format!("{path}: {e}; the default applies")),
+        _ => None,
+    };
+    if stored.is_none() && known.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(ParameterView {
+        path: stored
+            .as_ref()
+            .map_or_else(|| path.to_owned(), |p| p.path.clone()),
+        stored,
+        known,
+        problem,
+    }))
 }
 
 /// Where an API configuration key value lives.
