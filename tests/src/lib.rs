@@ -396,6 +396,47 @@ fn exchange(
     (status, head.to_owned(), body.to_owned())
 }
 
+/// One test per database backend: `async fn NAME(b: Backend) { … }` becomes the tests
+/// `NAME::sqlite` and `NAME::postgres`, so a SQLite failure doesn't hide the PostgreSQL run.
+/// The PostgreSQL one shows as ignored, with the reason, when `PRP_TEST_POSTGRES_URL` was not
+/// set when the tests were built (`.ci/run` sets it).
+#[macro_export]
+macro_rules! on_each_backend {
+    ($(#[$meta:meta])* async fn $name:ident($b:ident: Backend) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                run($crate::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            #[cfg_attr(
+                not(prp_postgres),
+                ignore = "PRP_TEST_POSTGRES_URL was not set when the tests were built: no PostgreSQL run"
+            )]
+            async fn postgres() {
+                run($crate::Backend::postgres()).await
+            }
+
+            async fn run($b: $crate::Backend) $body
+        }
+    };
+}
+
+impl Backend {
+    /// PostgreSQL at `PRP_TEST_POSTGRES_URL` (panics, naming the variable, when it is unset).
+    pub fn postgres() -> Self {
+        match std::env::var("PRP_TEST_POSTGRES_URL") {
+            Ok(url) if !url.trim().is_empty() => Self::Postgres(url),
+            _ => panic!("PRP_TEST_POSTGRES_URL is not set; set it to a PostgreSQL URL whose user may create databases"),
+        }
+    }
+}
+
 /// The databases the portal is tested on: SQLite always, PostgreSQL when
 /// `PRP_TEST_POSTGRES_URL` is set (`.ci/run` sets it).
 #[derive(Debug, Clone)]

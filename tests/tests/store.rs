@@ -6,7 +6,7 @@ use prp_host::clock::ManualClock;
 use prp_host::plugins::{host_services, HostContext};
 use prp_host::store::{ApiKeyScope, AuditEvent, LockScope, LockoutPolicy, Store};
 use prp_plugin_api::{HostServicesBox, SecretCheck};
-use prp_tests::{backends, hasher, TestDb};
+use prp_tests::{hasher, TestDb};
 use std::sync::{Arc, OnceLock};
 
 const T0: i64 = 1_800_000_000;
@@ -49,9 +49,8 @@ async fn issue(store: &Store, person: &str, valid_for: i64) -> String {
     code
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_passcode_expires_exactly_at_its_hour() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_passcode_expires_exactly_at_its_hour(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let clock = ManualClock::at(T0);
@@ -81,9 +80,8 @@ async fn a_passcode_expires_exactly_at_its_hour() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrent_consumption_lets_exactly_one_through() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn concurrent_consumption_lets_exactly_one_through(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
@@ -140,9 +138,8 @@ async fn fail(
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn locks_follow_the_window_and_expire() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn locks_follow_the_window_and_expire(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let clock = ManualClock::at(T0);
@@ -259,9 +256,8 @@ async fn locks_follow_the_window_and_expire() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_audit_log_is_append_only() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn the_audit_log_is_append_only(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
@@ -290,9 +286,8 @@ async fn the_audit_log_is_append_only() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn parameters_are_in_force_only_with_all_their_parents() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn parameters_are_in_force_only_with_all_their_parents(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
@@ -406,10 +401,9 @@ async fn parameters_are_in_force_only_with_all_their_parents() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sessions_end_when_idle_or_at_their_absolute_end() {
-    use prp_host::store::SessionKind;
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn sessions_end_when_idle_or_at_their_absolute_end(b: Backend) {
+        use prp_host::store::SessionKind;
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let clock = ManualClock::at(T0);
@@ -476,10 +470,9 @@ async fn sessions_end_when_idle_or_at_their_absolute_end() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn check_finds_login_columns_without_a_usable_index() {
-    use prp_host::store::SearchTableConfig;
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn check_finds_login_columns_without_a_usable_index(b: Backend) {
+        use prp_host::store::SearchTableConfig;
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
@@ -533,13 +526,12 @@ async fn check_finds_login_columns_without_a_usable_index() {
     }
 }
 
-/// Wrong answers sent in parallel get no more tries between them than one person typing: the
-/// attempt is counted before the answer is checked.
-#[tokio::test(flavor = "multi_thread")]
-async fn parallel_guesses_at_a_question_get_no_more_than_its_tries() {
-    use prp_plugin_api::abi_stable::std_types::RVec;
-    use prp_plugin_api::QuestionAnswer;
-    for b in backends() {
+prp_tests::on_each_backend! {
+    /// Wrong answers sent in parallel get no more tries between them than one person typing: the
+    /// attempt is counted before the answer is checked.
+    async fn parallel_guesses_at_a_question_get_no_more_than_its_tries(b: Backend) {
+        use prp_plugin_api::abi_stable::std_types::RVec;
+        use prp_plugin_api::QuestionAnswer;
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
@@ -592,9 +584,8 @@ async fn store_unchecked(store: &Store, path: &str, value: &str) {
     .expect("insert");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn host_parameters_outside_their_range_are_refused_when_set() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn host_parameters_outside_their_range_are_refused_when_set(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
@@ -716,9 +707,8 @@ async fn host_parameters_outside_their_range_are_refused_when_set() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn stored_values_the_portal_cant_use_fall_back_and_are_reported() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn stored_values_the_portal_cant_use_fall_back_and_are_reported(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
@@ -777,9 +767,8 @@ async fn stored_values_the_portal_cant_use_fall_back_and_are_reported() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn documented_parameters_show_their_defaults() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn documented_parameters_show_their_defaults(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
