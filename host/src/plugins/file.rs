@@ -118,7 +118,10 @@ pub fn check_elf(data: &[u8]) -> Result<(), String> {
         if let Some(e) = beyond(format!("segment {i}"), offset, size) {
             return Err(e);
         }
-        if size > segment.p_memsz(endian).into() {
+        // The word is u32 in 32-bit ELF.
+        #[allow(clippy::useless_conversion)]
+        let in_memory: u64 = segment.p_memsz(endian).into();
+        if size > in_memory {
             return Err(format!(
                 "segment {i} is larger in the file than in memory: {truncated}"
             ));
