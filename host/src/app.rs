@@ -100,30 +100,22 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
                 cause: RejectCause::Unreadable(e),
             }],
             missing_required: settings.plugins.required.clone(),
+            unused_resolvers: Vec::new(),
         },
     };
     report.loaded.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let all_resolvers: Vec<(String, Arc<ResolverBox>)> = report
-        .loaded
+    let (in_use, unused) = plugins::select_resolvers(
+        &report.loaded,
+        &settings.host.authenticator,
+        &settings.plugins.resolvers,
+    );
+    report.unused_resolvers = unused;
+    let resolvers: Vec<(String, Arc<ResolverBox>)> = in_use
         .iter()
-        .flat_map(|p| {
-            p.resolvers
-                .iter()
-                .map(|r| (r.id().to_string(), Arc::clone(r)))
-        })
+        .map(|r| (r.id.clone(), Arc::clone(&r.resolver)))
         .collect();
-    let resolvers = if settings.plugins.resolvers.is_empty() {
-        all_resolvers
-    } else {
-        settings
-            .plugins
-            .resolvers
-            .iter()
-            .filter_map(|id| all_resolvers.iter().find(|(rid, _)| rid == id).cloned())
-            .collect()
-    };
-    let _ = ctx.resolvers.set(resolvers.clone());
+    let _ = ctx.resolvers.set(in_use);
 
     let authenticator = report
         .loaded
@@ -443,6 +435,13 @@ pub fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
             Status::Failed,
             format!("plugin library {}", r.path.display()),
             r.cause.summary(),
+        ));
+    }
+    for r in &report.unused_resolvers {
+        lines.push(CheckLine::new(
+            Status::Warn,
+            format!("resolver \"{}\" ({}) not in use", r.id, r.plugin),
+            r.why.clone(),
         ));
     }
     if report.loaded.is_empty() && report.rejected.is_empty() {

@@ -199,10 +199,11 @@ impl LoginService {
                     CallError::Plugin(p) => format!("authenticator failed: {p}"),
                     other => other.to_string(),
                 };
-                tracing::error!(
-                    method,
-                    "login denied because the authenticator failed: {why}"
-                );
+                let culprit = match &e {
+                    CallError::Resolver(_) => "a resolver",
+                    _ => "the authenticator",
+                };
+                tracing::error!(method, "login denied because {culprit} failed: {why}");
                 self.audit(&input, None, "failure", &why).await;
                 return LoginResult::Denied;
             }

@@ -294,6 +294,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// POSTs JSON; returns (status, body).
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
+        http(self.addr, "POST", path, Some(&body.to_string()))
+    }
+
     /// Starts the binary and waits for its "listening on" line (up to 60 s).
     pub fn start(config: &Path) -> Result<Self, String> {
         let mut child = host_command(config, &["serve"])

@@ -298,7 +298,7 @@ async fn check_creates_no_database() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stored_value_the_portal_cant_use_fails_check_and_is_logged_once() {
-    use prp_tests::{seed, Backend, Server, TestDb, CAROL_CENTRAL, TEST_TOKEN};
+    use prp_tests::{seed, Backend, ServerProcess, TestDb, CAROL_CENTRAL, TEST_TOKEN};
     use std::io::Read;
     let db = TestDb::new(&Backend::Sqlite).await;
     let store = db.store().await;
@@ -326,7 +326,7 @@ async fn a_stored_value_the_portal_cant_use_fails_check_and_is_logged_once() {
     );
     assert_eq!(text.matches("FAILED").count(), 1, "{text}");
 
-    let mut server = Server::start(&config).expect("serves");
+    let mut server = ServerProcess::start(&config).expect("serves");
     let mut log = server.child.stderr.take().expect("stderr");
     for _ in 0..3 {
         let (status, body) = server.post(

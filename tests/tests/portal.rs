@@ -54,6 +54,11 @@ async fn portal(backend: &Backend) -> Portal {
     let scene = Scene::new();
     let directory = artifacts().lib("fixture-directory-resolver");
     let config = scene.portal_config_with(&db.url, Some(TEST_TOKEN), json!({}), &[directory]);
+    // A third-party resolver is used only when Plugins:Resolvers lists it.
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).expect("config")).expect("json");
+    cfg["Plugins"]["Resolvers"] = json!(["central-account", "search-table", "directory"]);
+    std::fs::write(&config, cfg.to_string()).expect("config");
     let server = Server::start(&config).unwrap_or_else(|e| panic!("[{}] {e}", backend.name()));
     Portal {
         server,

@@ -69,8 +69,11 @@ pub struct PluginSettings {
     pub sha256: BTreeMap<String, String>,
     pub call_timeout: Duration,
     pub max_concurrent_calls: usize,
-    /// Resolver ids to use, in order; empty means every loaded resolver.
+    /// Resolver ids to use, in order; empty means the resolvers of the plugin that provides
+    /// the configured authenticator (the built-in ones).
     pub resolvers: Vec<String>,
+    /// Refuse every library without a `Plugins:Sha256` pin.
+    pub require_pins: bool,
 }
 
 /// The host's own settings (`Host` section).
@@ -393,6 +396,9 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
             .and_then(|v| schema::parse_concurrency(v).ok())
             .unwrap_or(8),
         resolvers: indexed("Plugins:Resolvers:"),
+        require_pins: get("Plugins:RequirePins")
+            .and_then(|v| schema::parse_bool(v).ok())
+            .unwrap_or(false),
     };
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

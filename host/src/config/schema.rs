@@ -97,7 +97,7 @@ const SETTINGS: &[Setting] = &[
     Setting {
         pattern: "Plugins:Resolvers:#",
         check: check_non_empty,
-        help: "the id of a resolver to use, in order (default: every loaded resolver)",
+        help: "the id of a resolver to use, in order (default: only the resolvers of the plugin that provides Host:Authenticator)",
     },
     Setting {
         pattern: "Plugins:Directory",
@@ -118,6 +118,11 @@ const SETTINGS: &[Setting] = &[
         pattern: "Plugins:Sha256:*",
         check: check_sha256,
         help: "pinned SHA-256 of a plugin file, by file name",
+    },
+    Setting {
+        pattern: "Plugins:RequirePins",
+        check: check_bool,
+        help: "true: refuse every plugin library without a Plugins:Sha256 pin (default: false)",
     },
     Setting {
         pattern: "Plugins:CallTimeoutMs",
@@ -230,6 +235,18 @@ fn parse_u64_in(v: &str, min: u64, max: u64, what: &str) -> Result<u64, String> 
 
 pub(super) fn parse_timeout_ms(v: &str) -> Result<u64, String> {
     parse_u64_in(v, 1, 600_000, "a whole number of milliseconds")
+}
+
+pub(super) fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("expected true or false, got \"{v}\"")),
+    }
+}
+
+fn check_bool(v: &str) -> Result<(), String> {
+    parse_bool(v).map(drop)
 }
 
 fn check_server_name(v: &str) -> Result<(), String> {
@@ -386,6 +403,10 @@ mod tests {
             .unwrap_err()
             .contains("Plugins:CallTimeoutMs"));
         assert!(validate("Plugins:Sha256:a.so", "abc").is_err());
+        assert!(validate("Plugins:RequirePins", "True").is_ok());
+        assert!(validate("Plugins:RequirePins", "yes")
+            .unwrap_err()
+            .contains("expected true or false"));
         assert!(validate("Logging:Format", "xml").is_err());
         assert!(validate("Host:Listen", "https://x:1")
             .unwrap_err()

@@ -3,9 +3,15 @@
 //!
 //! Libraries are opened with `lib_header_from_path` and `prp_plugin_api::init_plugin_module`, never
 //! with abi_stable's caching `load_from_*`, and are never unloaded.
+//!
+//! Before the dynamic loader sees a file, it is read once: its permissions are checked (neither
+//! it nor its folder may be writable by others than the owner), the bytes are hashed and compared
+//! with the pin, and their ELF structure is checked ([`super::file::check_elf`]). On Linux the
+//! loader then opens a sealed in-memory copy of exactly those bytes, never the file again.
 
+use super::file;
 use super::gate::{CallError, CallGate};
-use super::services::{host_services, HostContext};
+use super::services::{host_services, HostContext, ResolverInUse};
 use crate::config::PluginSettings;
 use prp_plugin_api::abi_stable::library::{lib_header_from_path, LibraryError};
 use prp_plugin_api::{
@@ -36,16 +42,34 @@ pub struct LoadedPlugin {
 pub enum RejectCause {
     Missing,
     Unreadable(String),
-    PinMismatch { expected: String, actual: String },
+    PinMismatch {
+        expected: String,
+        actual: String,
+    },
+    /// `Plugins:RequirePins` is on and the file has no pin.
+    Unpinned {
+        file: String,
+    },
+    /// The file, or the folder it is in, can be written by others than its owner.
+    WritableByOthers {
+        path: PathBuf,
+        mode: u32,
+    },
     NotALibrary(String),
     NotAPlugin,
     IncompatibleAbiStable(String),
-    VersionMismatch { plugin: String, host: String },
+    VersionMismatch {
+        plugin: String,
+        host: String,
+    },
     LayoutMismatch(Vec<String>),
     InitFailed(String),
     InitPanicked(String),
     InitTimedOut(String),
-    DuplicateName { name: String, first: PathBuf },
+    DuplicateName {
+        name: String,
+        first: PathBuf,
+    },
 }
 
 impl RejectCause {
@@ -55,6 +79,8 @@ impl RejectCause {
             Self::Missing => "missing",
             Self::Unreadable(_) => "unreadable",
             Self::PinMismatch { .. } => "sha256-mismatch",
+            Self::Unpinned { .. } => "unpinned",
+            Self::WritableByOthers { .. } => "writable-by-others",
             Self::NotALibrary(_) => "not-a-library",
             Self::NotAPlugin => "not-a-plugin",
             Self::IncompatibleAbiStable(_) => "abi-stable-mismatch",
@@ -74,6 +100,13 @@ impl RejectCause {
             Self::Unreadable(e) => format!("cannot be read: {e}"),
             Self::PinMismatch { expected, actual } => format!(
                 "SHA-256 does not match the pinned value (pinned {expected}, file has {actual}); it was not opened"
+            ),
+            Self::Unpinned { file } => format!(
+                "no Plugins:Sha256 pin for \"{file}\" and Plugins:RequirePins is on; it was not opened"
+            ),
+            Self::WritableByOthers { path, mode } => format!(
+                "{} is writable by others than its owner (mode {mode:04o}); it was not opened: remove the group and world write bits (chmod go-w)",
+                path.display()
             ),
             Self::NotALibrary(e) => format!("not a loadable shared library: {e}"),
             Self::NotAPlugin => {
@@ -112,6 +145,77 @@ pub struct LoadReport {
     pub rejected: Vec<Rejection>,
     /// Required plugin names that are not among the loaded ones.
     pub missing_required: Vec<String>,
+    /// Loaded resolvers the host does not use, and why (set by [`select_resolvers`]' caller).
+    pub unused_resolvers: Vec<UnusedResolver>,
+}
+
+/// A loaded resolver that is not in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusedResolver {
+    pub plugin: String,
+    pub id: String,
+    pub why: String,
+}
+
+/// Picks the resolvers to use. A resolver can vouch for any person, so loading one is not
+/// enough to use it: `Plugins:Resolvers` names the resolvers to use, in order; without it only
+/// the built-in ones are used, those of the plugin that provides the configured authenticator.
+/// Every other loaded resolver is returned as unused, with the reason.
+pub fn select_resolvers(
+    loaded: &[LoadedPlugin],
+    authenticator: &str,
+    configured: &[String],
+) -> (Vec<ResolverInUse>, Vec<UnusedResolver>) {
+    let all: Vec<ResolverInUse> = loaded
+        .iter()
+        .flat_map(|p| {
+            p.resolvers.iter().map(|r| ResolverInUse {
+                id: r.id().to_string(),
+                plugin: p.name.clone(),
+                resolver: Arc::clone(r),
+            })
+        })
+        .collect();
+    let builtin_plugin = loaded
+        .iter()
+        .find(|p| {
+            p.authenticators
+                .iter()
+                .any(|a| a.id().as_str() == authenticator)
+        })
+        .map(|p| p.name.as_str());
+    let used: Vec<ResolverInUse> = if configured.is_empty() {
+        all.iter()
+            .filter(|r| Some(r.plugin.as_str()) == builtin_plugin)
+            .cloned()
+            .collect()
+    } else {
+        configured
+            .iter()
+            .filter_map(|id| all.iter().find(|r| &r.id == id).cloned())
+            .collect()
+    };
+    let unused = all
+        .iter()
+        .filter(|r| !used.iter().any(|u| u.id == r.id && u.plugin == r.plugin))
+        .map(|r| UnusedResolver {
+            plugin: r.plugin.clone(),
+            id: r.id.clone(),
+            why: match (configured.is_empty(), builtin_plugin) {
+                (false, _) if used.iter().any(|u| u.id == r.id) => {
+                    "another plugin's resolver has the same id".to_owned()
+                }
+                (false, _) => "not listed in Plugins:Resolvers".to_owned(),
+                (true, Some(builtin)) => format!(
+                    "not built in: without Plugins:Resolvers only the resolvers of {builtin} (which provides the authenticator \"{authenticator}\") are used; a resolver can vouch for any person, so list it in Plugins:Resolvers to use it"
+                ),
+                (true, None) => format!(
+                    "no loaded plugin provides the authenticator \"{authenticator}\", so no resolver is built in; list it in Plugins:Resolvers to use it"
+                ),
+            },
+        })
+        .collect();
+    (used, unused)
 }
 
 impl LoadReport {
@@ -174,6 +278,7 @@ pub async fn load_all(
         loaded,
         rejected,
         missing_required,
+        unused_resolvers: Vec::new(),
     }
 }
 
@@ -184,11 +289,15 @@ async fn load_one(
     ctx: &Arc<HostContext>,
     already: &[LoadedPlugin],
 ) -> Result<LoadedPlugin, RejectCause> {
-    let pin = path
+    let file_name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .and_then(|n| settings.sha256.get(n))
-        .cloned();
+        .unwrap_or_default()
+        .to_owned();
+    let pin = settings.sha256.get(&file_name).cloned();
+    if pin.is_none() && settings.require_pins {
+        return Err(RejectCause::Unpinned { file: file_name });
+    }
     let owned = path.to_owned();
     let (module, sha256, abi_version) =
         tokio::task::spawn_blocking(move || open_checked(&owned, pin.as_deref()))
@@ -230,32 +339,48 @@ async fn load_one(
     })
 }
 
-/// Opens the file once, hashes what was read, refuses a pin mismatch before `dlopen`, then loads
-/// exactly the bytes that were hashed (through `/proc/self/fd` on Linux, so a file swapped after
-/// the check is not the one loaded) and checks ABI version and layout.
+/// Reads the file once, refuses it when it or its folder is writable by others, when the hash
+/// of what was read doesn't match the pin, or when its ELF structure is not a sound shared
+/// object for this machine; then loads exactly the bytes that were read and checked (a sealed
+/// in-memory copy, through `/proc/self/fd`, on Linux) and checks ABI version and layout.
 fn open_checked(
     path: &Path,
     pin: Option<&str>,
 ) -> Result<(PluginModRef, String, String), RejectCause> {
-    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => RejectCause::Missing,
         _ => RejectCause::Unreadable(e.to_string()),
     })?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+    let meta = file
+        .metadata()
+        .map_err(|e| RejectCause::Unreadable(e.to_string()))?;
+    if meta.is_dir() {
         return Err(RejectCause::Unreadable("is a directory".into()));
     }
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| RejectCause::Unreadable(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
+    if !meta.is_file() {
+        return Err(RejectCause::Unreadable("not a regular file".into()));
     }
-    let sha256 = hex(&hasher.finalize());
+    // The file's own mode, from the descriptor that is read; the folder's, by path.
+    let writable = |(path, mode)| RejectCause::WritableByOthers { path, mode };
+    file::check_not_writable_by_others(path, &meta).map_err(writable)?;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let folder_meta = std::fs::metadata(&folder)
+        .map_err(|e| RejectCause::Unreadable(format!("folder {}: {e}", folder.display())))?;
+    file::check_not_writable_by_others(&folder, &folder_meta).map_err(writable)?;
+    if meta.len() > file::MAX_LIBRARY_BYTES {
+        return Err(RejectCause::Unreadable(format!(
+            "larger than {} MiB",
+            file::MAX_LIBRARY_BYTES / 1024 / 1024
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(file::MAX_LIBRARY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| RejectCause::Unreadable(e.to_string()))?;
+    let sha256 = hex(&Sha256::digest(&bytes));
     if let Some(expected) = pin {
         if expected != sha256 {
             return Err(RejectCause::PinMismatch {
@@ -264,35 +389,61 @@ fn open_checked(
             });
         }
     }
-    let open_path = open_path(&file, path);
-    let header = lib_header_from_path(&open_path).map_err(classify)?;
-    // The library is now mapped and is never unloaded. The dynamic loader remembers it by the
-    // name it was opened with, so that name (the fd number) must never be reused for another
-    // file: keep the descriptor open for the life of the process.
-    keep_open(file);
+    file::check_elf(&bytes).map_err(RejectCause::NotALibrary)?;
+    let loadable = Loadable::new(path, &bytes)?;
+    drop(bytes);
+    let opened = lib_header_from_path(&loadable.path);
+    // The library may now be mapped, and is never unloaded. The dynamic loader remembers it by
+    // the name it was opened with, so that name (the fd number) must never be reused for another
+    // file: keep the descriptor open for the life of the process, whatever the outcome.
+    loadable.keep_open();
+    let header = opened.map_err(classify)?;
     let abi_version = header.version_strings().version.to_string();
     let module = init_plugin_module(header).map_err(classify)?;
     Ok((module, sha256, abi_version))
 }
 
-#[cfg(target_os = "linux")]
-fn open_path(file: &std::fs::File, _path: &Path) -> PathBuf {
-    use std::os::fd::AsRawFd;
-    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+/// What the dynamic loader is given to open.
+struct Loadable {
+    path: PathBuf,
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::OwnedFd,
 }
 
-#[cfg(target_os = "linux")]
-fn keep_open(file: std::fs::File) {
-    use std::os::fd::IntoRawFd;
-    let _fd = file.into_raw_fd();
-}
+impl Loadable {
+    /// A sealed in-memory copy of `bytes`: nothing can change what is mapped after the check.
+    #[cfg(target_os = "linux")]
+    fn new(path: &Path, bytes: &[u8]) -> Result<Self, RejectCause> {
+        use std::os::fd::AsRawFd;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let fd = file::sealed_copy(&name, bytes).map_err(|e| {
+            RejectCause::Unreadable(format!("cannot make a sealed in-memory copy: {e}"))
+        })?;
+        Ok(Self {
+            path: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            fd,
+        })
+    }
 
-#[cfg(not(target_os = "linux"))]
-fn keep_open(_file: std::fs::File) {}
+    /// Elsewhere the file itself (checked, but not protected against a later change).
+    #[cfg(not(target_os = "linux"))]
+    fn new(path: &Path, _bytes: &[u8]) -> Result<Self, RejectCause> {
+        Ok(Self {
+            path: path.to_owned(),
+        })
+    }
 
-#[cfg(not(target_os = "linux"))]
-fn open_path(_file: &std::fs::File, path: &Path) -> PathBuf {
-    path.to_owned()
+    #[cfg(target_os = "linux")]
+    fn keep_open(self) {
+        use std::os::fd::IntoRawFd;
+        let _fd = self.fd.into_raw_fd();
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn keep_open(self) {}
 }
 
 fn classify(err: LibraryError) -> RejectCause {

@@ -1,5 +1,6 @@
 //! Plugin loading, the host services plugins get, and the gate every plugin call goes through.
 
+mod file;
 mod gate;
 mod loader;
 mod report;
@@ -7,7 +8,8 @@ mod services;
 
 pub use gate::{CallError, CallGate};
 pub use loader::{
-    candidates, load_all, summarize_layout_error, LoadReport, LoadedPlugin, RejectCause, Rejection,
+    candidates, load_all, select_resolvers, summarize_layout_error, LoadReport, LoadedPlugin,
+    RejectCause, Rejection, UnusedResolver,
 };
 pub use report::{print_json, print_text};
-pub use services::{host_services, HostContext};
+pub use services::{host_services, HostContext, ResolverInUse};

@@ -23,6 +23,13 @@ pub fn print_text(report: &LoadReport, out: &mut impl Write) -> std::io::Result<
     for r in &report.rejected {
         writeln!(out, "rejected  {}: {}", r.path.display(), r.cause.summary())?;
     }
+    for r in &report.unused_resolvers {
+        writeln!(
+            out,
+            "unused    resolver \"{}\" ({}): {}",
+            r.id, r.plugin, r.why
+        )?;
+    }
     if report.loaded.is_empty() && report.rejected.is_empty() {
         writeln!(
             out,
@@ -57,6 +64,11 @@ pub fn print_json(report: &LoadReport, out: &mut impl Write) -> std::io::Result<
             "reason": r.cause.summary(),
         })).collect::<Vec<_>>(),
         "missing_required": report.missing_required,
+        "unused_resolvers": report.unused_resolvers.iter().map(|r| json!({
+            "plugin": r.plugin,
+            "id": r.id,
+            "reason": r.why,
+        })).collect::<Vec<_>>(),
     });
     writeln!(out, "{value}")
 }

@@ -3,13 +3,14 @@
 //! pool (`Handle::block_on`), hashes through the host's [`Hasher`], and never panics across the
 //! boundary.
 
+use super::gate::{self, CallError};
 use crate::config::ConnectionString;
 use crate::security::{self, Hasher};
 use crate::store::{
     AccountSearch, LockScope, PasscodeOutcome, SearchTableConfig, Store, StoreError,
 };
 use prp_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RResult, RSlice, RStr, RString, RVec};
+use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
 use prp_plugin_api::{
     guarded, AccountMatch, AccountQuery, ErrorKind, HostServices, HostServicesBox, HostServices_TO,
     LogLevel, PersonInfo, PluginError, PluginResult, QuestionAnswer, QuestionInfo, ResolvedAccount,
@@ -27,8 +28,16 @@ pub struct HostContext {
     /// This server's name, for API configuration keys set `--local`.
     pub server_name: String,
     pub runtime: tokio::runtime::Handle,
-    /// The resolvers in use, by id; set once all plugins are loaded.
-    pub resolvers: OnceLock<Vec<(String, Arc<ResolverBox>)>>,
+    /// The resolvers in use; set once all plugins are loaded.
+    pub resolvers: OnceLock<Vec<ResolverInUse>>,
+}
+
+/// A resolver the host uses, with the plugin that provides it.
+#[derive(Clone)]
+pub struct ResolverInUse {
+    pub id: String,
+    pub plugin: String,
+    pub resolver: Arc<ResolverBox>,
 }
 
 #[derive(Clone)]
@@ -99,25 +108,34 @@ impl Services {
             .collect();
         eligible.sort_by_key(|a| a.account_uid.is_some());
         for account in eligible {
-            // A resolver that verifies passwords in its own system goes first.
-            let own = resolvers
-                .and_then(|rs| {
-                    rs.iter()
-                        .find(|(id, _)| id.as_str() == account.resolver.as_str())
-                })
-                .map(|(_, r)| r.verify_password(account, password.into()));
-            match own {
-                Some(RResult::ROk(c)) if c != SecretCheck::UNSUPPORTED => {
-                    checked += 1;
-                    ok = c.is_ok();
-                    break;
+            // A resolver that verifies passwords in its own system goes first, under a deadline
+            // of its own inside the authenticator's call.
+            let owner = resolvers.and_then(|rs| {
+                rs.iter()
+                    .find(|r| r.id.as_str() == account.resolver.as_str())
+            });
+            if let Some(owner) = owner {
+                let resolver = Arc::clone(&owner.resolver);
+                let (account, secret) = (account.clone(), password.to_owned());
+                match gate::nested(move || {
+                    resolver.verify_password(&account, secret.as_str().into())
+                }) {
+                    Ok(c) if c != SecretCheck::UNSUPPORTED => {
+                        checked += 1;
+                        ok = c.is_ok();
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        // Not a wrong password: the resolver could not say. The attempt is not
+                        // counted, and the login fails naming the resolver and the reason.
+                        let message = resolver_failure(owner, &e);
+                        tracing::error!(plugin = %owner.plugin, resolver = %owner.id, "login denied: {message}");
+                        self.block(store.refund_attempt(person_uid, LockScope::Password))?;
+                        gate::record_failure(message.clone());
+                        return Err(unavailable(message));
+                    }
                 }
-                Some(RResult::RErr(e)) => {
-                    tracing::warn!(resolver = %account.resolver, "password verification by resolver failed: {e}");
-                    checked += 1;
-                    break;
-                }
-                _ => {}
             }
             let (source, key) = match account.account_uid.as_ref().into_option() {
                 None => ("Person", person_uid),
@@ -270,6 +288,20 @@ impl Services {
             SecretCheck::WRONG
         })
     }
+}
+
+/// What went wrong when `owner` was asked to verify a password, naming it and its plugin.
+fn resolver_failure(owner: &ResolverInUse, e: &CallError) -> String {
+    let why = match e {
+        CallError::Plugin(p) => format!("failed to verify the password: {p}"),
+        CallError::TimedOut(d) => format!("did not verify the password within {d:?}"),
+        CallError::Busy(d) => {
+            format!("could not start verifying the password: every slot stayed busy for {d:?}")
+        }
+        CallError::Host(h) => format!("failed to verify the password: {h}"),
+        CallError::Resolver(m) => format!("failed to verify the password: {m}"),
+    };
+    format!("resolver \"{}\" (plugin {}) {why}", owner.id, owner.plugin)
 }
 
 fn person_info(p: crate::store::Person) -> PersonInfo {
