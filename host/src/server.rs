@@ -154,6 +154,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             state.portal.hasher.queue_depth(),
             state.portal.hasher.total(),
             state.login.pending(),
+            state.login.crossings(),
         ),
     )
 }

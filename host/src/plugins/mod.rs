@@ -10,4 +10,4 @@ pub use loader::{
     candidates, load_all, summarize_layout_error, LoadReport, LoadedPlugin, RejectCause, Rejection,
 };
 pub use report::{print_json, print_text};
-pub use services::{host_services, HostContext};
+pub use services::{host_services, HostContext, RequestScope};

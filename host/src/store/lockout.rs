@@ -1,7 +1,7 @@
 //! Failure counters and locks, per person, in the database: they hold across restarts and
 //! across servers, and every update is a single atomic statement.
 
-use super::{Store, StoreError};
+use super::{ParameterSnapshot, Store, StoreError};
 
 /// What a lock covers. `All` counts failures of every method together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,15 @@ impl Store {
     /// The policy in force, with each value that is set (and valid) replacing the default.
     /// Invalid values are reported, and the default stays in force for them.
     pub async fn lockout_policy(&self) -> Result<(LockoutPolicy, Vec<String>), StoreError> {
-        let params = self.parameters().await?;
+        LockoutPolicy::from_parameters(&self.parameters().await?)
+    }
+}
+
+impl LockoutPolicy {
+    /// [`Store::lockout_policy`] from parameters already read.
+    pub fn from_parameters(
+        params: &ParameterSnapshot,
+    ) -> Result<(LockoutPolicy, Vec<String>), StoreError> {
         let mut policy = LockoutPolicy::default();
         let mut problems = Vec::new();
         let mut read = |value: Option<String>,
@@ -187,7 +195,9 @@ impl Store {
         );
         Ok((policy, problems))
     }
+}
 
+impl Store {
     /// When the person is locked for this scope (or for all methods), until when.
     pub async fn locked_until(
         &self,
