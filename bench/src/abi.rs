@@ -36,9 +36,19 @@ impl AuthenticatorImpl for Bench {
     }
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let iterations: u64 = crate::flag(args, "--iterations", 2_000_000);
-    let rounds: u32 = crate::flag(args, "--rounds", 10);
+/// Options of `prp-bench abi`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Calls per round and way.
+    #[arg(long, default_value_t = 2_000_000)]
+    iterations: u64,
+    /// Rounds (the medians are reported).
+    #[arg(long, default_value_t = 10)]
+    rounds: u32,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let (iterations, rounds) = (args.iterations, args.rounds.max(1));
     let direct = Bench;
     let boxed = authenticator_box(Bench);
     let candidates: RVec<ResolvedAccount> = RVec::new();

@@ -215,23 +215,34 @@ pub fn generate(
     report
 }
 
-/// `prp-bench load ADDR PATH BODY --clients N --seconds S`: POSTs BODY to PATH.
-pub fn run_cli(args: &[String]) -> anyhow::Result<()> {
-    let [addr, path, body, ..] = args else {
-        anyhow::bail!("usage: prp-bench load HOST:PORT PATH JSON-BODY [--clients N] [--seconds S]");
-    };
-    let addr: SocketAddr = addr.trim_start_matches("http://").parse()?;
-    let clients = crate::flag(args, "--clients", 8);
-    let seconds = crate::flag(args, "--seconds", 10.0);
-    let body = body.clone();
+/// Options of `prp-bench load`: POSTs BODY to PATH from CLIENTS clients.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The portal, `HOST:PORT` (an `http://` in front is ignored).
+    addr: String,
+    /// The path to POST to, e.g. `/api/login/password`.
+    path: String,
+    /// The JSON body of every request.
+    body: String,
+    /// Clients, each with one keep-alive connection.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// How long to send, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+}
+
+pub fn run_cli(args: &Args) -> anyhow::Result<()> {
+    let addr: SocketAddr = args.addr.trim_start_matches("http://").parse()?;
+    let body = args.body.clone();
     let r = generate(
         addr,
         "POST",
-        path,
+        &args.path,
         Vec::new(),
         Arc::new(move |_, _| body.clone()),
-        clients,
-        Duration::from_secs_f64(seconds),
+        args.clients.max(1),
+        Duration::from_secs_f64(args.seconds.max(0.0)),
     );
     println!("{}", r.summary());
     Ok(())

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! cargo run --release -p prp-bench -- abi            # plugin call overhead
-//! cargo run --release -p prp-bench -- portal         # hashing limit, saturation, overload,
-//!                                                    # cold start, non-hashing endpoints
+//! cargo run --release -p prp-bench -- portal         # hashing limit, saturation, server CPU
+//!                                                    # per login, overload, cold start,
+//!                                                    # non-hashing endpoints
 //! cargo run --release -p prp-bench -- resolve        # 1M-account SearchTable lookups
 //! cargo run --release -p prp-bench -- load URL ...   # the load generator on its own
 //! ```
@@ -14,19 +15,38 @@ mod load;
 mod portal;
 mod resolve;
 
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+#[derive(Parser)]
+#[command(
+    name = "prp-bench",
+    about = "Benchmarks of prp and a small HTTP load generator (see BENCHMARKS.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// One authenticator call made directly and through the ABI, interleaved.
+    Abi(abi::Args),
+    /// The release portal over HTTP: cold start, hashing limit, saturation and the server's CPU
+    /// per login, overload, the endpoints that don't hash.
+    Portal(portal::Args),
+    /// A one-million-account SearchTable searched by two columns, against the raw SQL.
+    Resolve(resolve::Args),
+    /// The load generator on its own, against any running portal.
+    Load(load::Args),
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("abi") => abi::run(&args[1..]),
-        Some("portal") => portal::run(&args[1..]),
-        Some("resolve") => resolve::run(&args[1..]),
-        Some("load") => load::run_cli(&args[1..]),
-        _ => {
-            eprintln!("usage: prp-bench abi | portal | resolve [--rows N] | load URL PATH BODY --clients N --seconds S");
-            return ExitCode::from(2);
-        }
+    let result = match Cli::parse().bench {
+        Bench::Abi(a) => abi::run(&a),
+        Bench::Portal(a) => portal::run(&a),
+        Bench::Resolve(a) => resolve::run(&a),
+        Bench::Load(a) => load::run_cli(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -35,13 +55,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `--name value` from the arguments, parsed, or `default`.
-pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

@@ -103,9 +103,19 @@ async fn measure(store: &Store, rows: i64, lookups: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let rows: i64 = crate::flag(args, "--rows", 1_000_000);
-    let lookups: usize = crate::flag(args, "--lookups", 2000);
+/// Options of `prp-bench resolve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Accounts in the SearchTable.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: i64,
+    /// Lookups each way.
+    #[arg(long, default_value_t = 2000)]
+    lookups: usize,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let (rows, lookups) = (args.rows, args.lookups);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

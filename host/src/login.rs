@@ -2,7 +2,8 @@
 //! through the resolvers, the authenticator's decision, padding to a constant number of
 //! hashes, the audit record and the session. Every denial looks the same to the client.
 
-use crate::plugins::{CallError, CallGate};
+use crate::metrics::Crossings;
+use crate::plugins::{CallError, CallGate, RequestScope};
 use crate::security::{take_hash_count, Hasher};
 use crate::store::{AuditEvent, AuditWriter, NewSession, SessionKind, Store};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
@@ -51,6 +52,7 @@ pub struct LoginService {
     pub reset_session_seconds: i64,
     pending: AtomicUsize,
     audit: AuditWriter,
+    crossings: Arc<Crossings>,
 }
 
 /// Counts a login in progress for as long as it lives.
@@ -86,7 +88,25 @@ impl LoginService {
             reset_session_seconds,
             pending: AtomicUsize::new(0),
             audit,
+            crossings: Arc::default(),
         }
+    }
+
+    /// The plugin crossings made for logins and challenges so far.
+    pub fn crossings(&self) -> &Crossings {
+        &self.crossings
+    }
+
+    /// One request's scope: the parameters read once, now, for all its plugin calls.
+    async fn scope(&self) -> RequestScope {
+        let parameters = match self.store.parameters().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!("cannot read the parameters for a login: {e}");
+                None
+            }
+        };
+        RequestScope::new(parameters, Arc::clone(&self.crossings))
     }
 
     /// Logins in progress now.
@@ -103,13 +123,23 @@ impl LoginService {
     /// Every account any resolver in use finds for the name. A resolver that fails makes the
     /// whole resolution fail: deny rather than decide on part of the picture.
     pub async fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, String> {
+        let scope = self.scope().await;
+        self.resolve_in(&scope, login_name).await
+    }
+
+    async fn resolve_in(
+        &self,
+        scope: &RequestScope,
+        login_name: &str,
+    ) -> Result<Vec<ResolvedAccount>, String> {
         let mut out = Vec::new();
         for (id, resolver) in &self.resolvers {
             let r = Arc::clone(resolver);
             let name = login_name.to_owned();
+            let scope = scope.clone();
             let found = self
                 .gate
-                .call(move || r.resolve(name.as_str().into()))
+                .call(move || scope.run("resolve", || r.resolve(name.as_str().into())))
                 .await
                 .map_err(|e| format!("resolver {id}: {e}"))?;
             for mut account in found {
@@ -154,7 +184,8 @@ impl LoginService {
             self.audit(&input, None, "failure", why).await;
             return LoginResult::Denied;
         }
-        let candidates = match self.resolve(&input.login_name).await {
+        let scope = self.scope().await;
+        let candidates = match self.resolve_in(&scope, &input.login_name).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("login name resolution failed: {e}");
@@ -184,7 +215,7 @@ impl LoginService {
             .gate
             .call(move || {
                 take_hash_count();
-                let outcome = auth.login(&request);
+                let outcome = scope.run("login", || auth.login(&request));
                 // Pad to the same number of hashes on every path (unknown names included).
                 for _ in take_hash_count() as usize..hashes {
                     hasher.dummy_verify();
@@ -276,13 +307,16 @@ impl LoginService {
         if login_name.len() > MAX_LOGIN_NAME {
             return Err("login name too long".into());
         }
-        let candidates = self.resolve(login_name).await?;
+        let scope = self.scope().await;
+        let candidates = self.resolve_in(&scope, login_name).await?;
         let auth = Arc::clone(&self.authenticator);
         let name = login_name.to_owned();
         self.gate
             .call(move || {
                 let c: RVec<ResolvedAccount> = candidates.into_iter().collect();
-                auth.challenge(name.as_str().into(), c.as_rslice())
+                scope.run("challenge", || {
+                    auth.challenge(name.as_str().into(), c.as_rslice())
+                })
             })
             .await
             .map(|v| v.into_iter().collect())

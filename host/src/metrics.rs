@@ -1,6 +1,6 @@
 //! Prometheus metrics: logins by method and outcome, login latency, hash queue depth, logins in
-//! progress, password changes. Rendered by hand in the text exposition format: a few counters
-//! don't need a metrics framework.
+//! progress, password changes, crossings of the plugin boundary. Rendered by hand in the text
+//! exposition format: a few counters don't need a metrics framework.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -46,6 +46,7 @@ impl Metrics {
         hash_queue_depth: usize,
         hashes_total: u64,
         logins_in_progress: usize,
+        crossings: &Crossings,
     ) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -112,7 +113,95 @@ impl Metrics {
                 );
             }
         }
+        crossings.render(&mut out);
         out
+    }
+}
+
+/// The host→plugin calls the host counts, by method.
+pub const PLUGIN_CALLS: [&str; 4] = ["resolve", "login", "challenge", "verify_password"];
+
+/// The plugin→host callbacks (`HostServices` methods) the host counts, by name.
+pub const HOST_CALLBACKS: [&str; 15] = [
+    "parameter",
+    "api_key",
+    "connection_string",
+    "log",
+    "now",
+    "keyed_digest",
+    "verify_hash",
+    "persons_by_central_account",
+    "person",
+    "search_accounts",
+    "verify_password",
+    "verify_passcode",
+    "questions",
+    "verify_answers",
+    "delete_questions",
+];
+
+/// Crossings of the plugin boundary made for logins and question challenges: host→plugin
+/// calls by method, plugin→host callbacks by name. Lock-free: every crossing is one atomic add.
+#[derive(Default)]
+pub struct Crossings {
+    calls: [AtomicU64; PLUGIN_CALLS.len()],
+    callbacks: [AtomicU64; HOST_CALLBACKS.len()],
+}
+
+impl Crossings {
+    /// Counts a host→plugin call (a name not in [`PLUGIN_CALLS`] is not counted).
+    pub fn call(&self, method: &str) {
+        if let Some(i) = PLUGIN_CALLS.iter().position(|m| *m == method) {
+            self.calls[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a plugin→host callback (a name not in [`HOST_CALLBACKS`] is not counted).
+    pub fn callback(&self, name: &str) {
+        if let Some(i) = HOST_CALLBACKS.iter().position(|c| *c == name) {
+            self.callbacks[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Host→plugin calls so far, all methods.
+    pub fn calls_total(&self) -> u64 {
+        self.calls.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Plugin→host callbacks so far, all names.
+    pub fn callbacks_total(&self) -> u64 {
+        self.callbacks
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The two counters in the text exposition format (every label, zeros included).
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP prp_plugin_calls_total Host-to-plugin calls made for logins and question challenges, by method."
+        );
+        let _ = writeln!(out, "# TYPE prp_plugin_calls_total counter");
+        for (method, n) in PLUGIN_CALLS.iter().zip(&self.calls) {
+            let _ = writeln!(
+                out,
+                "prp_plugin_calls_total{{method=\"{method}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP prp_host_callbacks_total Plugin-to-host callbacks made during those calls, by callback."
+        );
+        let _ = writeln!(out, "# TYPE prp_host_callbacks_total counter");
+        for (callback, n) in HOST_CALLBACKS.iter().zip(&self.callbacks) {
+            let _ = writeln!(
+                out,
+                "prp_host_callbacks_total{{callback=\"{callback}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 
@@ -125,7 +214,7 @@ mod tests {
         let m = Metrics::default();
         m.login("password", "success", 0.03);
         m.login("password", "failure", 0.2);
-        let text = m.render(3, 9, 1);
+        let text = m.render(3, 9, 1, &Crossings::default());
         assert!(
             text.contains("prp_logins_total{method=\"password\",outcome=\"success\"} 1"),
             "{text}"
@@ -143,5 +232,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("prp_hash_queue_depth 3"), "{text}");
+    }
+
+    #[test]
+    fn counts_crossings_by_name() {
+        let c = Crossings::default();
+        c.call("login");
+        c.call("resolve");
+        c.call("resolve");
+        c.call("no such method");
+        c.callback("parameter");
+        c.callback("verify_password");
+        c.callback("no such callback");
+        assert_eq!((c.calls_total(), c.callbacks_total()), (3, 2));
+        let text = Metrics::default().render(0, 0, 0, &c);
+        assert!(
+            text.contains("prp_plugin_calls_total{method=\"resolve\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prp_plugin_calls_total{method=\"challenge\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prp_host_callbacks_total{callback=\"verify_password\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE prp_host_callbacks_total counter"),
+            "{text}"
+        );
     }
 }

@@ -26,6 +26,7 @@ pub async fn run(config_path: &Path, env: &Environment) -> anyhow::Result<ExitCo
     tracing::info!(%addr, "serving");
     if let Some(admin) = listeners.admin_addr() {
         tracing::info!(%admin, "admin listener (/metrics, /health/ready detail)");
+        println!("prp-host admin listener on http://{admin}");
     }
     println!("prp-host listening on http://{addr}");
     std::io::stdout().flush()?;

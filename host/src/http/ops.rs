@@ -90,6 +90,7 @@ pub(crate) async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoRespons
             svc.portal.hasher.queue_depth(),
             svc.portal.hasher.total(),
             svc.login.pending(),
+            svc.login.crossings(),
         ),
     )
 }

@@ -12,4 +12,4 @@ pub use loader::{
     RejectCause, Rejection, UnusedResolver,
 };
 pub use report::{print_json, print_text};
-pub use services::{host_services, HostContext, ResolverInUse};
+pub use services::{host_services, HostContext, RequestScope, ResolverInUse};

@@ -2,12 +2,18 @@
 //! the blocking thread the host called the plugin on, reaches the database through the host's
 //! pool (`Handle::block_on`), hashes through the host's [`Hasher`], and never panics across the
 //! boundary.
+//!
+//! A login's plugin calls run inside a [`RequestScope`]: the parameters as read once at the start
+//! of the login serve every parameter read of its callbacks (the lockout policy included), and
+//! its crossings are counted. Outside a scope, every read goes to the database.
 
 use super::gate::{self, CallError};
 use crate::config::ConnectionString;
+use crate::metrics::Crossings;
 use crate::security::{self, Hasher};
 use crate::store::{
-    AccountSearch, LockScope, PasscodeOutcome, SearchTableConfig, Store, StoreError,
+    AccountSearch, LockScope, LockoutPolicy, ParameterSnapshot, PasscodeOutcome, SearchTableConfig,
+    Store, StoreError,
 };
 use prp_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
@@ -16,8 +22,72 @@ use prp_plugin_api::{
     LogLevel, PersonInfo, PluginError, PluginResult, QuestionAnswer, QuestionInfo, ResolvedAccount,
     ResolverBox, SecretCheck,
 };
+use std::cell::RefCell;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+
+/// What the plugin calls made for one request share: the parameters as read once at its start
+/// (`None` when they could not be read: every read then goes to the database, and fails there
+/// as it would have), and where its crossings are counted. Cheap to clone.
+#[derive(Clone)]
+pub struct RequestScope {
+    parameters: Option<Arc<ParameterSnapshot>>,
+    crossings: Arc<Crossings>,
+}
+
+thread_local! {
+    /// The scope of the plugin call running on this thread, if any.
+    static SCOPE: RefCell<Option<RequestScope>> = const { RefCell::new(None) };
+}
+
+/// Puts back the scope that was in force when a scoped call started, even if it panicked.
+struct Restore(Option<RequestScope>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        SCOPE.with(|s| *s.borrow_mut() = previous);
+    }
+}
+
+impl RequestScope {
+    pub fn new(parameters: Option<ParameterSnapshot>, crossings: Arc<Crossings>) -> Self {
+        Self {
+            parameters: parameters.map(Arc::new),
+            crossings,
+        }
+    }
+
+    /// Runs the plugin call `f` (the host→plugin `method`) on this thread with this scope in
+    /// force for its callbacks, and counts it.
+    pub fn run<T>(&self, method: &'static str, f: impl FnOnce() -> T) -> T {
+        self.crossings.call(method);
+        let previous = SCOPE.with(|s| s.borrow_mut().replace(self.clone()));
+        let _restore = Restore(previous);
+        f()
+    }
+
+    /// What `f` makes of the scope in force on this thread, if any.
+    fn with<T>(f: impl FnOnce(&RequestScope) -> T) -> Option<T> {
+        SCOPE.with(|s| s.borrow().as_ref().map(f))
+    }
+
+    /// Counts a callback in the scope in force, if any.
+    fn callback(name: &'static str) {
+        Self::with(|scope| scope.crossings.callback(name));
+    }
+
+    /// Counts a host→plugin call made from within a callback (e.g. a resolver's own password
+    /// check), in the scope in force, if any.
+    fn nested_call(method: &'static str) {
+        Self::with(|scope| scope.crossings.call(method));
+    }
+
+    /// The parameters of the scope in force, if any.
+    fn parameters() -> Option<Arc<ParameterSnapshot>> {
+        Self::with(|scope| scope.parameters.clone()).flatten()
+    }
+}
 
 /// What every plugin's services share.
 pub struct HostContext {
@@ -72,9 +142,13 @@ impl Services {
         self.ctx.runtime.block_on(fut).map_err(PluginError::from)
     }
 
-    fn policy(&self) -> Result<crate::store::LockoutPolicy, PluginError> {
+    /// The lockout policy, from the request's parameters when they were read.
+    fn policy(&self) -> Result<LockoutPolicy, PluginError> {
         let store = self.store()?;
-        Ok(self.block(store.lockout_policy())?.0)
+        Ok(match RequestScope::parameters() {
+            Some(params) => LockoutPolicy::from_parameters(&params)?.0,
+            None => self.block(store.lockout_policy())?.0,
+        })
     }
 
     /// A denial that must cost what a real check costs.
@@ -117,6 +191,7 @@ impl Services {
             if let Some(owner) = owner {
                 let resolver = Arc::clone(&owner.resolver);
                 let (account, secret) = (account.clone(), password.to_owned());
+                RequestScope::nested_call("verify_password");
                 match gate::nested(move || {
                     resolver.verify_password(&account, secret.as_str().into())
                 }) {
@@ -321,16 +396,18 @@ fn strings(v: &RVec<RString>) -> Vec<String> {
 
 impl HostServices for Services {
     fn parameter(&self, path: RStr<'_>) -> PluginResult<ROption<RString>> {
+        RequestScope::callback("parameter");
         guarded(|| {
-            let store = self.store()?;
-            Ok(self
-                .block(store.parameter_value(path.as_str()))?
-                .map(RString::from)
-                .into())
+            let value = match RequestScope::parameters() {
+                Some(params) => params.value(path.as_str())?,
+                None => self.block(self.store()?.parameter_value(path.as_str()))?,
+            };
+            Ok(value.map(RString::from).into())
         })
     }
 
     fn api_key(&self, key: RStr<'_>) -> PluginResult<ROption<RString>> {
+        RequestScope::callback("api_key");
         guarded(|| {
             let store = self.store()?;
             let v = self.block(store.api_key(&self.ctx.server_name, key.as_str()))?;
@@ -339,6 +416,7 @@ impl HostServices for Services {
     }
 
     fn connection_string(&self, name: RStr<'_>) -> ROption<RString> {
+        RequestScope::callback("connection_string");
         self.ctx
             .connection_strings
             .iter()
@@ -348,6 +426,7 @@ impl HostServices for Services {
     }
 
     fn log(&self, level: LogLevel, message: RStr<'_>) {
+        RequestScope::callback("log");
         let plugin = self.plugin.as_str();
         let message = message.as_str();
         match level {
@@ -360,6 +439,7 @@ impl HostServices for Services {
     }
 
     fn now(&self) -> i64 {
+        RequestScope::callback("now");
         match &self.ctx.store {
             Some(s) => s.now(),
             None => crate::clock::Clock::now(&crate::clock::SystemClock),
@@ -367,6 +447,7 @@ impl HostServices for Services {
     }
 
     fn keyed_digest(&self, purpose: RStr<'_>, data: RStr<'_>) -> PluginResult<RString> {
+        RequestScope::callback("keyed_digest");
         guarded(|| {
             let store = self.store()?;
             let key = self.block(store.server_key(&format!(
@@ -379,10 +460,12 @@ impl HostServices for Services {
     }
 
     fn verify_hash(&self, phc: RStr<'_>, secret: RStr<'_>) -> PluginResult<bool> {
+        RequestScope::callback("verify_hash");
         guarded(|| Ok(self.ctx.hasher.verify(phc.as_str(), secret.as_str())))
     }
 
     fn persons_by_central_account(&self, login_name: RStr<'_>) -> PluginResult<RVec<PersonInfo>> {
+        RequestScope::callback("persons_by_central_account");
         guarded(|| {
             let store = self.store()?;
             let persons = self.block(store.persons_by_central_account(login_name.as_str()))?;
@@ -391,6 +474,7 @@ impl HostServices for Services {
     }
 
     fn person(&self, uid: RStr<'_>) -> PluginResult<ROption<PersonInfo>> {
+        RequestScope::callback("person");
         guarded(|| {
             let store = self.store()?;
             Ok(self
@@ -401,6 +485,7 @@ impl HostServices for Services {
     }
 
     fn search_accounts(&self, query: &AccountQuery) -> PluginResult<RVec<AccountMatch>> {
+        RequestScope::callback("search_accounts");
         guarded(|| {
             let store = self.store()?;
             let search = AccountSearch {
@@ -432,6 +517,7 @@ impl HostServices for Services {
         accounts: RSlice<'_, ResolvedAccount>,
         password: RStr<'_>,
     ) -> PluginResult<SecretCheck> {
+        RequestScope::callback("verify_password");
         guarded(|| self.check_password(person_uid.as_str(), accounts.as_slice(), password.as_str()))
     }
 
@@ -440,10 +526,12 @@ impl HostServices for Services {
         person_uid: RStr<'_>,
         passcode: RStr<'_>,
     ) -> PluginResult<SecretCheck> {
+        RequestScope::callback("verify_passcode");
         guarded(|| self.check_passcode(person_uid.as_str(), passcode.as_str()))
     }
 
     fn questions(&self, person_uid: RStr<'_>) -> PluginResult<RVec<QuestionInfo>> {
+        RequestScope::callback("questions");
         guarded(|| {
             let store = self.store()?;
             Ok(self
@@ -463,10 +551,12 @@ impl HostServices for Services {
         person_uid: RStr<'_>,
         answers: RSlice<'_, QuestionAnswer>,
     ) -> PluginResult<SecretCheck> {
+        RequestScope::callback("verify_answers");
         guarded(|| self.check_answers(person_uid.as_str(), answers.as_slice()))
     }
 
     fn delete_questions(&self, person_uid: RStr<'_>, ids: RSlice<'_, RString>) -> PluginResult<()> {
+        RequestScope::callback("delete_questions");
         guarded(|| {
             let store = self.store()?;
             let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
@@ -484,4 +574,75 @@ pub fn host_services(plugin: &str, ctx: Arc<HostContext>) -> HostServicesBox {
         }),
         TD_Opaque,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn read(services: &HostServicesBox, path: &str) -> Option<String> {
+        services
+            .parameter(path.into())
+            .into_result()
+            .ok()
+            .and_then(|v| v.into_option())
+            .map(RString::into_string)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_request_scope_serves_parameter_reads_from_its_snapshot_and_counts_crossings() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url, Arc::new(SystemClock)).await.unwrap();
+        store.migrate().await.unwrap();
+        store.set_parameter(r"A\B", Some("old")).await.unwrap();
+        let ctx = Arc::new(HostContext {
+            connection_strings: Vec::new(),
+            store: Some(store.clone()),
+            hasher: Arc::new(Hasher::new(1, Hasher::MIN_MEMORY_KIB, 2).unwrap()),
+            server_name: "test".into(),
+            runtime: tokio::runtime::Handle::current(),
+            resolvers: OnceLock::new(),
+        });
+        let services = host_services("test", ctx);
+        let crossings = Arc::new(Crossings::default());
+        let first = RequestScope::new(
+            Some(store.parameters().await.unwrap()),
+            Arc::clone(&crossings),
+        );
+        // Changed after the request began: the request keeps what it read.
+        store.set_parameter(r"A\B", Some("new")).await.unwrap();
+        let second = RequestScope::new(
+            Some(store.parameters().await.unwrap()),
+            Arc::clone(&crossings),
+        );
+        let unread = RequestScope::new(None, Arc::clone(&crossings));
+        let seen = tokio::task::spawn_blocking(move || {
+            let in_first = first.run("login", || {
+                // A scope nested in a scope (a resolver asked from within a callback) is put
+                // back when the inner call returns.
+                let inner = second.run("resolve", || read(&services, r"A\B"));
+                (read(&services, r"A\B"), inner)
+            });
+            let outside = read(&services, r"A\B");
+            let without_snapshot = unread.run("challenge", || read(&services, r"A\B"));
+            (in_first, outside, without_snapshot)
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            seen,
+            (
+                (Some("old".into()), Some("new".into())),
+                Some("new".into()),
+                Some("new".into())
+            )
+        );
+        // Three scoped calls; four reads, of which the one outside any scope isn't counted.
+        assert_eq!(
+            (crossings.calls_total(), crossings.callbacks_total()),
+            (3, 3)
+        );
+    }
 }

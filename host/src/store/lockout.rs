@@ -1,7 +1,7 @@
 //! Failure counters and locks, per person, in the database: they hold across restarts and
 //! across servers, and every update is a single atomic statement.
 
-use super::{Store, StoreError};
+use super::{ParameterSnapshot, Store, StoreError};
 
 /// What a lock covers. `All` counts failures of every method together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,14 +168,25 @@ impl Store {
     /// Values that aren't allowed are reported (and logged once each), and the default stays
     /// in force for them.
     pub async fn lockout_policy(&self) -> Result<(LockoutPolicy, Vec<String>), StoreError> {
-        let params = self.parameters().await?;
+        LockoutPolicy::from_parameters(&self.parameters().await?)
+    }
+}
+
+impl LockoutPolicy {
+    /// [`Store::lockout_policy`] from parameters already read; a value that isn't allowed is
+    /// logged once and reported, and its default applies.
+    pub fn from_parameters(
+        params: &ParameterSnapshot,
+    ) -> Result<(LockoutPolicy, Vec<String>), StoreError> {
         let (policy, problems) = LockoutPolicy::resolve(|path| params.value(path))?;
         for p in &problems {
             crate::params_spec::warn_once(p);
         }
         Ok((policy, problems))
     }
+}
 
+impl Store {
     /// When the person is locked for this scope (or for all methods), until when.
     pub async fn locked_until(
         &self,

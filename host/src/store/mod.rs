@@ -19,7 +19,7 @@ pub use items::{
     AccountTable, ItemChange, PasswordChange, TableAccount, ACCOUNT_TABLES, DISPLAY_COLUMN,
 };
 pub use lockout::{LockScope, LockoutPolicy};
-pub use params::{ApiKeyScope, ApiKeyValue, Parameter, ParameterView};
+pub use params::{ApiKeyScope, ApiKeyValue, Parameter, ParameterSnapshot, ParameterView};
 pub use secrets::{AnswerOutcome, PasscodeOutcome, QuestionRow};
 pub use sessions::{NewSession, Session, SessionKind};
 

@@ -15,7 +15,7 @@ use prp_plugin_api::{
     Severity,
 };
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// The API configuration keys this authenticator reads.
 pub const PASSCODE_KEY: &str = "EnablePasscodeLogin";
@@ -23,6 +23,9 @@ pub const QUESTIONS_KEY: &str = "EnablePasswordProfileLogin";
 
 pub struct PasswordResetAuthenticator {
     host: HostServicesBox,
+    /// The ApplicationToken in the host's ConnectionStrings, read at first use: the host's
+    /// connection strings are fixed for its lifetime (unlike the stored hash, read every call).
+    configured_token: OnceLock<Option<String>>,
     /// The last ApplicationToken check: (stored hash, whether the configured token matched).
     token_check: Mutex<Option<(String, bool)>>,
 }
@@ -97,6 +100,7 @@ impl PasswordResetAuthenticator {
     pub fn new(host: HostServicesBox) -> Self {
         Self {
             host,
+            configured_token: OnceLock::new(),
             token_check: Mutex::new(None),
         }
     }
@@ -108,18 +112,24 @@ impl PasswordResetAuthenticator {
     /// Why the authenticator must refuse to work, as (subject, problem), when the host's
     /// ApplicationToken is missing or doesn't match the hash in the configuration store.
     /// Checked once per stored hash: a rotation is picked up on the next call.
-    fn token_problem(&self) -> Result<Option<(String, String)>, PluginError> {
+    fn token_problem(&self, params: &Params) -> Result<Option<(String, String)>, PluginError> {
         let name = Param::ApplicationToken.path();
-        let configured = match self.host.connection_string(name.as_str().into()) {
-            ROption::RSome(t) if !t.trim().is_empty() => t,
-            _ => {
+        let configured = self.configured_token.get_or_init(|| {
+            match self.host.connection_string(name.as_str().into()) {
+                ROption::RSome(t) if !t.trim().is_empty() => Some(t.into_string()),
+                _ => None,
+            }
+        });
+        let configured = match configured {
+            Some(t) => t,
+            None => {
                 return Ok(Some((
                     format!("ConnectionStrings:{name}"),
                     "not set: the authenticator refuses to work without the ApplicationToken in the host's ConnectionStrings".into(),
                 )))
             }
         };
-        let Some(stored) = self.params().get(Param::ApplicationToken)? else {
+        let Some(stored) = params.get(Param::ApplicationToken)? else {
             return Ok(Some((
                 name,
                 "no token hash is stored in the configuration store (or it is not in force); run `prp-host token new`".into(),
@@ -152,8 +162,7 @@ impl PasswordResetAuthenticator {
     }
 
     /// The search-table settings, as a query to validate against the live schema.
-    fn search_query(&self) -> Result<Option<AccountQuery>, PluginError> {
-        let params = self.params();
+    fn search_query(params: &Params) -> Result<Option<AccountQuery>, PluginError> {
         let Some(table) = params.get(Param::SearchTable)? else {
             return Ok(None);
         };
@@ -177,23 +186,23 @@ impl PasswordResetAuthenticator {
         }))
     }
 
-    fn counts(&self) -> Result<(u32, u32), PluginError> {
-        let p = self.params();
+    fn counts(params: &Params) -> Result<(u32, u32), PluginError> {
         Ok((
-            p.count(Param::QueryAnswerDefinitions, DEFAULT_DEFINITIONS)?,
-            p.count(Param::QueryAnswerRequests, DEFAULT_REQUESTS)?,
+            params.count(Param::QueryAnswerDefinitions, DEFAULT_DEFINITIONS)?,
+            params.count(Param::QueryAnswerRequests, DEFAULT_REQUESTS)?,
         ))
     }
 
     /// The questions a person would be asked, or why questions can't be used.
     fn person_questions(
         &self,
+        params: &Params,
         uid: &str,
     ) -> Result<Result<Vec<QuestionChallenge>, String>, PluginError> {
-        if !self.params().key_on(crate::authenticator::QUESTIONS_KEY)? {
+        if !params.key_on(QUESTIONS_KEY)? {
             return Ok(Err(format!("{QUESTIONS_KEY} is off")));
         }
-        let (definitions, requests) = self.counts()?;
+        let (definitions, requests) = Self::counts(params)?;
         let all = self.host.questions(uid.into()).into_result()?;
         if (all.len() as u32) < definitions {
             return Ok(Err(format!(
@@ -216,7 +225,8 @@ impl PasswordResetAuthenticator {
     }
 
     fn decide(&self, request: &LoginRequest) -> Result<LoginOutcome, PluginError> {
-        if let Some((subject, problem)) = self.token_problem()? {
+        let params = self.params();
+        if let Some((subject, problem)) = self.token_problem(&params)? {
             let problem = format!("{subject}: {problem}");
             self.host.log(LogLevel::ERROR, problem.as_str().into());
             return Ok(LoginOutcome::deny(
@@ -273,7 +283,7 @@ impl PasswordResetAuthenticator {
                 }
             }
             LoginMethod::PASSCODE => {
-                if !self.params().key_on(PASSCODE_KEY)? {
+                if !params.key_on(PASSCODE_KEY)? {
                     return deny(format!("passcode login is off ({PASSCODE_KEY})"));
                 }
                 let check = self
@@ -291,7 +301,7 @@ impl PasswordResetAuthenticator {
                 }
             }
             LoginMethod::QUESTIONS => {
-                let expected = match self.person_questions(&uid)? {
+                let expected = match self.person_questions(&params, &uid)? {
                     Ok(q) => q,
                     Err(why) => return deny(format!("questions: {why}")),
                 };
@@ -313,7 +323,7 @@ impl PasswordResetAuthenticator {
                 if !check.is_ok() {
                     return deny(format!("questions: {}", check.name()));
                 }
-                if self.params().flag(Param::InvalidateUsedQuery)? {
+                if params.flag(Param::InvalidateUsedQuery)? {
                     let ids: RVec<RString> = expected.iter().map(|q| q.id.clone()).collect();
                     self.host
                         .delete_questions(uid.as_str().into(), ids.as_rslice())
@@ -339,10 +349,10 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
     /// schema), the question counts and the API keys.
     fn self_check(&self) -> Result<Vec<CheckFinding>, PluginError> {
         let mut findings = Vec::new();
-        if let Some((subject, problem)) = self.token_problem()? {
+        let params = self.params();
+        if let Some((subject, problem)) = self.token_problem(&params)? {
             findings.push(CheckFinding::new(Severity::ERROR, subject, problem));
         }
-        let params = self.params();
         let table = params.get(Param::SearchTable)?;
         let columns = params.get(Param::SearchColumn)?;
         match (&table, &columns) {
@@ -383,7 +393,7 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
             }
         }
         if values_ok && columns.is_some() {
-            if let Some(query) = self.search_query()? {
+            if let Some(query) = Self::search_query(&params)? {
                 if let RResult::RErr(e) = self.host.search_accounts(&query) {
                     findings.push(CheckFinding::new(
                         Severity::ERROR,
@@ -422,7 +432,7 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
             }
         }
         for key in [PASSCODE_KEY, QUESTIONS_KEY] {
-            if let RResult::ROk(ROption::RSome(v)) = self.host.api_key(key.into()) {
+            if let Ok(Some(v)) = params.key(key) {
                 if parse_bool(&v).is_none() {
                     findings.push(CheckFinding::new(
                         Severity::ERROR,
@@ -458,8 +468,9 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
         login_name: &str,
         candidates: &[ResolvedAccount],
     ) -> Result<Vec<QuestionChallenge>, PluginError> {
-        let (_, requests) = self.counts()?;
-        if self.token_problem()?.is_none() {
+        let params = self.params();
+        let (_, requests) = Self::counts(&params)?;
+        if self.token_problem(&params)?.is_none() {
             if let Resolution::Person { uid, .. } = resolve(candidates) {
                 let person = self
                     .host
@@ -467,7 +478,7 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
                     .into_result()?
                     .into_option();
                 if person.is_some_and(|p| !p.inactive) {
-                    if let Ok(real) = self.person_questions(&uid)? {
+                    if let Ok(real) = self.person_questions(&params, &uid)? {
                         return Ok(real);
                     }
                 }
@@ -482,7 +493,8 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
         candidates: &[ResolvedAccount],
     ) -> Result<Vec<String>, PluginError> {
         let mut lines = Vec::new();
-        if let Some((subject, problem)) = self.token_problem()? {
+        let params = self.params();
+        if let Some((subject, problem)) = self.token_problem(&params)? {
             lines.push(format!("every login is refused: {subject}: {problem}"));
         }
         let uid = match resolve(candidates) {
@@ -523,13 +535,13 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
             "password: checked against the central password or the matched account's password"
                 .into(),
         );
-        lines.push(if self.params().key_on(PASSCODE_KEY)? {
+        lines.push(if params.key_on(PASSCODE_KEY)? {
             "passcode: allowed (EnablePasscodeLogin is on) when one was issued and is unexpired"
                 .into()
         } else {
             "passcode: not allowed (EnablePasscodeLogin is off)".into()
         });
-        lines.push(match self.person_questions(&uid)? {
+        lines.push(match self.person_questions(&params, &uid)? {
             Ok(q) => format!("questions: allowed; {} would be asked", q.len()),
             Err(why) => format!("questions: not allowed: {why}"),
         });

@@ -1,6 +1,7 @@
 //! The authenticator's configuration parameters and how their values are read.
 
 use prp_plugin_api::{HostServicesBox, PluginError};
+use std::cell::RefCell;
 
 /// The parameters under `QER\Person\PasswordResetAuthenticator`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,26 +40,41 @@ impl Param {
     }
 }
 
-/// Reads this plugin's parameters through the host services.
+/// Reads this plugin's parameters and API keys through the host services, each at most once:
+/// one `Params` lives for one call from the host (a login, a challenge, a resolution) and is
+/// handed down to everything that call decides, so a value is read only when the decision
+/// needs it, and never twice. The next call reads again: changes apply at the next request.
 pub struct Params<'a> {
     host: &'a HostServicesBox,
+    values: RefCell<Vec<(Param, Option<String>)>>,
+    keys: RefCell<Vec<(&'static str, Option<String>)>>,
 }
 
 impl<'a> Params<'a> {
     pub fn new(host: &'a HostServicesBox) -> Self {
-        Self { host }
+        Self {
+            host,
+            values: RefCell::new(Vec::new()),
+            keys: RefCell::new(Vec::new()),
+        }
     }
 
     /// The value in force, `None` when unset, disabled or blank.
     pub fn get(&self, p: Param) -> Result<Option<String>, PluginError> {
-        self.host
+        if let Some((_, v)) = self.values.borrow().iter().find(|(q, _)| *q == p) {
+            return Ok(v.clone());
+        }
+        let value = self
+            .host
             .parameter(p.path().as_str().into())
             .into_result()
             .map(|v| {
                 v.into_option()
                     .map(|s| s.into_string())
                     .filter(|s| !s.trim().is_empty())
-            })
+            })?;
+        self.values.borrow_mut().push((p, value.clone()));
+        Ok(value)
     }
 
     /// A whole number, or `default` when unset; an error names the parameter when it is not.
@@ -76,13 +92,24 @@ impl<'a> Params<'a> {
         Ok(self.get(p)?.and_then(|v| parse_bool(&v)).unwrap_or(false))
     }
 
+    /// An API configuration key's value, `None` when unset.
+    pub fn key(&self, key: &'static str) -> Result<Option<String>, PluginError> {
+        if let Some((_, v)) = self.keys.borrow().iter().find(|(k, _)| *k == key) {
+            return Ok(v.clone());
+        }
+        let value = self
+            .host
+            .api_key(key.into())
+            .into_result()?
+            .into_option()
+            .map(|s| s.into_string());
+        self.keys.borrow_mut().push((key, value.clone()));
+        Ok(value)
+    }
+
     /// An API configuration key as a boolean (unset or unreadable is false: fail closed).
-    pub fn key_on(&self, key: &str) -> Result<bool, PluginError> {
-        self.host.api_key(key.into()).into_result().map(|v| {
-            v.into_option()
-                .and_then(|s| parse_bool(&s))
-                .unwrap_or(false)
-        })
+    pub fn key_on(&self, key: &'static str) -> Result<bool, PluginError> {
+        Ok(self.key(key)?.and_then(|s| parse_bool(&s)).unwrap_or(false))
     }
 }
 
@@ -136,6 +163,102 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prp_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+    use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
+    use prp_plugin_api::{
+        AccountMatch, AccountQuery, HostServices, HostServices_TO, LogLevel, PersonInfo,
+        PluginResult, QuestionAnswer, QuestionInfo, ResolvedAccount, SecretCheck,
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A host that answers every parameter and key with "3" and counts the reads.
+    #[derive(Clone, Default)]
+    struct Counting {
+        reads: Arc<AtomicUsize>,
+    }
+
+    fn unsupported<T>() -> PluginResult<T> {
+        Err(PluginError::config("not in this test")).into()
+    }
+
+    impl HostServices for Counting {
+        fn parameter(&self, _: RStr<'_>) -> PluginResult<ROption<RString>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(ROption::RSome(RString::from("3"))).into()
+        }
+        fn api_key(&self, _: RStr<'_>) -> PluginResult<ROption<RString>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(ROption::RSome(RString::from("true"))).into()
+        }
+        fn connection_string(&self, _: RStr<'_>) -> ROption<RString> {
+            ROption::RNone
+        }
+        fn log(&self, _: LogLevel, _: RStr<'_>) {}
+        fn now(&self) -> i64 {
+            0
+        }
+        fn keyed_digest(&self, _: RStr<'_>, _: RStr<'_>) -> PluginResult<RString> {
+            unsupported()
+        }
+        fn verify_hash(&self, _: RStr<'_>, _: RStr<'_>) -> PluginResult<bool> {
+            unsupported()
+        }
+        fn persons_by_central_account(&self, _: RStr<'_>) -> PluginResult<RVec<PersonInfo>> {
+            unsupported()
+        }
+        fn person(&self, _: RStr<'_>) -> PluginResult<ROption<PersonInfo>> {
+            unsupported()
+        }
+        fn search_accounts(&self, _: &AccountQuery) -> PluginResult<RVec<AccountMatch>> {
+            unsupported()
+        }
+        fn verify_password(
+            &self,
+            _: RStr<'_>,
+            _: RSlice<'_, ResolvedAccount>,
+            _: RStr<'_>,
+        ) -> PluginResult<SecretCheck> {
+            unsupported()
+        }
+        fn verify_passcode(&self, _: RStr<'_>, _: RStr<'_>) -> PluginResult<SecretCheck> {
+            unsupported()
+        }
+        fn questions(&self, _: RStr<'_>) -> PluginResult<RVec<QuestionInfo>> {
+            unsupported()
+        }
+        fn verify_answers(
+            &self,
+            _: RStr<'_>,
+            _: RSlice<'_, QuestionAnswer>,
+        ) -> PluginResult<SecretCheck> {
+            unsupported()
+        }
+        fn delete_questions(&self, _: RStr<'_>, _: RSlice<'_, RString>) -> PluginResult<()> {
+            unsupported()
+        }
+    }
+
+    #[test]
+    fn each_parameter_and_key_is_read_once_per_params() {
+        let host = Counting::default();
+        let reads = Arc::clone(&host.reads);
+        let boxed: HostServicesBox = HostServices_TO::from_ptr(RArc::new(host), TD_Opaque);
+        let params = Params::new(&boxed);
+        for _ in 0..3 {
+            assert_eq!(params.count(Param::QueryAnswerRequests, 2).ok(), Some(3));
+            assert_eq!(
+                params.get(Param::SearchTable).ok().flatten().as_deref(),
+                Some("3")
+            );
+            assert_eq!(params.key_on("EnablePasscodeLogin").ok(), Some(true));
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+        // The next call from the host reads again: changes apply at the next request.
+        let next = Params::new(&boxed);
+        assert_eq!(next.count(Param::QueryAnswerRequests, 2).ok(), Some(3));
+        assert_eq!(reads.load(Ordering::SeqCst), 4);
+    }
 
     #[test]
     fn identifiers() {

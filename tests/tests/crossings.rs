@@ -1,0 +1,149 @@
+//! Crossings of the plugin boundary per login, read from `/metrics` around one login against
+//! the real host and the real plugin (on SQLite: the count doesn't depend on the database).
+//! The numbers are pinned, so that a login can't silently grow more crossings again; change
+//! them here (and in BENCHMARKS.md) only on purpose.
+
+use prp_tests::{seed, Backend, Scene, Server, TestDb, CAROL_ADS, CAROL_CENTRAL, TEST_TOKEN};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Host→plugin calls by method, plugin→host callbacks by name, as `/metrics` counts them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Crossings {
+    calls: BTreeMap<String, u64>,
+    callbacks: BTreeMap<String, u64>,
+}
+
+impl Crossings {
+    fn read(server: &Server) -> Self {
+        let (status, text) = server.admin_get("/metrics");
+        assert_eq!(status, 200, "{text}");
+        let samples = |metric: &str, label: &str| -> BTreeMap<String, u64> {
+            let prefix = format!("{metric}{{{label}=\"");
+            text.lines()
+                .filter_map(|l| {
+                    let (name, value) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+                    Some((name.to_owned(), value.trim().parse().ok()?))
+                })
+                .collect()
+        };
+        Self {
+            calls: samples("prp_plugin_calls_total", "method"),
+            callbacks: samples("prp_host_callbacks_total", "callback"),
+        }
+    }
+
+    /// What happened between `before` and `self`, without the zeros.
+    fn since(&self, before: &Self) -> Self {
+        let delta = |now: &BTreeMap<String, u64>, then: &BTreeMap<String, u64>| {
+            now.iter()
+                .map(|(k, n)| (k.clone(), n - then.get(k).copied().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        };
+        Self {
+            calls: delta(&self.calls, &before.calls),
+            callbacks: delta(&self.callbacks, &before.callbacks),
+        }
+    }
+
+    fn total(&self) -> (u64, u64) {
+        (self.calls.values().sum(), self.callbacks.values().sum())
+    }
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
+/// The crossings of one password login (after a first one, which also checks the token hash).
+fn one_login(server: &Server, name: &str, password: &str) -> Crossings {
+    let login = || {
+        let (status, body) = server.post(
+            "/api/login/password",
+            &json!({"login_name": name, "password": password}),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    login();
+    let before = Crossings::read(server);
+    login();
+    Crossings::read(server).since(&before)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_password_login_makes_a_pinned_number_of_plugin_crossings() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let store = db.store().await;
+    seed(&store).await;
+    let scene = Scene::new();
+    let config = scene.portal_config(&db.url, Some(TEST_TOKEN), json!({}));
+    let server = Server::start(&config).expect("server");
+
+    // Before any login, the names are listed with zeros.
+    let zero = Crossings::read(&server);
+    assert_eq!(zero.calls.get("login"), Some(&0), "{zero:?}");
+    assert_eq!(zero.callbacks.get("parameter"), Some(&0), "{zero:?}");
+
+    // The central account: both resolvers, the decision, the central-account resolver asked
+    // whether it checks passwords itself. Callbacks: the central-account lookup; the four
+    // SearchTable settings and the search; the stored token hash; the person; the password.
+    let central = one_login(&server, "carol", CAROL_CENTRAL);
+    assert_eq!(
+        central,
+        Crossings {
+            calls: counts(&[("login", 1), ("resolve", 2), ("verify_password", 1)]),
+            callbacks: counts(&[
+                ("parameter", 5),
+                ("persons_by_central_account", 1),
+                ("person", 1),
+                ("search_accounts", 1),
+                ("verify_password", 1),
+            ]),
+        },
+        "crossings of one password login (central account)"
+    );
+    assert_eq!(central.total(), (4, 9));
+
+    // A SearchTable account: the resolver also checks the account's person.
+    let ads = one_login(&server, "cexample", CAROL_ADS);
+    assert_eq!(
+        ads,
+        Crossings {
+            calls: counts(&[("login", 1), ("resolve", 2), ("verify_password", 1)]),
+            callbacks: counts(&[
+                ("parameter", 5),
+                ("persons_by_central_account", 1),
+                ("person", 2),
+                ("search_accounts", 1),
+                ("verify_password", 1),
+            ]),
+        },
+        "crossings of one password login (SearchTable account)"
+    );
+
+    // A question challenge reads each setting once (it read the question counts twice).
+    let before = Crossings::read(&server);
+    let (status, body) = server.post(
+        "/api/login/questions/challenge",
+        &json!({"login_name": "quinn"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let challenge = Crossings::read(&server).since(&before);
+    assert_eq!(
+        challenge,
+        Crossings {
+            calls: counts(&[("challenge", 1), ("resolve", 2)]),
+            callbacks: counts(&[
+                ("api_key", 1),
+                ("keyed_digest", 3),
+                ("parameter", 7),
+                ("person", 1),
+                ("persons_by_central_account", 1),
+                ("questions", 1),
+                ("search_accounts", 1),
+            ]),
+        },
+        "crossings of one question challenge"
+    );
+}
