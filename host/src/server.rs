@@ -478,6 +478,16 @@ fn portal_error(e: PortalError) -> Response {
                 "A connected system did not answer in time: the password there may or may not have changed; nothing else was changed. Check with the help desk before trying again.",
             )
         }
+        PortalError::Partial(m) => {
+            tracing::error!("password change partly applied: {m}");
+            error(StatusCode::BAD_GATEWAY, "partial", &m)
+        }
+        PortalError::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({"error": "busy", "message": "Too busy right now; try again in a moment."})),
+        )
+            .into_response(),
         PortalError::Store(e) => {
             tracing::error!("portal request failed: {e}");
             error(

@@ -4,7 +4,7 @@
 
 use prp_host::clock::ManualClock;
 use prp_host::plugins::{host_services, HostContext};
-use prp_host::store::{ApiKeyScope, AuditEvent, LockScope, LockoutPolicy, Store};
+use prp_host::store::{ApiKeyScope, AuditEvent, LockScope, LockoutPolicy, SessionKind, Store};
 use prp_plugin_api::{HostServicesBox, SecretCheck};
 use prp_tests::{backends, hasher, TestDb};
 use std::sync::{Arc, OnceLock};
@@ -96,14 +96,37 @@ async fn concurrent_consumption_lets_exactly_one_through() {
                 let s = s.clone();
                 let code = code.clone();
                 tokio::task::spawn_blocking(move || {
-                    s.verify_passcode("P-1".into(), code.as_str().into())
-                        .into_result()
+                    prp_host::login::take_deferred();
+                    let r = s
+                        .verify_passcode("P-1".into(), code.as_str().into())
+                        .into_result();
+                    (r, prp_host::login::take_deferred())
                 })
             })
             .collect();
-        let mut ok = 0;
+        // A right passcode is consumed when the login's session is opened: of the logins
+        // that verified it, exactly one opens a session.
+        let mut opened = Vec::new();
         for t in tasks {
-            let r = t.await.expect("join").expect("service");
+            let (r, consumed) = t.await.expect("join");
+            let r = r.expect("service");
+            assert_eq!(consumed.is_empty(), r != SecretCheck::OK, "[{tag}] {r:?}");
+            if r == SecretCheck::OK {
+                let store = store.clone();
+                opened.push(tokio::spawn(async move {
+                    store
+                        .create_session_consuming(
+                            "P-1",
+                            "passcode",
+                            SessionKind::Reset,
+                            60,
+                            &consumed,
+                        )
+                        .await
+                        .expect("session")
+                        .is_some()
+                }));
+            }
             assert!(
                 r == SecretCheck::OK
                     || r == SecretCheck::ALREADY_USED
@@ -112,7 +135,10 @@ async fn concurrent_consumption_lets_exactly_one_through() {
                     || r == SecretCheck::LOCKED,
                 "[{tag}] {r:?}"
             );
-            ok += usize::from(r == SecretCheck::OK);
+        }
+        let mut ok = 0;
+        for o in opened {
+            ok += usize::from(o.await.expect("join"));
         }
         assert_eq!(ok, 1, "[{tag}]");
     }

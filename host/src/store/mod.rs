@@ -20,7 +20,7 @@ pub use items::{
 };
 pub use lockout::{LockScope, LockoutPolicy};
 pub use params::{ApiKeyScope, ApiKeyValue, Parameter};
-pub use secrets::{AnswerOutcome, PasscodeOutcome, QuestionRow};
+pub use secrets::{AnswerOutcome, Consumption, PasscodeOutcome, QuestionRow, StoredPassword};
 pub use sessions::{NewSession, Session, SessionKind};
 
 use crate::clock::Clock;
@@ -74,6 +74,11 @@ impl Dialect {
                     "self_service",
                     include_str!("../../migrations/sqlite/0002_self_service.sql"),
                 ),
+                (
+                    3,
+                    "secrets",
+                    include_str!("../../migrations/sqlite/0003_secrets.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -85,6 +90,11 @@ impl Dialect {
                     2,
                     "self_service",
                     include_str!("../../migrations/postgres/0002_self_service.sql"),
+                ),
+                (
+                    3,
+                    "secrets",
+                    include_str!("../../migrations/postgres/0003_secrets.sql"),
                 ),
             ],
         }
