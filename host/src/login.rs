@@ -29,21 +29,34 @@ const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 thread_local! {
     /// Single-use secrets the login running on this thread verified: consumed only if the
-    /// login is granted, in the transaction that opens its session.
-    static DEFERRED: std::cell::RefCell<Vec<Consumption>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// login is granted, in the transaction that opens its session. `None` outside a login.
+    static DEFERRED: std::cell::RefCell<Option<Vec<Consumption>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Called by the host services while an authenticator decides a login: records a passcode or
 /// questions to consume if, and only if, the login is granted. Nothing is consumed for a login
-/// that is denied, fails or runs out of time.
-pub fn defer_consumption(c: Consumption) {
-    DEFERRED.with(|d| d.borrow_mut().push(c));
+/// that is denied, fails or runs out of time. Outside a login on this thread (a plugin calling
+/// from a thread of its own) it gives the consumption back: the caller must consume at once,
+/// so that a single-use secret is never left usable (fail closed).
+pub fn defer_consumption(c: Consumption) -> Result<(), Consumption> {
+    DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push(c);
+            Ok(())
+        }
+        None => Err(c),
+    })
 }
 
-/// Takes what [`defer_consumption`] recorded on this thread (the login service does, around
-/// each authenticator call).
+/// Starts recording consumptions on this thread (the login service does, before each
+/// authenticator call), dropping anything recorded before.
+pub fn begin_deferring() {
+    DEFERRED.with(|d| *d.borrow_mut() = Some(Vec::new()));
+}
+
+/// Takes what [`defer_consumption`] recorded on this thread and stops recording.
 pub fn take_deferred() -> Vec<Consumption> {
-    DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()))
+    DEFERRED.with(|d| d.borrow_mut().take().unwrap_or_default())
 }
 
 /// A login attempt as the HTTP layer received it.
@@ -233,7 +246,7 @@ impl LoginService {
             .gate
             .call(move || {
                 take_hash_count();
-                take_deferred();
+                begin_deferring();
                 let outcome = auth.login(&request);
                 let consumed = take_deferred();
                 // Pad to the same number of hashes on every path (unknown names included).

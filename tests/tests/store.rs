@@ -67,6 +67,11 @@ async fn a_passcode_expires_exactly_at_its_hour() {
             SecretCheck::OK,
             "[{tag}] valid in its last second"
         );
+        assert_eq!(
+            store.passcode("P-1").await.expect("read"),
+            None,
+            "[{tag}] outside a login, a right passcode is consumed at once (fail closed)"
+        );
 
         let code = issue(&store, "P-1", 3600).await;
         clock.set(T0 + 3599 + 3600);
@@ -96,7 +101,7 @@ async fn concurrent_consumption_lets_exactly_one_through() {
                 let s = s.clone();
                 let code = code.clone();
                 tokio::task::spawn_blocking(move || {
-                    prp_host::login::take_deferred();
+                    prp_host::login::begin_deferring();
                     let r = s
                         .verify_passcode("P-1".into(), code.as_str().into())
                         .into_result();

@@ -189,12 +189,17 @@ impl Services {
                     .verify(&hash, normalized.as_deref().unwrap_or(passcode))
                     && normalized.is_some();
                 if right {
-                    // Consumed only if the login is granted, with its session.
-                    crate::login::defer_consumption(crate::store::Consumption::Passcode {
+                    // Consumed only if the login is granted, with its session (at once when
+                    // called outside a login).
+                    let c = crate::store::Consumption::Passcode {
                         person_uid: person_uid.to_owned(),
                         hash,
-                    });
-                    PasscodeOutcome::Consumed
+                    };
+                    match crate::login::defer_consumption(c) {
+                        Ok(()) => PasscodeOutcome::Consumed,
+                        Err(c) if self.block(store.consume_now(&c))? => PasscodeOutcome::Consumed,
+                        Err(_) => PasscodeOutcome::AlreadyUsed,
+                    }
                 } else if self.block(store.passcode_wrong_guess(
                     person_uid,
                     &hash,
@@ -453,12 +458,16 @@ impl HostServices for Services {
 
     fn delete_questions(&self, person_uid: RStr<'_>, ids: RSlice<'_, RString>) -> PluginResult<()> {
         guarded(|| {
-            self.store()?;
-            // Deleted only if the login they were answered in is granted, with its session.
-            crate::login::defer_consumption(crate::store::Consumption::Questions {
+            let store = self.store()?;
+            // Deleted only if the login they were answered in is granted, with its session
+            // (at once when called outside a login).
+            let c = crate::store::Consumption::Questions {
                 person_uid: person_uid.to_string(),
                 ids: ids.iter().map(|s| s.to_string()).collect(),
-            });
+            };
+            if let Err(c) = crate::login::defer_consumption(c) {
+                self.block(store.consume_now(&c))?;
+            }
             Ok(())
         })
     }

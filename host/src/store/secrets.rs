@@ -156,6 +156,40 @@ impl Store {
         Ok(())
     }
 
+    /// Consumes at once (outside a login's session transaction): the passcode only if it is
+    /// still the one with that hash and unexpired, with its second half. Returns whether it
+    /// consumed (always true for questions).
+    pub async fn consume_now(&self, c: &Consumption) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        match c {
+            Consumption::Passcode { person_uid, hash } => {
+                purge_passcode_half(&mut tx, person_uid, Some(hash)).await?;
+                let done = sqlx::query(
+                    "DELETE FROM prp_passcode WHERE person_uid = $1 AND hash = $2 AND expires_at > $3",
+                )
+                .bind(person_uid)
+                .bind(hash)
+                .bind(self.now())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+            }
+            Consumption::Questions { person_uid, ids } => {
+                for id in ids {
+                    sqlx::query("DELETE FROM prp_question WHERE person_uid = $1 AND id = $2")
+                        .bind(person_uid)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Deletes every expired passcode and purges their second halves from the outbox.
     /// Returns how many passcodes it deleted.
     pub async fn purge_expired_passcodes(&self) -> Result<u64, StoreError> {
