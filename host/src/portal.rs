@@ -128,6 +128,16 @@ impl SelfService {
         })
     }
 
+    async fn verify(&self, phc: &str, secret: &str) -> Result<bool, PortalError> {
+        self.hasher
+            .verify_async(phc, secret)
+            .await
+            .map_err(|e| match e {
+                HashError::Busy => PortalError::Busy,
+                other => PortalError::Internal(other.to_string()),
+            })
+    }
+
     /// Admission for a request that will hash: such requests share a bounded part of the
     /// hashing workers ([`Hasher::admit`]), so that none of them, and no flood of them, can
     /// keep logins waiting. Refused at once ([`PortalError::Busy`]) when that part is full.
@@ -309,7 +319,7 @@ impl SelfService {
                     } else {
                         password
                     };
-                    if self.hasher.verify_async(&old.hash, form).await {
+                    if self.verify(&old.hash, form).await? {
                         violations.push(Violation {
                             rule: "history",
                             message: format!(
@@ -510,7 +520,7 @@ impl SelfService {
                     "You already have this question.".into(),
                 ));
             }
-            if self.hasher.verify_async(&q.answer_hash, answer).await {
+            if self.verify(&q.answer_hash, answer).await? {
                 return Err(PortalError::Invalid(
                     "Each question needs a different answer.".into(),
                 ));

@@ -389,15 +389,21 @@ impl Hasher {
             || params.p_cost() != self.params.p_cost()
     }
 
-    /// Runs `f` on a hashing thread and waits for it. `None` when the worker failed or the
-    /// queue is full.
+    /// Runs `f` on a hashing thread and waits for it. `None` when the worker failed or, for a
+    /// `bounded` hash, the queue is full. Logins' checks are not bounded here: refusing one
+    /// would count as a wrong secret against the person. They are bounded before they get
+    /// here, by `Host:MaxPendingLogins` and the plugin gate's `MaxConcurrentCalls` (a plugin
+    /// call holds its slot until it returns, even after its caller stopped waiting).
     fn on_worker<T: Send + 'static>(
         &self,
+        bounded: bool,
         f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let waiting = std::sync::Arc::clone(&self.waiting);
-        if waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_limit.load(Ordering::SeqCst) {
+        if waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_limit.load(Ordering::SeqCst)
+            && bounded
+        {
             waiting.fetch_sub(1, Ordering::SeqCst);
             tracing::warn!("hash queue full: a hash was refused");
             return None;
@@ -428,7 +434,7 @@ impl Hasher {
             SaltString::encode_b64(&salt).map_err(|e| HashError::Argon2(e.to_string()))?;
         let (params, secret) = (self.params.clone(), secret.to_owned());
         let raw = self
-            .on_worker(move |memory| {
+            .on_worker(true, move |memory| {
                 let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
                 compute(
                     Algorithm::Argon2id,
@@ -458,6 +464,11 @@ impl Hasher {
     /// outside [`Hasher::bounds`] (not argon2id, too cheap, too costly), costs the same as a
     /// real one and never matches: it fails closed, and is logged without the hash.
     pub fn verify(&self, phc: &str, secret: &str) -> bool {
+        self.verify_in_queue(false, phc, secret).unwrap_or(false)
+    }
+
+    /// [`Hasher::verify`], refused with [`HashError::Busy`] when `bounded` and the queue is full.
+    fn verify_in_queue(&self, bounded: bool, phc: &str, secret: &str) -> Result<bool, HashError> {
         let why = match PasswordHash::new(phc) {
             Err(_) => Some("not a PHC string".to_owned()),
             Ok(parsed) => refusal(&parsed, &self.bounds()),
@@ -465,11 +476,13 @@ impl Hasher {
         if let Some(why) = why {
             tracing::warn!("a stored hash was refused and counts as a failed check: {why}");
             self.dummy_verify();
-            return false;
+            return Ok(false);
         }
         let (phc, secret) = (phc.to_owned(), secret.to_owned());
-        self.on_worker(move |memory| verify_in(&phc, secret.as_bytes(), memory))
-            .unwrap_or(false)
+        self.on_worker(bounded, move |memory| {
+            verify_in(&phc, secret.as_bytes(), memory)
+        })
+        .ok_or(HashError::Busy)
     }
 
     /// [`Hasher::hash`] for async code: waits on a blocking thread, never on an async worker.
@@ -483,23 +496,30 @@ impl Hasher {
             .map_err(|e| HashError::Argon2(e.to_string()))?
     }
 
-    /// [`Hasher::verify`] for async code; false if the blocking thread failed.
-    pub async fn verify_async(self: &std::sync::Arc<Self>, phc: &str, secret: &str) -> bool {
+    /// [`Hasher::verify`] for async code outside logins (history, duplicate answers): bounded
+    /// by the queue, so it may be refused ([`HashError::Busy`]) rather than answer "no match".
+    pub async fn verify_async(
+        self: &std::sync::Arc<Self>,
+        phc: &str,
+        secret: &str,
+    ) -> Result<bool, HashError> {
         let (h, p, s) = (
             std::sync::Arc::clone(self),
             phc.to_owned(),
             secret.to_owned(),
         );
-        tokio::task::spawn_blocking(move || h.verify(&p, &s))
+        tokio::task::spawn_blocking(move || h.verify_in_queue(true, &p, &s))
             .await
-            .unwrap_or(false)
+            .map_err(|e| HashError::Argon2(e.to_string()))?
     }
 
     /// A verification against a hash nobody knows the secret of: spends the time a real one
     /// would, so that a missing account takes as long as a present one.
     pub fn dummy_verify(&self) {
         let dummy = self.dummy.clone();
-        let _ = self.on_worker(move |memory| verify_in(&dummy, b"not the secret", memory));
+        let _ = self.on_worker(false, move |memory| {
+            verify_in(&dummy, b"not the secret", memory)
+        });
     }
 }
 
@@ -655,6 +675,17 @@ mod tests {
             "some of 8 concurrent hashes find the queue full"
         );
         assert!(results.iter().any(Result::is_ok));
+        // A login's check is never refused (that would count as a wrong secret).
+        let phc = hs.hash("x").unwrap_or_default();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (hs, phc) = (std::sync::Arc::clone(&hs), phc.clone());
+                std::thread::spawn(move || hs.verify(&phc, "x"))
+            })
+            .collect();
+        assert!(threads
+            .into_iter()
+            .all(|t| t.join().unwrap_or_else(|_| panic!("thread"))));
     }
 
     #[test]
