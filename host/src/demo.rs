@@ -138,7 +138,9 @@ pub async fn set_central_password(
     person_uid: &str,
     password: &str,
 ) -> Result<(), DemoError> {
-    let h = hasher.hash_async(password).await?;
+    let h = hasher
+        .hash_async(&crate::security::normalize_password(password))
+        .await?;
     store
         .set_credential("Person", person_uid, person_uid, &h)
         .await?;
@@ -154,7 +156,9 @@ pub async fn set_account_password(
     person_uid: &str,
     password: &str,
 ) -> Result<(), DemoError> {
-    let h = hasher.hash_async(password).await?;
+    let h = hasher
+        .hash_async(&crate::security::normalize_password(password))
+        .await?;
     store
         .set_credential(table, account_uid, person_uid, &h)
         .await?;

@@ -23,4 +23,7 @@ mod service;
 pub mod store;
 
 pub use http::openapi;
+/// Single-use secrets a plugin's checks verified are consumed only when the login is granted:
+/// these bracket a direct `HostServices` call the way a login does (for tests of the services).
+pub use login::{begin_deferring, take_deferred};
 pub use service::{rfc3339, serve, HelpDeskPasscode, Listeners, Service, StartError};

@@ -5,7 +5,7 @@
 use crate::metrics::Crossings;
 use crate::plugins::{CallError, CallGate, RequestScope};
 use crate::security::{take_hash_count, Hasher};
-use crate::store::{AuditEvent, AuditWriter, NewSession, SessionKind, Store};
+use crate::store::{AuditEvent, AuditWriter, Consumption, NewSession, SessionKind, Store};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
 use prp_plugin_api::{
     AuthenticatorBox, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
@@ -19,6 +19,46 @@ pub const MAX_LOGIN_NAME: usize = 256;
 pub const MAX_SECRET: usize = 1024;
 pub const MAX_ANSWERS: usize = 10;
 pub const MAX_ANSWER: usize = 256;
+
+/// The parameter with the number of questions a questions login answers.
+pub const QUERY_ANSWER_REQUESTS: &str =
+    r"QER\Person\PasswordResetAuthenticator\QueryAnswerRequests";
+/// Its default, as the reference authenticator has it.
+const DEFAULT_REQUESTS: usize = 2;
+/// How often expired passcodes (and their second halves in the outbox) are purged.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+thread_local! {
+    /// Single-use secrets the login running on this thread verified: consumed only if the
+    /// login is granted, in the transaction that opens its session. `None` outside a login.
+    static DEFERRED: std::cell::RefCell<Option<Vec<Consumption>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Called by the host services while an authenticator decides a login: records a passcode or
+/// questions to consume if, and only if, the login is granted. Nothing is consumed for a login
+/// that is denied, fails or runs out of time. Outside a login on this thread (a plugin calling
+/// from a thread of its own) it gives the consumption back: the caller must consume at once,
+/// so that a single-use secret is never left usable (fail closed).
+pub fn defer_consumption(c: Consumption) -> Result<(), Consumption> {
+    DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push(c);
+            Ok(())
+        }
+        None => Err(c),
+    })
+}
+
+/// Starts recording consumptions on this thread (the login service does, before each
+/// authenticator call), dropping anything recorded before.
+pub fn begin_deferring() {
+    DEFERRED.with(|d| *d.borrow_mut() = Some(Vec::new()));
+}
+
+/// Takes what [`defer_consumption`] recorded on this thread and stops recording.
+pub fn take_deferred() -> Vec<Consumption> {
+    DEFERRED.with(|d| d.borrow_mut().take().unwrap_or_default())
+}
 
 /// A login attempt as the HTTP layer received it.
 pub struct LoginInput {
@@ -53,6 +93,13 @@ pub struct LoginService {
     pending: AtomicUsize,
     audit: AuditWriter,
     crossings: Arc<Crossings>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LoginService {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
 }
 
 /// Counts a login in progress for as long as it lives.
@@ -77,7 +124,20 @@ impl LoginService {
         reset_session_seconds: i64,
     ) -> Self {
         let audit = AuditWriter::start(store.clone());
+        // Each admitted login has at most one hash waiting at a time.
+        hasher.set_queue_limit(max_pending);
+        let sweeping = store.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut every = tokio::time::interval(PURGE_EVERY);
+            loop {
+                every.tick().await;
+                if let Err(e) = sweeping.purge_expired_passcodes().await {
+                    tracing::warn!("purging expired passcodes failed: {e}");
+                }
+            }
+        });
         Self {
+            sweeper,
             store,
             gate,
             hasher,
@@ -162,14 +222,16 @@ impl LoginService {
             .await;
             return LoginResult::Busy;
         };
+        // A questions login costs one hash per question asked, a number the server sets: what
+        // the client sends (more answers, fewer) changes nothing.
         let hashes = if input.method == LoginMethod::QUESTIONS {
-            input.answers.len().max(1)
+            self.questions_asked().await
         } else {
             1
         };
         let too_long = input.login_name.len() > MAX_LOGIN_NAME
             || input.secret.len() > MAX_SECRET
-            || input.answers.len() > MAX_ANSWERS
+            || input.answers.len() > hashes
             || input
                 .answers
                 .iter()
@@ -215,15 +277,19 @@ impl LoginService {
             .gate
             .call(move || {
                 take_hash_count();
+                begin_deferring();
                 let outcome = scope.run("login", || auth.login(&request));
+                let consumed = take_deferred();
                 // Pad to the same number of hashes on every path (unknown names included).
                 for _ in take_hash_count() as usize..hashes {
                     hasher.dummy_verify();
                 }
-                outcome
+                outcome.map(|o| (o, consumed))
             })
             .await;
-        let outcome = match decided {
+        // A call that runs out of time is answered here while its thread goes on: what it
+        // deferred is dropped with its result, so nothing is consumed for the denied login.
+        let (outcome, consumed) = match decided {
             Ok(o) => o,
             Err(e) => {
                 let why = match &e {
@@ -275,10 +341,20 @@ impl LoginService {
         };
         match self
             .store
-            .create_session(&person_uid, method, kind, lifetime)
+            .create_session_consuming(&person_uid, method, kind, lifetime, &consumed)
             .await
         {
-            Ok(session) => {
+            Ok(None) => {
+                self.audit(
+                    &input,
+                    Some(&person_uid),
+                    "failure",
+                    "passcode: already used (another login consumed it, or it was replaced, first)",
+                )
+                .await;
+                LoginResult::Denied
+            }
+            Ok(Some(session)) => {
                 self.audit(
                     &input,
                     Some(&person_uid),
@@ -321,6 +397,21 @@ impl LoginService {
             .await
             .map(|v| v.into_iter().collect())
             .map_err(|e| e.to_string())
+    }
+
+    /// How many questions a questions login answers (`QueryAnswerRequests`, 1 to
+    /// [`MAX_ANSWERS`]).
+    async fn questions_asked(&self) -> usize {
+        match self.store.parameter_value(QUERY_ANSWER_REQUESTS).await {
+            Ok(v) => v
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(DEFAULT_REQUESTS)
+                .clamp(1, MAX_ANSWERS),
+            Err(e) => {
+                tracing::warn!("reading {QUERY_ANSWER_REQUESTS} failed: {e}");
+                DEFAULT_REQUESTS
+            }
+        }
     }
 
     /// Dummy hashes on a blocking thread, for denials decided before the authenticator ran.

@@ -4,7 +4,7 @@
 
 use crate::plugins::CallGate;
 use crate::policy::{PasswordPolicy, Violation};
-use crate::security::{self, Hasher};
+use crate::security::{self, HashError, HashPermit, Hasher};
 use crate::store::{AuditEvent, ItemChange, PasswordChange, Person, Store, StoreError};
 use prp_plugin_api::abi_stable::std_types::RString;
 use prp_plugin_api::{ResolvedAccount, ResolverBox, SecretCheck};
@@ -39,6 +39,13 @@ pub enum PortalError {
     /// A resolver plugin didn't answer in time: its system may have changed; nothing else did.
     #[error("{0}")]
     Unknown(String),
+    /// A resolver plugin set the password in its system, and then storing the rest of the
+    /// change failed: that one password changed, nothing else did. The message names the item.
+    #[error("{0}")]
+    Partial(String),
+    /// Too much hashing in progress: try again shortly (503 with `Retry-After`).
+    #[error("too much hashing in progress")]
+    Busy,
     #[error("{0}")]
     Internal(String),
 }
@@ -112,10 +119,27 @@ impl std::fmt::Debug for IssuedPasscode {
 
 impl SelfService {
     async fn hash(&self, secret: &str) -> Result<String, PortalError> {
+        self.hasher.hash_async(secret).await.map_err(|e| match e {
+            HashError::Busy => PortalError::Busy,
+            other => PortalError::Internal(other.to_string()),
+        })
+    }
+
+    async fn verify(&self, phc: &str, secret: &str) -> Result<bool, PortalError> {
         self.hasher
-            .hash_async(secret)
+            .verify_async(phc, secret)
             .await
-            .map_err(|e| PortalError::Internal(e.to_string()))
+            .map_err(|e| match e {
+                HashError::Busy => PortalError::Busy,
+                other => PortalError::Internal(other.to_string()),
+            })
+    }
+
+    /// Admission for a request that will hash: such requests share a bounded part of the
+    /// hashing workers ([`Hasher::admit`]), so that none of them, and no flood of them, can
+    /// keep logins waiting. Refused at once ([`PortalError::Busy`]) when that part is full.
+    fn admit(&self) -> Result<HashPermit, PortalError> {
+        self.hasher.admit().ok_or(PortalError::Busy)
     }
 
     /// The person's password items: the central account, their accounts in the configured
@@ -206,12 +230,13 @@ impl SelfService {
         Ok(out)
     }
 
-    /// The person's items with these ids; an id that isn't theirs fails the whole request.
+    /// The person's items with these ids, and all of the person's items; an id that isn't
+    /// theirs fails the whole request.
     async fn pick(
         &self,
         person: &Person,
         ids: &[String],
-    ) -> Result<Vec<PasswordItem>, PortalError> {
+    ) -> Result<(Vec<PasswordItem>, Vec<PasswordItem>), PortalError> {
         if ids.is_empty() {
             return Err(PortalError::Invalid(
                 "choose at least one password to set".into(),
@@ -228,7 +253,7 @@ impl SelfService {
                 out.push(item.clone());
             }
         }
-        Ok(out)
+        Ok((out, all))
     }
 
     /// The rules `password` breaks for each item, history included. Changes nothing.
@@ -238,23 +263,30 @@ impl SelfService {
         ids: &[String],
         password: &str,
     ) -> Result<Vec<ItemCheck>, PortalError> {
-        let items = self.pick(person, ids).await?;
-        self.check_items(person, &items, password).await
+        let _admitted = self.admit()?;
+        let (items, all) = self.pick(person, ids).await?;
+        self.check_items(person, &items, &all, password).await
     }
 
-    /// The rules `password` breaks for each of the person's chosen items.
+    /// The rules `password` breaks for each of the person's chosen items. `RejectNames` looks
+    /// at every name of the person, not only the chosen items': first and last name, central
+    /// account, every item (its name and key) and every login name in the search table.
     async fn check_items(
         &self,
         person: &Person,
         items: &[PasswordItem],
+        all: &[PasswordItem],
         password: &str,
     ) -> Result<Vec<ItemCheck>, PortalError> {
+        // Rules apply to the password as it is stored: its NFKC form.
+        let normalized = security::normalize_password(password);
         let mut names = vec![
             person.first_name.clone(),
             person.last_name.clone(),
             person.central_account.clone(),
         ];
-        for i in items {
+        names.extend(self.store.search_table_login_names(&person.uid).await?);
+        for i in items.iter().chain(all) {
             names.push(i.display_name.clone());
             names.extend(i.display_name.split_whitespace().map(str::to_owned));
             names.push(i.account_uid.clone());
@@ -262,7 +294,7 @@ impl SelfService {
         names.retain(|n| n.chars().count() >= 3);
         let mut out = Vec::new();
         for item in items {
-            let mut violations = item.policy.violations(password, &names);
+            let mut violations = item.policy.violations(&normalized, &names);
             // The history check hashes, so it runs only for an otherwise acceptable password.
             if violations.is_empty() && item.policy.history_count > 0 {
                 for old in self
@@ -270,7 +302,14 @@ impl SelfService {
                     .recent_hashes(&item.source, &item.account_uid, item.policy.history_count)
                     .await?
                 {
-                    if self.hasher.verify_async(&old, password).await {
+                    // Each earlier hash in the form it was made of (typed, before passwords
+                    // were normalised): one hash each either way.
+                    let form = if old.normalized {
+                        &normalized
+                    } else {
+                        password
+                    };
+                    if self.verify(&old.hash, form).await? {
                         violations.push(Violation {
                             rule: "history",
                             message: format!(
@@ -301,8 +340,10 @@ impl SelfService {
         session_token_hash: Option<String>,
         remote_addr: Option<String>,
     ) -> Result<Result<Vec<String>, Vec<ItemCheck>>, PortalError> {
-        let items = self.pick(person, ids).await?;
-        let checks = self.check_items(person, &items, password).await?;
+        let _admitted = self.admit()?;
+        let (items, all) = self.pick(person, ids).await?;
+        let checks = self.check_items(person, &items, &all, password).await?;
+        let normalized = security::normalize_password(password);
         if checks.iter().any(|c| !c.violations.is_empty()) {
             return Ok(Err(checks));
         }
@@ -334,7 +375,9 @@ impl SelfService {
                         .await
                     {
                         Ok(c) if c.is_ok() => None,
-                        Ok(c) if c == SecretCheck::UNSUPPORTED => Some(self.hash(password).await?),
+                        Ok(c) if c == SecretCheck::UNSUPPORTED => {
+                            Some(self.hash(&normalized).await?)
+                        }
                         Ok(c) => {
                             return Err(PortalError::Upstream(format!(
                                 "{} refused the new password for {} ({})",
@@ -370,7 +413,7 @@ impl SelfService {
                         }
                     }
                 }
-                _ => Some(self.hash(password).await?),
+                _ => Some(self.hash(&normalized).await?),
             };
             changes.push(ItemChange {
                 source: item.source.clone(),
@@ -379,15 +422,52 @@ impl SelfService {
                 history_count: item.policy.history_count,
             });
         }
-        self.store
+        // The item a resolver set in its own system, if any: it has changed whatever follows.
+        let set_outside = items.iter().zip(&changes).find_map(|(i, c)| match &i.kind {
+            ItemKind::Resolver { resolver, .. } if c.new_hash.is_none() => {
+                Some((i.id.clone(), resolver.clone()))
+            }
+            _ => None,
+        });
+        if let Err(e) = self
+            .store
             .apply_password_change(&PasswordChange {
                 person_uid: person.uid.clone(),
                 session_token_hash,
                 items: changes,
                 actor: person.uid.clone(),
-                remote_addr,
+                remote_addr: remote_addr.clone(),
             })
-            .await?;
+            .await
+        {
+            let Some((id, resolver)) = set_outside else {
+                return Err(e.into());
+            };
+            tracing::error!(
+                "the password of {id} was set by {resolver}, then storing the change failed: {e}"
+            );
+            let reason = format!(
+                "{id}: the password in {resolver} was changed, but storing the change in the portal failed; nothing else was changed"
+            );
+            if let Err(audit) = self
+                .store
+                .audit(&AuditEvent {
+                    event: "password.set",
+                    outcome: "unknown",
+                    person_uid: Some(&person.uid),
+                    reason: Some(&reason),
+                    actor: Some(&person.uid),
+                    remote_addr: remote_addr.as_deref(),
+                    ..Default::default()
+                })
+                .await
+            {
+                tracing::error!("audit log write failed: {audit}");
+            }
+            return Err(PortalError::Partial(format!(
+                "The password of {id} was changed in {resolver}, but the portal could not record the change; no other password was changed. Use the new password for {id}, and tell the help desk."
+            )));
+        }
         Ok(Ok(items.into_iter().map(|i| i.id).collect()))
     }
 
@@ -430,7 +510,7 @@ impl SelfService {
                     "You already have this question.".into(),
                 ));
             }
-            if self.hasher.verify_async(&q.answer_hash, answer).await {
+            if self.verify(&q.answer_hash, answer).await? {
                 return Err(PortalError::Invalid(
                     "Each question needs a different answer.".into(),
                 ));
@@ -456,6 +536,7 @@ impl SelfService {
         answer: &str,
     ) -> Result<String, PortalError> {
         let (q, a) = Self::check_question_text(question, answer)?;
+        let _admitted = self.admit()?;
         if self.store.questions(&person.uid).await?.len() >= MAX_QUESTIONS {
             return Err(PortalError::Invalid(format!(
                 "You can have at most {MAX_QUESTIONS} questions."
@@ -476,6 +557,7 @@ impl SelfService {
         answer: &str,
     ) -> Result<(), PortalError> {
         let (q, a) = Self::check_question_text(question, answer)?;
+        let _admitted = self.admit()?;
         if !self
             .store
             .questions(&person.uid)
@@ -587,7 +669,10 @@ impl SelfService {
         let passcode = security::new_passcode();
         let normalized = security::normalize_passcode(&passcode)
             .ok_or_else(|| PortalError::Internal("generated passcode is malformed".into()))?;
-        let hash = self.hash(&normalized).await?;
+        let hash = {
+            let _admitted = self.admit()?;
+            self.hash(&normalized).await?
+        };
         let expires_at = self
             .store
             .issue_passcode(&target.uid, &hash, hours * 3600, issuer)
@@ -595,16 +680,18 @@ impl SelfService {
         let shown = if split {
             let (first, second) = passcode.split_at(9);
             let manager = manager.unwrap_or_default();
+            // Tied to this passcode: purged from the outbox once it is used, replaced,
+            // invalidated or expired.
             self.store
-                .notify(
+                .queue_passcode_half(
+                    &target.uid,
+                    &hash,
                     &manager,
-                    "passcode.half",
-                    "Second half of a passcode",
                     &format!(
                         "A passcode was issued for {} {} ({}). Give them this second half; they type both halves together.",
                         target.first_name, target.last_name, target.uid
                     ),
-                    Some(second.trim_start_matches('-')),
+                    second.trim_start_matches('-'),
                 )
                 .await?;
             first.trim_end_matches('-').to_owned()

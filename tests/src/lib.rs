@@ -852,3 +852,18 @@ impl Client {
         )
     }
 }
+
+/// The value of a counter or gauge in the server's `/metrics` (panics when it's missing).
+pub fn metric(server: &Server, name: &str) -> u64 {
+    let text = server.metrics();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("{name} is not in /metrics"))
+}
+
+/// Argon2 computations the server made so far (`prp_argon2_hashes_total`).
+pub fn hash_count(server: &Server) -> u64 {
+    metric(server, "prp_argon2_hashes_total")
+}

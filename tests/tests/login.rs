@@ -19,11 +19,22 @@ struct Portal {
 }
 
 async fn portal(backend: &Backend) -> Portal {
+    portal_with(backend, json!({}), None).await
+}
+
+/// `portal` with extra `Host` settings and, when given, another plugin call timeout.
+async fn portal_with(backend: &Backend, host: Value, call_timeout_ms: Option<u64>) -> Portal {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     seed(&store).await;
     let scene = Scene::new();
-    let config = scene.portal_config(&db.url, Some(TEST_TOKEN), json!({}));
+    let mut config = scene.portal_config(&db.url, Some(TEST_TOKEN), host);
+    if let Some(ms) = call_timeout_ms {
+        let text = std::fs::read_to_string(&config).expect("config");
+        let mut v: Value = serde_json::from_str(&text).expect("json");
+        v["Plugins"]["CallTimeoutMs"] = ms.into();
+        config = scene.write("appsettings.json", &v.to_string());
+    }
     let server = Server::start(&config).unwrap_or_else(|e| panic!("[{}] {e}", backend.name()));
     Portal {
         server,
@@ -863,5 +874,225 @@ async fn every_login_costs_the_same_number_of_hashes() {
                 "[{tag}] {what}: one hash per answer"
             );
         }
+    }
+}
+
+/// A hasher with a time cost high enough that one verification outlasts a short plugin call
+/// timeout.
+fn slow_hasher() -> std::sync::Arc<prp_host::security::Hasher> {
+    std::sync::Arc::new(
+        prp_host::security::Hasher::new(1, prp_host::security::Hasher::MIN_MEMORY_KIB, 200)
+            .expect("hasher"),
+    )
+}
+
+/// Waits until the server has made `n` more hashes than `before` (a login that ran out of
+/// time goes on in the background), then a moment for what follows them.
+fn wait_for_hashes(server: &Server, before: u64, n: u64) {
+    let start = std::time::Instant::now();
+    while prp_tests::hash_count(server) < before + n {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the hashes never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_that_runs_out_of_time_consumes_nothing() {
+    for b in backends() {
+        let tag = b.name();
+        // Stored secrets with t = 200 take seconds to verify; the authenticator gets 1.5 s.
+        // (Host:Argon2Iterations 50 lets hashes of up to four times that cost be verified.)
+        let p = portal_with(&b, json!({"Argon2Iterations": 50}), Some(1500)).await;
+        let slow = slow_hasher();
+
+        let code = prp_host::security::new_passcode();
+        let normalized = prp_host::security::normalize_passcode(&code).expect("passcode");
+        let hash = slow.hash_async(&normalized).await.expect("hash");
+        p.store
+            .issue_passcode("P-PAT", &hash, 3600, "test")
+            .await
+            .expect("issue");
+        let before = prp_tests::hash_count(&p.server);
+        assert_eq!(p.passcode("pat", &code).0, 401, "[{tag}] timed out");
+        wait_for_hashes(&p.server, before, 1);
+        assert!(
+            p.store.passcode("P-PAT").await.expect("read").is_some(),
+            "[{tag}] the passcode of a login that was not granted is still there"
+        );
+
+        // The same for questions with InvalidateUsedQuery.
+        p.store
+            .set_parameter(&format!(r"{ROOT}\InvalidateUsedQuery"), Some("1"))
+            .await
+            .expect("param");
+        for q in p.store.questions("P-QUINN").await.expect("q") {
+            let answer = prp_host::security::normalize_answer(quinn_answer(&q.question));
+            let slow_hash = slow.hash_async(&answer).await.expect("hash");
+            sqlx::query("UPDATE prp_question SET answer_hash = $1 WHERE id = $2")
+                .bind(slow_hash)
+                .bind(&q.id)
+                .execute(p.store.pool())
+                .await
+                .expect("update");
+        }
+        let asked = p.challenge("quinn");
+        let right: Vec<(String, &str)> = asked
+            .iter()
+            .map(|(id, q)| (id.clone(), quinn_answer(q)))
+            .collect();
+        let before = prp_tests::hash_count(&p.server);
+        assert_eq!(p.answer("quinn", &right).0, 401, "[{tag}] timed out");
+        wait_for_hashes(&p.server, before, 2);
+        assert_eq!(
+            p.store.questions("P-QUINN").await.expect("q").len(),
+            3,
+            "[{tag}] no question is used up by a login that was not granted"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_questions_attempt_costs_the_same_whatever_is_sent() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        let asked = p.challenge("quinn");
+        assert_eq!(asked.len(), 2, "[{tag}] QueryAnswerRequests");
+        // Two questions are asked, so every attempt costs two hashes: more answers (up to and
+        // past the limit of 10), or fewer, change nothing.
+        for count in [1usize, 3, 10, 11, 10_000] {
+            let answers: Vec<(String, &str)> = (0..count)
+                .map(|i| {
+                    let id = asked
+                        .get(i)
+                        .map(|(id, _)| id.clone())
+                        .unwrap_or_else(|| format!("made-up-{i}"));
+                    (id, "wrong")
+                })
+                .collect();
+            let before = hashes(&p.server);
+            let (status, body) = p.answer("quinn", &answers);
+            let spent = hashes(&p.server) - before;
+            match status {
+                401 => assert_eq!(spent, 2, "[{tag}] {count} answers"),
+                // More answers than a login takes, or a body over the limit, are refused
+                // before anything is hashed (and before the name is looked at).
+                400 | 413 if count > 10 => assert_eq!(spent, 0, "[{tag}] {count} answers"),
+                other => panic!("[{tag}] {count} answers: {other} {body}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_hashes_fail_closed_and_weak_ones_are_rehashed() {
+    for b in backends() {
+        let tag = b.name();
+        // The portal hashes with t = 3; the seeded hashes have t = 2 (weaker, still accepted).
+        let p = portal_with(&b, json!({"Argon2Iterations": 3}), None).await;
+        let central = |store: &Store| {
+            let store = store.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(
+                    "SELECT hash FROM prp_credential WHERE source = 'ADSAccount' AND account_uid = 'A-OK'",
+                )
+                .fetch_one(store.pool())
+                .await
+                .expect("hash")
+            }
+        };
+        assert!(central(&p.store).await.contains("t=2,"), "[{tag}]");
+        let before = hashes(&p.server);
+        assert_eq!(p.password("ok.acct", FLAG_PW).0, 200, "[{tag}]");
+        assert_eq!(
+            hashes(&p.server) - before,
+            2,
+            "[{tag}] the check and the rehash"
+        );
+        let rehashed = central(&p.store).await;
+        assert!(
+            rehashed.contains("$argon2id$v=19$m=19456,t=3,p=1$"),
+            "[{tag}] {rehashed}"
+        );
+        assert_eq!(p.password("ok.acct", FLAG_PW).0, 200, "[{tag}] still works");
+
+        // A hash costlier than four times the portal's cost is refused unverified, even with
+        // the right password: one hash spent, counted as a wrong password.
+        let costly =
+            prp_host::security::Hasher::new(1, prp_host::security::Hasher::MIN_MEMORY_KIB, 13)
+                .expect("hasher");
+        let planted = costly.hash(CAROL_CENTRAL).expect("hash");
+        sqlx::query("UPDATE prp_credential SET hash = $1 WHERE source = 'Person' AND account_uid = 'P-CAROL'")
+            .bind(&planted)
+            .execute(p.store.pool())
+            .await
+            .expect("plant");
+        let before = hashes(&p.server);
+        assert_eq!(p.password("carol", CAROL_CENTRAL).0, 401, "[{tag}]");
+        assert_eq!(hashes(&p.server) - before, 1, "[{tag}]");
+        assert_eq!(p.last_reason().await, "password: wrong", "[{tag}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passwords_are_compared_in_nfkc_and_old_unnormalised_ones_still_work() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        // Set with a decomposed "é" (e + U+0301); logged in with the composed one.
+        let decomposed = "Cafe\u{301}-orchard-velvet-42";
+        let composed = "Caf\u{e9}-orchard-velvet-42";
+        let carol = prp_tests::Client::password(&p.server, "carol", CAROL_CENTRAL);
+        let (s, v) = carol.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": ["Person:P-CAROL"], "password": decomposed})),
+        );
+        assert_eq!(s, 200, "[{tag}] {v}");
+        assert_eq!(p.password("carol", composed).0, 200, "[{tag}] composed");
+        assert_eq!(p.password("carol", decomposed).0, 200, "[{tag}] decomposed");
+        assert_eq!(
+            p.password("carol", "Ｃａｆé-orchard-velvet-42").0,
+            200,
+            "[{tag}] full-width letters are the same password"
+        );
+
+        // A hash stored before passwords were normalised is of the password as typed: it still
+        // works as typed, costs one hash like any check, and is rehashed to the NFKC form.
+        let legacy = hasher().hash_async(decomposed).await.expect("hash");
+        sqlx::query(
+            "UPDATE prp_credential SET hash = $1, normalized = 0 WHERE source = 'ADSAccount' AND account_uid = 'A-OK'",
+        )
+        .bind(&legacy)
+        .execute(p.store.pool())
+        .await
+        .expect("legacy");
+        let before = hashes(&p.server);
+        assert_eq!(p.password("ok.acct", "wrong").0, 401, "[{tag}]");
+        assert_eq!(
+            hashes(&p.server) - before,
+            1,
+            "[{tag}] a failure costs one hash"
+        );
+        assert_eq!(p.password("ok.acct", decomposed).0, 200, "[{tag}] as typed");
+        let normalized: i64 = sqlx::query_scalar(
+            "SELECT normalized FROM prp_credential WHERE source = 'ADSAccount' AND account_uid = 'A-OK'",
+        )
+        .fetch_one(p.store.pool())
+        .await
+        .expect("flag");
+        assert_eq!(normalized, 1, "[{tag}] rehashed");
+        assert_eq!(
+            p.password("ok.acct", composed).0,
+            200,
+            "[{tag}] and now in any form"
+        );
+        let before = hashes(&p.server);
+        assert_eq!(p.password("ok.acct", "wrong").0, 401, "[{tag}]");
+        assert_eq!(hashes(&p.server) - before, 1, "[{tag}]");
     }
 }

@@ -20,6 +20,11 @@ struct Portal {
 }
 
 async fn portal(backend: &Backend) -> Portal {
+    portal_with(backend, json!({})).await
+}
+
+/// `portal` with extra `Host` settings.
+async fn portal_with(backend: &Backend, host: Value) -> Portal {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     seed(&store).await;
@@ -53,7 +58,7 @@ async fn portal(backend: &Backend) -> Portal {
     .expect("manager");
     let scene = Scene::new();
     let directory = artifacts().lib("fixture-directory-resolver");
-    let config = scene.portal_config_with(&db.url, Some(TEST_TOKEN), json!({}), &[directory]);
+    let config = scene.portal_config_with(&db.url, Some(TEST_TOKEN), host, &[directory]);
     // A third-party resolver is used only when Plugins:Resolvers lists it.
     let mut cfg: Value =
         serde_json::from_str(&std::fs::read_to_string(&config).expect("config")).expect("json");
@@ -885,4 +890,315 @@ async fn metrics_count_logins_on_the_admin_listener() {
     // Not on the public listener.
     let (s, body) = p.server.get("/metrics");
     assert_eq!(s, 404, "{body}");
+}
+
+/// Issues a four-eyes passcode for carol through the CLI: (the help desk's first half, the
+/// second half as queued for her manager).
+async fn issue_split(p: &Portal) -> (String, String) {
+    let out = host_command(&p.config, &["passcode", "new", "carol"])
+        .output()
+        .expect("cli");
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 9 && l.contains('-'))
+        .expect("first half")
+        .to_owned();
+    let second = p
+        .store
+        .notifications("P-MARTA")
+        .await
+        .expect("outbox")
+        .into_iter()
+        .rev()
+        .find(|n| n.0 == "passcode.half")
+        .and_then(|n| n.3)
+        .expect("the manager's half");
+    (first, second)
+}
+
+/// The passcode halves still held in clear in the outbox.
+async fn halves_in_clear(p: &Portal) -> Vec<String> {
+    p.store
+        .notifications("P-MARTA")
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|n| n.0 == "passcode.half")
+        .filter_map(|n| n.3)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passcodes_end_with_a_password_change_and_their_halves_leave_the_outbox() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        p.store
+            .set_parameter(&format!(r"{}\PasscodeSplit", prp_tests::ROOT), Some("1"))
+            .await
+            .expect("param");
+        let passcode = |first: &str, second: &str| {
+            p.server
+                .post(
+                    "/api/login/passcode",
+                    &json!({"login_name": "carol", "passcode": format!("{first}-{second}")}),
+                )
+                .0
+        };
+
+        // Replaced: the earlier passcode's half is purged when a new one is issued.
+        let (_, replaced) = issue_split(&p).await;
+        let (first, second) = issue_split(&p).await;
+        assert_eq!(
+            halves_in_clear(&p).await,
+            vec![second.clone()],
+            "[{tag}] {replaced}"
+        );
+        // Used: purged with the login that used it.
+        assert_eq!(passcode(&first, &second), 200, "[{tag}]");
+        assert!(halves_in_clear(&p).await.is_empty(), "[{tag}] used");
+
+        // A password change removes the outstanding passcode (and its half), in its transaction.
+        let (first, second) = issue_split(&p).await;
+        let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        let (s, v) = carol.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": ["Person:P-CAROL"], "password": GOOD})),
+        );
+        assert_eq!(s, 200, "[{tag}] {v}");
+        assert_eq!(
+            p.store.passcode("P-CAROL").await.expect("read"),
+            None,
+            "[{tag}] the passcode is gone with the old password"
+        );
+        assert!(halves_in_clear(&p).await.is_empty(), "[{tag}] changed");
+        assert_eq!(passcode(&first, &second), 401, "[{tag}]");
+
+        // Expired: purged (by the login that finds it expired, and by the periodic sweep).
+        let (first, second) = issue_split(&p).await;
+        sqlx::query("UPDATE prp_passcode SET expires_at = 1 WHERE person_uid = 'P-CAROL'")
+            .execute(p.store.pool())
+            .await
+            .expect("expire");
+        assert_eq!(passcode(&first, &second), 401, "[{tag}]");
+        assert!(halves_in_clear(&p).await.is_empty(), "[{tag}] expired");
+        let (_, second) = issue_split(&p).await;
+        assert_eq!(halves_in_clear(&p).await, vec![second], "[{tag}]");
+        sqlx::query("UPDATE prp_passcode SET expires_at = 1 WHERE person_uid = 'P-CAROL'")
+            .execute(p.store.pool())
+            .await
+            .expect("expire");
+        assert_eq!(p.store.purge_expired_passcodes().await.expect("sweep"), 1);
+        assert!(halves_in_clear(&p).await.is_empty(), "[{tag}] swept");
+    }
+}
+
+/// Quinn's reset session, from answering two of his questions.
+fn quinn_reset_session(p: &Portal) -> Client {
+    let (_, v) = p.server.post(
+        "/api/login/questions/challenge",
+        &json!({"login_name": "quinn"}),
+    );
+    let asked: Value = serde_json::from_str(&v).expect("json");
+    let answers: Vec<Value> = asked["questions"]
+        .as_array()
+        .expect("questions")
+        .iter()
+        .map(|q| {
+            let a = match q["question"].as_str().unwrap_or_default() {
+                "Colour of the sky?" => "blue",
+                "Best number?" => "seven",
+                _ => "porto",
+            };
+            json!({"question_id": q["id"], "answer": a})
+        })
+        .collect();
+    let (s, body) = p.server.post(
+        "/api/login/questions",
+        &json!({"login_name": "quinn", "answers": answers}),
+    );
+    assert_eq!(s, 200, "{body}");
+    Client::from_login(p.server.addr, &body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replacing_or_unlocking_a_question_tells_the_person() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        let quinn = quinn_reset_session(&p);
+        let (_, list) = quinn.call("GET", "/api/questions", None);
+        let ids: Vec<String> = list["questions"]
+            .as_array()
+            .expect("questions")
+            .iter()
+            .map(|q| q["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let before = p
+            .store
+            .notifications("P-QUINN")
+            .await
+            .expect("outbox")
+            .len();
+        let (s, v) = quinn.call(
+            "PUT",
+            &format!("/api/questions/{}", ids[0]),
+            Some(json!({"question": "First pet's name?", "answer": "Rex the dog"})),
+        );
+        assert_eq!(s, 200, "[{tag}] {v}");
+        let (s, v) = quinn.call("POST", &format!("/api/questions/{}/unlock", ids[1]), None);
+        assert_eq!(s, 200, "[{tag}] {v}");
+        let notes = p.store.notifications("P-QUINN").await.expect("outbox");
+        let kinds: Vec<&str> = notes[before..].iter().map(|n| n.0.as_str()).collect();
+        assert_eq!(
+            kinds,
+            vec!["question.replaced", "question.unlocked"],
+            "[{tag}] the person is told of each change"
+        );
+        assert!(
+            notes.iter().all(|n| n.3.is_none() && !n.2.contains("Rex")),
+            "[{tag}] no answer in the outbox"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reject_names_looks_at_every_login_name_of_the_person() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        // Only the central account is chosen; the names come from her other accounts: the
+        // ADS login name (SamAccountName) and the ADS display name (CN "Carol Example").
+        for password in ["orchard-cexample-velvet-42", "orchard-EXAMPLE-velvet-42"] {
+            let (s, v) = carol.call(
+                "POST",
+                "/api/password-items/check",
+                Some(json!({"items": ["Person:P-CAROL"], "password": password})),
+            );
+            assert_eq!(s, 200, "[{tag}] {v}");
+            assert_eq!(
+                rules(&v, "Person:P-CAROL"),
+                vec!["contains_name"],
+                "[{tag}] {password}: {v}"
+            );
+        }
+    }
+}
+
+/// Makes the portal's own step of every password change fail, as a database error would.
+async fn break_password_changes(store: &Store) {
+    let statements: &[&str] = match store.dialect() {
+        prp_host::store::Dialect::Sqlite => &[
+            "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_notification_outbox
+             WHEN NEW.kind = 'password.changed'
+             BEGIN SELECT RAISE(ABORT, 'the database step fails'); END",
+        ],
+        prp_host::store::Dialect::Postgres => &[
+            "CREATE FUNCTION prp_test_fail() RETURNS trigger AS $$
+             BEGIN RAISE EXCEPTION 'the database step fails'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_notification_outbox
+             FOR EACH ROW WHEN (NEW.kind = 'password.changed') EXECUTE FUNCTION prp_test_fail()",
+        ],
+    };
+    for sql in statements {
+        sqlx::query(sql)
+            .execute(store.pool())
+            .await
+            .expect("trigger");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resolver_change_whose_database_step_fails_is_audited_and_explained() {
+    for b in backends() {
+        let tag = b.name();
+        let p = portal(&b).await;
+        let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        break_password_changes(&p.store).await;
+        let (s, v) = carol.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": ["Directory:DIR-CAROL"], "password": GOOD})),
+        );
+        assert_eq!(s, 502, "[{tag}] {v}");
+        assert_eq!(v["error"], "partial", "[{tag}] {v}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("Directory:DIR-CAROL") && message.contains("directory"),
+            "[{tag}] the person is told which password changed: {message}"
+        );
+        // The directory did change; the portal's records did not.
+        assert_eq!(p.login_status("carol.dir", GOOD), 200, "[{tag}]");
+        assert_eq!(p.login_status("carol", CAROL_CENTRAL), 200, "[{tag}]");
+        let audit = p.store.audit_tail(20).await.expect("audit");
+        let partial = audit
+            .iter()
+            .find(|e| e.event == "password.set")
+            .expect("the partial change is audited");
+        assert_eq!(partial.outcome, "unknown", "[{tag}] {partial:?}");
+        let reason = partial.reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("Directory:DIR-CAROL") && reason.contains("directory"),
+            "[{tag}] {reason}"
+        );
+        assert!(!reason.contains(GOOD), "[{tag}] no secret in the audit log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_checks_is_turned_away_and_a_login_still_gets_through() {
+    for b in backends() {
+        let tag = b.name();
+        // One hashing worker: requests other than logins may keep one hash going at a time.
+        let p = portal_with(&b, json!({"HashWorkers": 1})).await;
+        let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        let before = prp_tests::hash_count(&p.server);
+        let addr = p.server.addr;
+        let auth = format!("Bearer {}", carol.token);
+        let flood: Vec<_> = (0..24)
+            .map(|_| {
+                let auth = auth.clone();
+                std::thread::spawn(move || {
+                    let (s, head, _) = request(
+                        addr,
+                        "POST",
+                        "/api/password-items/check",
+                        &[("Authorization", &auth)],
+                        Some(&json!({"items": ["Person:P-CAROL"], "password": GOOD})),
+                    );
+                    (s, head.to_ascii_lowercase().contains("retry-after: 1"))
+                })
+            })
+            .collect();
+        // An honest login in the middle of the flood.
+        let (login, body) = p.server.post(
+            "/api/login/password",
+            &json!({"login_name": "cexample", "password": CAROL_ADS}),
+        );
+        let answers: Vec<(u16, bool)> = flood
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        assert_eq!(login, 200, "[{tag}] the login gets through: {body}");
+        let busy = answers.iter().filter(|(s, _)| *s == 503).count();
+        let checked = answers.iter().filter(|(s, _)| *s == 200).count();
+        assert!(busy > 0, "[{tag}] {answers:?}");
+        assert_eq!(busy + checked, 24, "[{tag}] {answers:?}");
+        assert!(
+            answers.iter().all(|(s, retry)| *s != 503 || *retry),
+            "[{tag}] 503 with Retry-After"
+        );
+        // Each check that was let in compared one earlier hash; the login hashed once; the
+        // ones turned away hashed nothing.
+        assert_eq!(
+            prp_tests::hash_count(&p.server) - before,
+            checked as u64 + 1,
+            "[{tag}]"
+        );
+    }
 }

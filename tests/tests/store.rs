@@ -4,7 +4,7 @@
 
 use prp_host::clock::ManualClock;
 use prp_host::plugins::{host_services, HostContext};
-use prp_host::store::{ApiKeyScope, AuditEvent, LockScope, LockoutPolicy, Store};
+use prp_host::store::{ApiKeyScope, AuditEvent, LockScope, LockoutPolicy, SessionKind, Store};
 use prp_plugin_api::{HostServicesBox, SecretCheck};
 use prp_tests::{hasher, TestDb};
 use std::sync::{Arc, OnceLock};
@@ -64,6 +64,11 @@ prp_tests::on_each_backend! {
             SecretCheck::OK,
             "[{tag}] valid in its last second"
         );
+        assert_eq!(
+            store.passcode("P-1").await.expect("read"),
+            None,
+            "[{tag}] outside a login, a right passcode is consumed at once (fail closed)"
+        );
 
         let code = issue(&store, "P-1", 3600).await;
         clock.set(T0 + 3599 + 3600);
@@ -92,14 +97,37 @@ prp_tests::on_each_backend! {
                 let s = s.clone();
                 let code = code.clone();
                 tokio::task::spawn_blocking(move || {
-                    s.verify_passcode("P-1".into(), code.as_str().into())
-                        .into_result()
+                    prp_host::begin_deferring();
+                    let r = s
+                        .verify_passcode("P-1".into(), code.as_str().into())
+                        .into_result();
+                    (r, prp_host::take_deferred())
                 })
             })
             .collect();
-        let mut ok = 0;
+        // A right passcode is consumed when the login's session is opened: of the logins
+        // that verified it, exactly one opens a session.
+        let mut opened = Vec::new();
         for t in tasks {
-            let r = t.await.expect("join").expect("service");
+            let (r, consumed) = t.await.expect("join");
+            let r = r.expect("service");
+            assert_eq!(consumed.is_empty(), r != SecretCheck::OK, "[{tag}] {r:?}");
+            if r == SecretCheck::OK {
+                let store = store.clone();
+                opened.push(tokio::spawn(async move {
+                    store
+                        .create_session_consuming(
+                            "P-1",
+                            "passcode",
+                            SessionKind::Reset,
+                            60,
+                            &consumed,
+                        )
+                        .await
+                        .expect("session")
+                        .is_some()
+                }));
+            }
             assert!(
                 r == SecretCheck::OK
                     || r == SecretCheck::ALREADY_USED
@@ -108,7 +136,10 @@ prp_tests::on_each_backend! {
                     || r == SecretCheck::LOCKED,
                 "[{tag}] {r:?}"
             );
-            ok += usize::from(r == SecretCheck::OK);
+        }
+        let mut ok = 0;
+        for o in opened {
+            ok += usize::from(o.await.expect("join"));
         }
         assert_eq!(ok, 1, "[{tag}]");
     }

@@ -125,6 +125,11 @@ impl From<PortalError> for ApiError {
                     "A connected system did not answer in time: the password there may or may not have changed; nothing else was changed. Check with the help desk before trying again.",
                 )
             }
+            PortalError::Partial(m) => {
+                tracing::error!("password change partly applied: {m}");
+                Self::new(StatusCode::BAD_GATEWAY, "partial", m)
+            }
+            PortalError::Busy => Self::busy("Too busy right now; try again in a moment."),
             PortalError::Store(e) => {
                 tracing::error!("portal request failed: {e}");
                 Self::unavailable()

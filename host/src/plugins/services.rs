@@ -216,9 +216,25 @@ impl Services {
                 None => ("Person", person_uid),
                 Some(uid) => (account.source.as_str(), uid.as_str()),
             };
-            if let Some(hash) = self.block(store.credential(source, key, person_uid))? {
+            if let Some(stored) = self.block(store.stored_password(source, key, person_uid))? {
                 checked += 1;
-                ok = self.ctx.hasher.verify(&hash, password);
+                // One hash either way: a hash stored before passwords were normalised is of
+                // the password as typed; a right one is rehashed (NFKC, current cost) below.
+                let normalized = security::normalize_password(password);
+                let form = if stored.normalized {
+                    &normalized
+                } else {
+                    password
+                };
+                ok = self.ctx.hasher.verify(&stored.hash, form);
+                if ok && (!stored.normalized || self.ctx.hasher.needs_rehash(&stored.hash)) {
+                    match self.ctx.hasher.hash(&normalized) {
+                        Ok(new) => {
+                            self.block(store.rehash_credential(source, key, &stored.hash, &new))?;
+                        }
+                        Err(e) => tracing::warn!("rehashing a password failed: {e}"),
+                    }
+                }
                 break;
             }
         }
@@ -266,10 +282,16 @@ impl Services {
                     .verify(&hash, normalized.as_deref().unwrap_or(passcode))
                     && normalized.is_some();
                 if right {
-                    if self.block(store.consume_passcode(person_uid, &hash))? {
-                        PasscodeOutcome::Consumed
-                    } else {
-                        PasscodeOutcome::AlreadyUsed
+                    // Consumed only if the login is granted, with its session (at once when
+                    // called outside a login).
+                    let c = crate::store::Consumption::Passcode {
+                        person_uid: person_uid.to_owned(),
+                        hash,
+                    };
+                    match crate::login::defer_consumption(c) {
+                        Ok(()) => PasscodeOutcome::Consumed,
+                        Err(c) if self.block(store.consume_now(&c))? => PasscodeOutcome::Consumed,
+                        Err(_) => PasscodeOutcome::AlreadyUsed,
                     }
                 } else if self.block(store.passcode_wrong_guess(
                     person_uid,
@@ -559,8 +581,16 @@ impl HostServices for Services {
         RequestScope::callback("delete_questions");
         guarded(|| {
             let store = self.store()?;
-            let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-            self.block(store.delete_questions(person_uid.as_str(), &ids))
+            // Deleted only if the login they were answered in is granted, with its session
+            // (at once when called outside a login).
+            let c = crate::store::Consumption::Questions {
+                person_uid: person_uid.to_string(),
+                ids: ids.iter().map(|s| s.to_string()).collect(),
+            };
+            if let Err(c) = crate::login::defer_consumption(c) {
+                self.block(store.consume_now(&c))?;
+            }
+            Ok(())
         })
     }
 }

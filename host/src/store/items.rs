@@ -2,7 +2,7 @@
 //! tables `PRP\Portal\AccountTables` lists; and the all-or-nothing password change.
 
 use super::identity::{is_identifier, quote};
-use super::{Store, StoreError};
+use super::{Store, StoreError, StoredPassword};
 use sqlx::Row;
 
 /// The parameter listing the tables whose accounts are password items (pipe-separated).
@@ -133,6 +133,65 @@ impl Store {
         Ok((tables, problems))
     }
 
+    /// Every login name of the person's accounts in the login search table: the values of the
+    /// columns `SearchColumn` lists in `SearchTable` (the names people log in with). Columns or
+    /// tables that don't exist are left out (the configuration check reports them).
+    pub async fn search_table_login_names(
+        &self,
+        person_uid: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let root = r"QER\Person\PasswordResetAuthenticator";
+        let (Some(table), Some(columns)) = (
+            self.parameter_value(&format!(r"{root}\SearchTable"))
+                .await?,
+            self.parameter_value(&format!(r"{root}\SearchColumn"))
+                .await?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let d = self.dialect();
+        if !is_identifier(table.trim()) {
+            return Ok(Vec::new());
+        }
+        let Some(table) = d.table_name(self, table.trim()).await? else {
+            return Ok(Vec::new());
+        };
+        let cols = d.columns(self, &table).await?;
+        let find = |n: &str| {
+            cols.iter()
+                .find(|(c, _, _)| c.eq_ignore_ascii_case(n))
+                .map(|(c, _, _)| c.clone())
+        };
+        let Some(uid_person) = ["UID_Person", "CCC_UID_Person"]
+            .iter()
+            .find_map(|c| find(c))
+        else {
+            return Ok(Vec::new());
+        };
+        if !is_identifier(&table) || !is_identifier(&uid_person) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for column in columns
+            .split('|')
+            .filter_map(|c| find(c.trim()))
+            .filter(|c| is_identifier(c))
+        {
+            let sql = format!(
+                "SELECT CAST({c} AS TEXT) FROM {t} WHERE {u} = $1",
+                c = quote(&column),
+                t = quote(&table),
+                u = quote(&uid_person),
+            );
+            let names: Vec<Option<String>> = sqlx::query_scalar(&sql)
+                .bind(person_uid)
+                .fetch_all(self.pool())
+                .await?;
+            out.extend(names.into_iter().flatten());
+        }
+        Ok(out)
+    }
+
     /// The person's accounts in one account table.
     pub async fn accounts_in(
         &self,
@@ -185,50 +244,62 @@ impl Store {
         source: &str,
         account_uid: &str,
         count: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<StoredPassword>, StoreError> {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let mut out: Vec<String> = sqlx::query_scalar(
-            "SELECT hash FROM prp_credential WHERE source = $1 AND account_uid = $2",
+        let stored = |r: &sqlx::any::AnyRow| {
+            Ok::<_, StoreError>(StoredPassword {
+                hash: r.try_get("hash")?,
+                normalized: r.try_get::<i64, _>("normalized")? != 0,
+            })
+        };
+        let mut out = sqlx::query(
+            "SELECT hash, normalized FROM prp_credential WHERE source = $1 AND account_uid = $2",
         )
         .bind(source)
         .bind(account_uid)
         .fetch_all(self.pool())
-        .await?;
-        let earlier: Vec<String> = sqlx::query_scalar(
-            "SELECT hash FROM prp_password_history WHERE source = $1 AND account_uid = $2 ORDER BY set_at DESC LIMIT $3",
+        .await?
+        .iter()
+        .map(stored)
+        .collect::<Result<Vec<_>, _>>()?;
+        let earlier = sqlx::query(
+            "SELECT hash, normalized FROM prp_password_history WHERE source = $1 AND account_uid = $2 ORDER BY set_at DESC LIMIT $3",
         )
         .bind(source)
         .bind(account_uid)
         .bind((count.saturating_sub(1)) as i64)
         .fetch_all(self.pool())
         .await?;
-        out.extend(earlier);
+        for r in &earlier {
+            out.push(stored(r)?);
+        }
         out.truncate(count);
         Ok(out)
     }
 
     /// Applies a password change in one transaction: the new hashes with the old ones moved to
     /// the history, an audit event and a provisioning event per item, the person's password
-    /// locks cleared, their other sessions revoked, and a "password changed" notification.
-    /// Either all of it is stored or none of it.
+    /// locks cleared, their other sessions revoked, their outstanding passcode removed (with
+    /// its second half), and a "password changed" notification. Either all of it is stored or
+    /// none of it.
     pub async fn apply_password_change(&self, change: &PasswordChange) -> Result<(), StoreError> {
         let now = self.now();
         let mut tx = self.pool().begin().await?;
         for item in &change.items {
             if let Some(hash) = &item.new_hash {
                 sqlx::query(
-                    "INSERT INTO prp_password_history (source, account_uid, hash, set_at)
-                     SELECT source, account_uid, hash, set_at FROM prp_credential WHERE source = $1 AND account_uid = $2",
+                    "INSERT INTO prp_password_history (source, account_uid, hash, set_at, normalized)
+                     SELECT source, account_uid, hash, set_at, normalized FROM prp_credential WHERE source = $1 AND account_uid = $2",
                 )
                 .bind(&item.source)
                 .bind(&item.account_uid)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO prp_credential (source, account_uid, person_uid, hash, set_at) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (source, account_uid) DO UPDATE SET person_uid = $3, hash = $4, set_at = $5",
+                    "INSERT INTO prp_credential (source, account_uid, person_uid, hash, set_at, normalized) VALUES ($1, $2, $3, $4, $5, 1)
+                     ON CONFLICT (source, account_uid) DO UPDATE SET person_uid = $3, hash = $4, set_at = $5, normalized = 1",
                 )
                 .bind(&item.source)
                 .bind(&item.account_uid)
@@ -287,6 +358,12 @@ impl Store {
         .bind(&change.person_uid)
         .execute(&mut *tx)
         .await?;
+        // A passcode issued before the change would still open a reset session for hours.
+        super::secrets::purge_passcode_half(&mut tx, &change.person_uid, None).await?;
+        sqlx::query("DELETE FROM prp_passcode WHERE person_uid = $1")
+            .bind(&change.person_uid)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE prp_session SET revoked_at = $2
              WHERE person_uid = $1 AND revoked_at IS NULL AND token_hash <> $3",

@@ -20,7 +20,7 @@ pub use items::{
 };
 pub use lockout::{LockScope, LockoutPolicy};
 pub use params::{ApiKeyScope, ApiKeyValue, Parameter, ParameterSnapshot, ParameterView};
-pub use secrets::{AnswerOutcome, PasscodeOutcome, QuestionRow};
+pub use secrets::{AnswerOutcome, Consumption, PasscodeOutcome, QuestionRow, StoredPassword};
 pub use sessions::{NewSession, Session, SessionKind};
 
 use crate::clock::Clock;

@@ -39,8 +39,57 @@ pub enum AnswerOutcome {
     WrongAndLocked,
 }
 
+/// A single-use secret a login used, to be consumed only when the login is granted: in the
+/// transaction that opens its session (see `Store::create_session_consuming`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumption {
+    /// The passcode with this hash (the one that was verified, no other).
+    Passcode { person_uid: String, hash: String },
+    /// Questions answered in the login (`InvalidateUsedQuery`).
+    Questions {
+        person_uid: String,
+        ids: Vec<String>,
+    },
+}
+
+/// A stored password hash, and whether it is of the password's NFKC form (all hashes the
+/// portal stores now) or of the password as typed (hashes stored before it normalised).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPassword {
+    pub hash: String,
+    pub normalized: bool,
+}
+
+/// Clears the second half of a four-eyes passcode from the notification outbox, for the
+/// person's passcode (only the one with `hash`, when given). Part of the caller's transaction.
+pub(crate) async fn purge_passcode_half(
+    conn: &mut sqlx::AnyConnection,
+    person_uid: &str,
+    hash: Option<&str>,
+) -> Result<(), StoreError> {
+    let sql = match hash {
+        Some(_) => {
+            "UPDATE prp_notification_outbox SET secret = NULL WHERE secret IS NOT NULL AND id IN (
+               SELECT half_notification_id FROM prp_passcode
+               WHERE person_uid = $1 AND hash = $2 AND half_notification_id IS NOT NULL)"
+        }
+        None => {
+            "UPDATE prp_notification_outbox SET secret = NULL WHERE secret IS NOT NULL AND id IN (
+               SELECT half_notification_id FROM prp_passcode
+               WHERE person_uid = $1 AND half_notification_id IS NOT NULL)"
+        }
+    };
+    let mut q = sqlx::query(sql).bind(person_uid);
+    if let Some(h) = hash {
+        q = q.bind(h);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
 impl Store {
-    /// Stores a passcode's hash, replacing any earlier one of the person.
+    /// Stores a passcode's hash, replacing any earlier one of the person (and purging the
+    /// second half of the earlier one from the outbox).
     pub async fn issue_passcode(
         &self,
         person_uid: &str,
@@ -50,19 +99,116 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let now = self.now();
         let expires_at = now + valid_for;
+        let mut tx = self.pool().begin().await?;
+        purge_passcode_half(&mut tx, person_uid, None).await?;
         sqlx::query(
-            "INSERT INTO prp_passcode (person_uid, hash, issued_at, expires_at, issued_by, failures)
-             VALUES ($1, $2, $3, $4, $5, 0)
-             ON CONFLICT (person_uid) DO UPDATE SET hash = $2, issued_at = $3, expires_at = $4, issued_by = $5, failures = 0",
+            "INSERT INTO prp_passcode (person_uid, hash, issued_at, expires_at, issued_by, failures, half_notification_id)
+             VALUES ($1, $2, $3, $4, $5, 0, NULL)
+             ON CONFLICT (person_uid) DO UPDATE SET hash = $2, issued_at = $3, expires_at = $4, issued_by = $5, failures = 0, half_notification_id = NULL",
         )
         .bind(person_uid)
         .bind(hash)
         .bind(now)
         .bind(expires_at)
         .bind(issued_by)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(expires_at)
+    }
+
+    /// Queues the second half of a four-eyes passcode for `recipient_uid` and ties it to the
+    /// person's passcode with `hash`, so that it is purged when that passcode is used, replaced,
+    /// invalidated or expires. Fails (nothing queued) if that passcode is no longer there.
+    pub async fn queue_passcode_half(
+        &self,
+        person_uid: &str,
+        hash: &str,
+        recipient_uid: &str,
+        body: &str,
+        secret: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO prp_notification_outbox (created_at, recipient_uid, kind, subject, body, secret)
+             VALUES ($1, $2, 'passcode.half', 'Second half of a passcode', $3, $4) RETURNING id",
+        )
+        .bind(self.now())
+        .bind(recipient_uid)
+        .bind(body)
+        .bind(secret)
+        .fetch_one(&mut *tx)
+        .await?;
+        let linked = sqlx::query(
+            "UPDATE prp_passcode SET half_notification_id = $3 WHERE person_uid = $1 AND hash = $2",
+        )
+        .bind(person_uid)
+        .bind(hash)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if linked.rows_affected() != 1 {
+            return Err(StoreError::Invalid(
+                "the passcode was replaced while it was being issued".into(),
+            ));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Consumes at once (outside a login's session transaction): the passcode only if it is
+    /// still the one with that hash and unexpired, with its second half. Returns whether it
+    /// consumed (always true for questions).
+    pub async fn consume_now(&self, c: &Consumption) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        match c {
+            Consumption::Passcode { person_uid, hash } => {
+                purge_passcode_half(&mut tx, person_uid, Some(hash)).await?;
+                let done = sqlx::query(
+                    "DELETE FROM prp_passcode WHERE person_uid = $1 AND hash = $2 AND expires_at > $3",
+                )
+                .bind(person_uid)
+                .bind(hash)
+                .bind(self.now())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+            }
+            Consumption::Questions { person_uid, ids } => {
+                for id in ids {
+                    sqlx::query("DELETE FROM prp_question WHERE person_uid = $1 AND id = $2")
+                        .bind(person_uid)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes every expired passcode and purges their second halves from the outbox.
+    /// Returns how many passcodes it deleted.
+    pub async fn purge_expired_passcodes(&self) -> Result<u64, StoreError> {
+        let now = self.now();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE prp_notification_outbox SET secret = NULL WHERE secret IS NOT NULL AND id IN (
+               SELECT half_notification_id FROM prp_passcode
+               WHERE expires_at <= $1 AND half_notification_id IS NOT NULL)",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM prp_passcode WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     /// The person's passcode hash and expiry, if one was issued.
@@ -73,20 +219,6 @@ impl Store {
             .await?;
         row.map(|r| Ok((r.try_get("hash")?, r.try_get("expires_at")?)))
             .transpose()
-    }
-
-    /// Consumes the passcode with this hash if it is still there and unexpired. Exactly one of
-    /// any number of concurrent callers gets `true`.
-    pub async fn consume_passcode(&self, person_uid: &str, hash: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM prp_passcode WHERE person_uid = $1 AND hash = $2 AND expires_at > $3",
-        )
-        .bind(person_uid)
-        .bind(hash)
-        .bind(self.now())
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// Counts a wrong guess; invalidates the passcode at `max_guesses`. Returns whether it did.
@@ -112,20 +244,24 @@ impl Store {
         }
     }
 
-    /// Deletes the person's passcode (only the one with `hash`, when given).
+    /// Deletes the person's passcode (only the one with `hash`, when given), purging its
+    /// second half from the outbox.
     pub async fn delete_passcode(
         &self,
         person_uid: &str,
         hash: Option<&str>,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        purge_passcode_half(&mut tx, person_uid, hash).await?;
         match hash {
             Some(h) => sqlx::query("DELETE FROM prp_passcode WHERE person_uid = $1 AND hash = $2")
                 .bind(person_uid)
                 .bind(h),
             None => sqlx::query("DELETE FROM prp_passcode WHERE person_uid = $1").bind(person_uid),
         }
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -246,7 +382,8 @@ impl Store {
     }
 
     /// Stores a password hash for the central account (`source` = `Person`, `account_uid` =
-    /// the person) or a target-system account.
+    /// the person) or a target-system account. `hash` must be of the password's NFKC form
+    /// ([`crate::security::normalize_password`]).
     pub async fn set_credential(
         &self,
         source: &str,
@@ -255,8 +392,8 @@ impl Store {
         hash: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO prp_credential (source, account_uid, person_uid, hash, set_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (source, account_uid) DO UPDATE SET person_uid = $3, hash = $4, set_at = $5",
+            "INSERT INTO prp_credential (source, account_uid, person_uid, hash, set_at, normalized) VALUES ($1, $2, $3, $4, $5, 1)
+             ON CONFLICT (source, account_uid) DO UPDATE SET person_uid = $3, hash = $4, set_at = $5, normalized = 1",
         )
         .bind(source)
         .bind(account_uid)
@@ -283,6 +420,51 @@ impl Store {
         .bind(person_uid)
         .fetch_optional(self.pool())
         .await?)
+    }
+
+    /// The stored hash of one credential with the form it is of, if it belongs to `person_uid`.
+    pub async fn stored_password(
+        &self,
+        source: &str,
+        account_uid: &str,
+        person_uid: &str,
+    ) -> Result<Option<StoredPassword>, StoreError> {
+        let row = sqlx::query(
+            "SELECT hash, normalized FROM prp_credential WHERE source = $1 AND account_uid = $2 AND person_uid = $3",
+        )
+        .bind(source)
+        .bind(account_uid)
+        .bind(person_uid)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(StoredPassword {
+                hash: r.try_get("hash")?,
+                normalized: r.try_get::<i64, _>("normalized")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// Replaces a credential's hash by a new hash of the same password's NFKC form (after a
+    /// login with a weaker or not yet normalised hash), unless it changed meanwhile.
+    pub async fn rehash_credential(
+        &self,
+        source: &str,
+        account_uid: &str,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE prp_credential SET hash = $4, normalized = 1 WHERE source = $1 AND account_uid = $2 AND hash = $3",
+        )
+        .bind(source)
+        .bind(account_uid)
+        .bind(old_hash)
+        .bind(new_hash)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// A server-side random key shared by every server, created on first use.
@@ -321,7 +503,8 @@ impl Store {
 }
 
 impl Store {
-    /// Replaces the text and answer of one of the person's questions, unlocking it.
+    /// Replaces the text and answer of one of the person's questions, unlocking it, and tells
+    /// the person (notification outbox) in the same transaction.
     pub async fn replace_question(
         &self,
         person_uid: &str,
@@ -329,6 +512,7 @@ impl Store {
         question: &str,
         answer_hash: &str,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "UPDATE prp_question SET question = $3, answer_hash = $4, failures = 0, locked = 0
              WHERE person_uid = $1 AND id = $2",
@@ -337,21 +521,56 @@ impl Store {
         .bind(id)
         .bind(question)
         .bind(answer_hash)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.notify_question_change(&mut tx, person_uid, "question.replaced", "replaced")
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Unlocks one of the person's questions.
+    /// Unlocks one of the person's questions, and tells the person in the same transaction.
     pub async fn unlock_question(&self, person_uid: &str, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "UPDATE prp_question SET failures = 0, locked = 0 WHERE person_uid = $1 AND id = $2",
         )
         .bind(person_uid)
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.notify_question_change(&mut tx, person_uid, "question.unlocked", "unlocked")
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn notify_question_change(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        person_uid: &str,
+        kind: &str,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO prp_notification_outbox (created_at, recipient_uid, kind, subject, body)
+             VALUES ($1, $2, $3, 'Your password questions were changed', $4)",
+        )
+        .bind(self.now())
+        .bind(person_uid)
+        .bind(kind)
+        .bind(format!(
+            "One of your password questions was {what} in the Password Reset Portal. If this was not you, contact the help desk."
+        ))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     /// The persons whose manager (`UID_PersonHead`) is `manager_uid`.

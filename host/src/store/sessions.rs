@@ -101,6 +101,73 @@ impl Store {
         })
     }
 
+    /// Opens a session like [`Store::create_session`], consuming in the same transaction the
+    /// single-use secrets the login used: the passcode only if it is still the very one that
+    /// was verified and unexpired (its second half purged from the outbox), the answered
+    /// questions. `None` (nothing stored, nothing consumed) when the passcode is gone: another
+    /// login used it first, or it was replaced or expired meanwhile.
+    pub async fn create_session_consuming(
+        &self,
+        person_uid: &str,
+        method: &str,
+        kind: SessionKind,
+        lifetime: i64,
+        consumed: &[super::Consumption],
+    ) -> Result<Option<NewSession>, StoreError> {
+        let token = crate::security::random_token();
+        let csrf_token = crate::security::random_token();
+        let now = self.now();
+        let expires_at = now + lifetime;
+        let mut tx = self.pool().begin().await?;
+        for c in consumed {
+            match c {
+                super::Consumption::Passcode { person_uid, hash } => {
+                    super::secrets::purge_passcode_half(&mut tx, person_uid, Some(hash)).await?;
+                    let done = sqlx::query(
+                        "DELETE FROM prp_passcode WHERE person_uid = $1 AND hash = $2 AND expires_at > $3",
+                    )
+                    .bind(person_uid)
+                    .bind(hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        // Dropping the transaction rolls the purge back.
+                        return Ok(None);
+                    }
+                }
+                super::Consumption::Questions { person_uid, ids } => {
+                    for id in ids {
+                        sqlx::query("DELETE FROM prp_question WHERE person_uid = $1 AND id = $2")
+                            .bind(person_uid)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO prp_session (token_hash, person_uid, method, kind, created_at, last_seen_at, expires_at, csrf_hash)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
+        )
+        .bind(crate::security::token_digest(&token))
+        .bind(person_uid)
+        .bind(method)
+        .bind(kind.name())
+        .bind(now)
+        .bind(expires_at)
+        .bind(crate::security::token_digest(&csrf_token))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(NewSession {
+            token,
+            csrf_token,
+            expires_at,
+        }))
+    }
+
     /// The live session a token stands for, marking it used now. A session is dead once
     /// revoked, past its absolute end, or idle for more than `idle` seconds.
     pub async fn session(&self, token: &str, idle: i64) -> Result<Option<Session>, StoreError> {
