@@ -528,3 +528,65 @@ fn the_check_command_lists_missing_person_columns_at_once() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn integers_booleans_and_nulls_are_written_as_their_columns_types() {
+    for backend in backends() {
+        let db = TestDb::new(&backend).await;
+        let store = identities(&db).await;
+        for column in ["\"Expired\" BOOLEAN", "\"Logons\" INTEGER", "\"Born\" DATE"] {
+            sqlx::query(&format!("ALTER TABLE \"ADSAccount\" ADD COLUMN {column}"))
+                .execute(store.pool())
+                .await
+                .expect("column");
+        }
+        let target = ImportTarget::Accounts("ADSAccount".into());
+        let file = "UID_ADSAccount,UID_Person,Expired,Logons\nA-1,P-BOB,TRUE, 5\nA-2,,,\n";
+        let report = store
+            .import_csv(&target, file.as_bytes(), false)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+        assert_eq!(report.summary(), "added 2, changed 0, unchanged 0");
+        let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT \"UID_ADSAccount\", CAST(CASE WHEN \"Expired\" IS NULL THEN NULL WHEN \"Expired\" THEN 1 ELSE 0 END AS BIGINT), CAST(\"Logons\" AS BIGINT)
+             FROM \"ADSAccount\" ORDER BY 1",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("rows");
+        assert_eq!(
+            rows,
+            [
+                ("A-1".to_owned(), Some(1), Some(5)),
+                ("A-2".to_owned(), None, None)
+            ],
+            "{}",
+            backend.name()
+        );
+        let same = "UID_ADSAccount,Expired,Logons\nA-1,1,5\nA-2,,\n";
+        let again = store
+            .import_csv(&target, same.as_bytes(), false)
+            .await
+            .expect("again");
+        assert_eq!(again.summary(), "added 0, changed 0, unchanged 2");
+        let changed = "UID_ADSAccount,Expired,Logons\nA-1,false,\nA-2,0,x\n";
+        assert_eq!(
+            rows_of(store.import_csv(&target, changed.as_bytes(), false).await),
+            [(3, "Logons: \"x\" is not an integer".to_owned())]
+        );
+        match store
+            .import_csv(&target, b"UID_ADSAccount,Born\nA-1,2000-01-01\n", false)
+            .await
+        {
+            Err(ImportError::Header(p)) => {
+                assert_eq!(p.len(), 1, "{p:?}");
+                assert!(
+                    p[0].starts_with("column \"Born\" is of type")
+                        && p[0].ends_with("import fills text, integer and boolean columns"),
+                    "{p:?}"
+                );
+            }
+            other => panic!("expected a refused header, got {other:?}"),
+        }
+    }
+}
