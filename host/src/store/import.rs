@@ -518,11 +518,13 @@ impl Store {
                 .find(|(c, _, _)| c.eq_ignore_ascii_case(&info.name))
             {
                 None => None,
-                Some((_, ref_table, ref_col)) => {
-                    Some(self.referenced(ref_table, ref_col).await.map_err(|m| {
-                        ImportError::Header(vec![format!("column \"{}\": {m}", info.name)])
-                    })?)
-                }
+                Some((_, ref_table, ref_col)) => match self.referenced(ref_table, ref_col).await {
+                    Ok(r) => Some(r),
+                    Err(m) => {
+                        problems.push(format!("column \"{}\": {m}", info.name));
+                        continue;
+                    }
+                },
             };
             columns.push(Column {
                 name: info.name.clone(),
