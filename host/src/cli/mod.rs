@@ -5,6 +5,7 @@ mod audit;
 mod check;
 mod demo;
 mod explain;
+mod import;
 mod keys;
 mod params;
 mod passcode;
@@ -81,6 +82,10 @@ enum Command {
         #[arg(long)]
         reset: bool,
     },
+    /// Bring identity data in from CSV: upsert by key in one transaction, writing nothing if
+    /// any row is malformed. Never creates, alters or deletes.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Show the latest audit events.
     Audit {
         /// How many events, newest last.
@@ -124,6 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Passcode(c) => passcode::run(c, settings, store).await,
                 Command::Demo { reset } => demo::run(reset, &settings, &store).await,
                 Command::Audit { limit, format } => audit::run(limit, format, &store).await,
+                Command::Import(c) => import::run(c, &store).await,
                 Command::Serve | Command::Check | Command::Plugins { .. } => {
                     unreachable!("dispatched above")
                 }

@@ -117,14 +117,63 @@ pub struct IdentitySchema {
 }
 
 const CACHE_FOR: Duration = Duration::from_secs(60);
-const PERSON_COLUMNS: &[&str] = &[
-    "UID_Person",
-    "CentralAccount",
-    "FirstName",
-    "LastName",
-    "UID_PersonHead",
-    "IsInActive",
+/// The `Person` columns the portal reads, each with the definition `prp-host check` proposes
+/// when it is missing (README, "The identity schema").
+const PERSON_COLUMNS: &[(&str, &str)] = &[
+    ("UID_Person", "VARCHAR(38)"),
+    ("CentralAccount", "VARCHAR(256)"),
+    ("FirstName", "VARCHAR(256)"),
+    ("LastName", "VARCHAR(256)"),
+    (
+        "UID_PersonHead",
+        "VARCHAR(38) REFERENCES \"Person\" (\"UID_Person\")",
+    ),
+    ("IsInActive", "BOOLEAN NOT NULL DEFAULT FALSE"),
 ];
+
+/// The statements that add the missing `Person` columns (`columns` from [`PERSON_COLUMNS`]) to
+/// `table`, in the dialect's words: SQLite can't add a UNIQUE column, so the key gets an index.
+fn person_columns_ddl(d: Dialect, table: &str, columns: &[(&str, &str)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, definition) in columns {
+        let add = format!("ALTER TABLE {} ADD COLUMN {}", quote(table), quote(name));
+        match (*name, d) {
+            ("UID_Person", Dialect::Postgres) => out.push(format!("{add} {definition} UNIQUE;")),
+            ("UID_Person", Dialect::Sqlite) => {
+                out.push(format!("{add} {definition};"));
+                out.push(format!(
+                    "CREATE UNIQUE INDEX {} ON {} ({});",
+                    quote(&format!("{table}_UID_Person")),
+                    quote(table),
+                    quote(name)
+                ));
+            }
+            _ => out.push(format!("{add} {definition};")),
+        }
+    }
+    out
+}
+
+/// The statement that creates a `Person` table with the columns the portal reads.
+fn person_table_ddl() -> String {
+    let columns: Vec<String> = PERSON_COLUMNS
+        .iter()
+        .map(|(name, definition)| match *name {
+            "UID_Person" => format!("{} {definition} PRIMARY KEY NOT NULL", quote(name)),
+            _ => format!("{} {definition}", quote(name)),
+        })
+        .collect();
+    format!("CREATE TABLE \"Person\" ({});", columns.join(", "))
+}
+
+/// A column as the live schema describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ColumnInfo {
+    pub name: String,
+    pub declared_type: String,
+    pub primary_key: bool,
+    pub not_null: bool,
+}
 
 /// A table or column name that may be quoted into SQL.
 pub fn is_identifier(name: &str) -> bool {
@@ -173,10 +222,25 @@ impl Dialect {
         store: &Store,
         table: &str,
     ) -> Result<Vec<(String, String, bool)>, StoreError> {
+        Ok(self
+            .column_details(store, table)
+            .await?
+            .into_iter()
+            .map(|c| (c.name, c.declared_type, c.primary_key))
+            .collect())
+    }
+
+    /// The columns of a table as the live schema describes them, in table order.
+    pub(super) async fn column_details(
+        self,
+        store: &Store,
+        table: &str,
+    ) -> Result<Vec<ColumnInfo>, StoreError> {
         let sql = match self {
-            Self::Sqlite => "SELECT name, type, CAST(pk AS BIGINT) AS pk FROM pragma_table_info($1)",
+            Self::Sqlite => "SELECT name, type, CAST(pk AS BIGINT) AS pk, CAST(\"notnull\" AS BIGINT) AS not_null FROM pragma_table_info($1)",
             Self::Postgres => {
                 "SELECT c.column_name::text AS name, c.data_type::text AS type,
+                        CAST(CASE WHEN c.is_nullable = 'NO' THEN 1 ELSE 0 END AS BIGINT) AS not_null,
                         CAST(CASE WHEN EXISTS (
                             SELECT 1 FROM information_schema.table_constraints tc
                             JOIN information_schema.key_column_usage k
@@ -192,11 +256,12 @@ impl Dialect {
         let rows = sqlx::query(sql).bind(table).fetch_all(store.pool()).await?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("name")?,
-                    r.try_get("type")?,
-                    r.try_get::<i64, _>("pk")? > 0,
-                ))
+                Ok(ColumnInfo {
+                    name: r.try_get("name")?,
+                    declared_type: r.try_get("type")?,
+                    primary_key: r.try_get::<i64, _>("pk")? > 0,
+                    not_null: r.try_get::<i64, _>("not_null")? > 0,
+                })
             })
             .collect()
     }
@@ -232,7 +297,7 @@ impl Dialect {
             .collect()
     }
 
-    fn is_boolean_type(self, declared: &str) -> bool {
+    pub(super) fn is_boolean_type(self, declared: &str) -> bool {
         let t = declared.to_ascii_lowercase();
         match self {
             Self::Sqlite => t.contains("bool") || t == "bit",
@@ -270,24 +335,51 @@ fn resolve_columns(
 }
 
 impl Store {
-    /// Checks that `Person` has the columns the portal reads.
+    /// Checks that `Person` has the columns the portal reads. Every missing column is named in
+    /// one problem, with the statements that would add them (or create the table).
     pub async fn check_person_table(&self) -> Result<Vec<SchemaProblem>, StoreError> {
         let d = self.dialect();
         let Some(table) = d.table_name(self, "Person").await? else {
             return Ok(vec![SchemaProblem {
                 parameter: "Person",
-                message: "the identity table \"Person\" does not exist in this database".into(),
+                message: format!(
+                    "the identity table \"Person\" does not exist in this database; create it with: {}",
+                    person_table_ddl()
+                ),
             }]);
         };
-        let cols = d.columns(self, &table).await?;
-        Ok(PERSON_COLUMNS
-            .iter()
-            .filter(|c| !cols.iter().any(|(n, _, _)| n == *c))
-            .map(|c| SchemaProblem {
+        if !is_identifier(&table) {
+            return Ok(vec![SchemaProblem {
                 parameter: "Person",
-                message: format!("table \"{table}\" has no column \"{c}\""),
+                message: format!("table \"{table}\" has a name the portal won't quote into SQL"),
+            }]);
+        }
+        let cols = d.columns(self, &table).await?;
+        // Quoted names are exact in PostgreSQL; SQLite matches them regardless of case.
+        let has = |c: &str| {
+            cols.iter().any(|(n, _, _)| match d {
+                Dialect::Postgres => n == c,
+                Dialect::Sqlite => n.eq_ignore_ascii_case(c),
             })
-            .collect())
+        };
+        let missing: Vec<(&str, &str)> = PERSON_COLUMNS
+            .iter()
+            .filter(|(c, _)| !has(c))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = missing.iter().map(|(c, _)| format!("\"{c}\"")).collect();
+        Ok(vec![SchemaProblem {
+            parameter: "Person",
+            message: format!(
+                "table \"{table}\" lacks {} of the columns the portal reads: {}; add them with: {}",
+                missing.len(),
+                names.join(", "),
+                person_columns_ddl(d, &table, &missing).join(" ")
+            ),
+        }])
     }
 
     /// Checks the search table against the live schema: it exists, has a `UID_Person` foreign

@@ -5,6 +5,7 @@
 
 mod audit;
 mod identity;
+mod import;
 mod items;
 mod lockout;
 mod params;
@@ -14,6 +15,10 @@ mod sessions;
 pub use audit::{AuditEvent, AuditRecord, AuditWriter};
 pub use identity::{
     is_identifier, AccountRow, AccountSearch, Person, SchemaProblem, SearchTableConfig,
+};
+pub use import::{
+    read_import_file, ImportError, ImportReport, ImportTarget, RowChange, RowProblem,
+    MAX_IMPORT_BYTES,
 };
 pub use items::{
     AccountTable, ItemChange, PasswordChange, TableAccount, ACCOUNT_TABLES, DISPLAY_COLUMN,
