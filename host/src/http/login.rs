@@ -162,6 +162,7 @@ async fn login(
             ("success", Ok((jar, Json(body))))
         }
         LoginResult::Denied => ("failure", Err(ApiError::login_failed())),
+        LoginResult::Unavailable => ("unavailable", Err(ApiError::unavailable())),
         LoginResult::Busy => (
             "busy",
             Err(ApiError::busy(
