@@ -381,3 +381,105 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    async fn store(url: &str) -> Store {
+        let store = Store::connect(url, Arc::new(crate::clock::SystemClock))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    fn event<'a>(reason: &'a str, outcome: &'a str) -> AuditEvent<'a> {
+        AuditEvent {
+            event: "login",
+            outcome,
+            reason: Some(reason),
+            ..AuditEvent::default()
+        }
+    }
+
+    #[test]
+    fn a_database_away_is_told_from_an_event_it_refuses() {
+        let db = |e| StoreError::Db(e);
+        assert!(is_unavailable(&db(sqlx::Error::PoolTimedOut)));
+        assert!(is_unavailable(&db(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        )))));
+        assert!(!is_unavailable(&db(sqlx::Error::RowNotFound)));
+        assert!(!is_unavailable(&StoreError::Invalid("x".into())));
+    }
+
+    #[tokio::test]
+    async fn the_backlog_is_bounded_and_drops_the_oldest() {
+        let mut w = Writer {
+            store: store("sqlite::memory:").await,
+            backlog: std::collections::VecDeque::new(),
+            dropped: 0,
+        };
+        for i in 0..=BACKLOG {
+            w.keep(OwnedEvent {
+                reason: Some(i.to_string()),
+                ..OwnedEvent::default()
+            });
+        }
+        assert_eq!(w.backlog.len(), BACKLOG);
+        assert_eq!(w.dropped, 1);
+        assert_eq!(w.backlog[0].reason.as_deref(), Some("1"));
+    }
+
+    /// A locked SQLite file: a write waited for fails within a bound (the caller answers 503
+    /// and is not recorded as written), a kept event is written once the lock is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kept_events_are_written_when_the_database_is_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+        let store = store(&url).await;
+        let writer = AuditWriter::start(store.clone());
+        writer
+            .write(&event("before", "success"))
+            .await
+            .expect("write before the lock");
+        let mut lock = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("second connection");
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut lock)
+            .await
+            .expect("lock");
+        writer.keep(&event("kept", "unavailable"));
+        let started = Instant::now();
+        let refused = writer.write(&event("refused", "failure")).await;
+        assert!(refused.is_err(), "a write under the lock succeeded");
+        assert!(started.elapsed() < Duration::from_secs(2 * ATTEMPT.as_secs()));
+        sqlx::query("ROLLBACK")
+            .execute(&mut lock)
+            .await
+            .expect("unlock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let reasons: Vec<String> = store
+                .audit_tail(10)
+                .await
+                .expect("tail")
+                .into_iter()
+                .filter_map(|r| r.reason)
+                .collect();
+            if reasons.contains(&"kept".to_owned()) {
+                assert!(!reasons.contains(&"refused".to_owned()), "{reasons:?}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kept event not written: {reasons:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
