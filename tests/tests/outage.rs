@@ -406,6 +406,13 @@ fn outage(
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains(&format!(
+            "prp_logins_total{{method=\"password\",outcome=\"unavailable\"}} {refused}"
+        )),
+        "{label}: /metrics should count the {refused} logins answered 503: {metrics}"
+    );
     let blamed = rt.block_on(failures_blamed_on_database(&db.url));
     assert!(
         blamed.is_empty(),
