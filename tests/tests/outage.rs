@@ -522,6 +522,24 @@ struct PrivatePostgres {
     as_postgres: bool,
 }
 
+/// A free loopback port below the kernel's ephemeral range: while PostgreSQL is stopped, an
+/// ephemeral port could be taken by one of the many outgoing connections of the test and keep
+/// it from starting again.
+fn free_port_outside_ephemeral_range() -> Result<u16, String> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let start = 20000.min(low.saturating_sub(1000));
+    // Spread concurrent test runs over the range, starting from the process id.
+    let span = u32::from(low - start);
+    let first = std::process::id() % span;
+    (0..span)
+        .map(|i| start + ((first + i * 7) % span) as u16)
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .ok_or_else(|| format!("no free port in {start}..{low}"))
+}
+
 impl PrivatePostgres {
     fn create(bin: PathBuf) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -536,10 +554,7 @@ impl PrivatePostgres {
                 return Err(format!("chown: {}", String::from_utf8_lossy(&chown.stderr)));
             }
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
+        let port = free_port_outside_ephemeral_range()?;
         let pg = Self {
             bin,
             dir,
@@ -587,10 +602,14 @@ impl PrivatePostgres {
         if out.status.success() {
             Ok(out)
         } else {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
             Err(format!(
-                "{tool} {args:?}: {}{}",
+                "{tool} {args:?}: {}{}\nserver log (last lines, newest first):\n{}",
                 String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&out.stderr),
+                tail.join("\n")
             ))
         }
     }
