@@ -115,14 +115,19 @@ impl Service {
     /// at most once every few seconds, however often readiness is asked.
     pub(crate) async fn readiness(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        match tokio::time::timeout(
-            Duration::from_secs(2),
-            crate::db::ping(self.login.store.pool()),
-        )
-        .await
-        {
+        let pool = self.login.store.pool();
+        let probe = async {
+            crate::db::ping(pool).await?;
+            // Reads still go through while another connection holds SQLite's write lock, and
+            // logins write: ask for the write lock too (this statement changes nothing).
+            sqlx::query("UPDATE prp_session SET last_seen_at = last_seen_at WHERE 1 = 0")
+                .execute(pool)
+                .await
+                .map(drop)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), probe).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => problems.push("database: not answering".to_owned()),
+            Ok(Err(_)) => problems.push("database: not answering (or not writable)".to_owned()),
             Err(_) => problems.push("database: no answer within 2s".to_owned()),
         }
         problems.extend(self.portal.refusals());
