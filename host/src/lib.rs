@@ -22,5 +22,5 @@ pub mod security;
 mod service;
 pub mod store;
 
-pub use http::openapi;
+pub use http::{openapi, Tls, TlsError};
 pub use service::{rfc3339, serve, HelpDeskPasscode, Listeners, Service, StartError};

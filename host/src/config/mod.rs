@@ -49,6 +49,8 @@ pub enum ConfigError {
     },
     #[error("environment variable {var}: {message}")]
     Environment { var: String, message: String },
+    #[error("config file {}: {message}", .path.display())]
+    Inconsistent { path: PathBuf, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +96,20 @@ pub struct HostSettings {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// Serve https directly with this certificate and key (`Host:Certificate`, `Host:PrivateKey`).
+    pub tls: Option<TlsFiles>,
 }
+
+/// The PEM files of the public listener's TLS (resolved against the config file's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+/// Where plugins are loaded from when neither `Plugins:Directory` nor `Plugins:Files` is set.
+pub const DEFAULT_PLUGIN_DIRECTORY: &str = "/usr/lib/prp/plugins";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggingSettings {
@@ -228,6 +243,13 @@ pub fn load(path: &Path, env: &Environment) -> Result<LoadedConfig, ConfigError>
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
+    let set = |k: &str| merged.contains_key(&k.to_ascii_lowercase());
+    if set("Host:Certificate") != set("Host:PrivateKey") {
+        return Err(ConfigError::Inconsistent {
+            path: path.to_owned(),
+            message: "Host:Certificate and Host:PrivateKey go together: set both to serve https, or neither".into(),
+        });
+    }
     Ok(LoadedConfig {
         settings: bind(merged, base_dir),
         sources,
@@ -370,12 +392,18 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
         .collect();
     connection_strings.sort_by_key(|c| c.name().to_ascii_lowercase());
 
+    let files: Vec<PathBuf> = indexed("Plugins:Files:")
+        .iter()
+        .map(|p| resolve(p))
+        .collect();
     let plugins = PluginSettings {
-        directory: get("Plugins:Directory").map(resolve),
-        files: indexed("Plugins:Files:")
-            .iter()
-            .map(|p| resolve(p))
-            .collect(),
+        // Neither a directory nor files: the installed layout's plugin directory.
+        directory: match get("Plugins:Directory") {
+            Some(d) => Some(resolve(d)),
+            None if files.is_empty() => Some(PathBuf::from(DEFAULT_PLUGIN_DIRECTORY)),
+            None => None,
+        },
+        files,
         required: indexed("Plugins:Required:"),
         sha256: with_prefix("Plugins:Sha256:")
             .into_iter()
@@ -437,6 +465,12 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
         body_timeout: get("Host:BodyTimeoutMs")
             .and_then(|v| schema::parse_timeout_ms(v).ok())
             .map_or(Duration::from_secs(10), Duration::from_millis),
+        tls: get("Host:Certificate")
+            .zip(get("Host:PrivateKey"))
+            .map(|(c, k)| TlsFiles {
+                certificate: resolve(c),
+                private_key: resolve(k),
+            }),
     };
     let logging = LoggingSettings {
         level: get("Logging:Level").unwrap_or("info").trim().to_owned(),

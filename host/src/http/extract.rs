@@ -165,11 +165,13 @@ pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
 impl WebPolicy {
     pub(crate) fn from_settings(settings: &crate::config::Settings) -> Self {
-        let https = settings
-            .host
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"));
+        // Served over TLS directly, the portal is https whatever PublicUrl says.
+        let https = settings.host.tls.is_some()
+            || settings
+                .host
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"));
         let loopback = match settings.host.public_url.as_deref() {
             Some(url) => url_host_is_loopback(url),
             None => settings.listen.ip().is_loopback(),
