@@ -11,10 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A self-signed certificate for localhost and 127.0.0.1: (certificate PEM, key PEM, DER).
+/// A self-signed certificate for localhost, 127.0.0.1 and the example's prp.example.org:
+/// (certificate PEM, key PEM, DER).
 fn certificate() -> (String, String, CertificateDer<'static>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("generate a certificate");
+    let names = ["localhost", "127.0.0.1", "prp.example.org"].map(String::from);
+    let ck = rcgen::generate_simple_self_signed(names.to_vec()).expect("generate a certificate");
     (
         ck.cert.pem(),
         ck.key_pair.serialize_pem(),
@@ -341,4 +342,180 @@ async fn a_missing_certificate_is_refused_at_start() {
         err.contains("cannot read certificate") && err.contains("missing.pem"),
         "{err}"
     );
+}
+
+/// A free port on loopback (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The path of `tool`, or None: SKIPPED, or a failure under CI (`.ci/run` installs them).
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed; .ci/run installs it"
+        );
+        println!("SKIPPED: {name} is not installed");
+    }
+    found
+}
+
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_in_through_the_nginx_example() {
+    let (Some(nginx), Some(curl_bin)) = (tool("nginx"), tool("curl")) else {
+        return;
+    };
+    // The portal on loopback, plain http, nginx (127.0.0.1) as its trusted proxy.
+    let scene = Scene::new();
+    let url = format!("sqlite://{}?mode=rwc", scene.path("prp.db").display());
+    let store = prp_host::store::Store::connect(&url, Arc::new(prp_host::clock::SystemClock))
+        .await
+        .expect("db");
+    store.migrate().await.expect("migrate");
+    prp_tests::seed(&store).await;
+    let config = scene.portal_config(
+        "sqlite://prp.db?mode=rwc",
+        Some(prp_tests::TEST_TOKEN),
+        serde_json::json!({
+            "PublicUrl": "https://prp.example.org",
+            "TrustedProxies": ["127.0.0.1"],
+        }),
+    );
+    let portal = prp_tests::ServerProcess::start(&config).expect("portal starts");
+
+    // nginx with deploy/nginx/prp.conf, its ports and files replaced.
+    let (cert, key, _) = certificate();
+    let dir = scene.path("nginx");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(dir.join("cert.pem"), &cert).expect("write");
+    std::fs::write(dir.join("key.pem"), &key).expect("write");
+    let (https_port, http_port) = (free_port(), free_port());
+    let mut site =
+        std::fs::read_to_string(prp_tests::workspace_root().join("deploy/nginx/prp.conf"))
+            .expect("deploy/nginx/prp.conf");
+    for (from, to) in [
+        ("server 127.0.0.1:8080;", format!("server {};", portal.addr)),
+        ("listen 80;", format!("listen 127.0.0.1:{http_port};")),
+        (
+            "listen 443 ssl;",
+            format!("listen 127.0.0.1:{https_port} ssl;"),
+        ),
+        (
+            "/etc/ssl/prp/fullchain.pem",
+            dir.join("cert.pem").display().to_string(),
+        ),
+        (
+            "/etc/ssl/prp/privkey.pem",
+            dir.join("key.pem").display().to_string(),
+        ),
+    ] {
+        assert!(site.contains(from), "the example no longer has {from}");
+        site = site.replace(from, &to);
+    }
+    std::fs::write(dir.join("prp.conf"), site).expect("write");
+    let d = dir.display();
+    let main = format!(
+        "worker_processes 1;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/prp.conf;\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), main).expect("write");
+    let child = Command::new(&nginx)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-g")
+        .arg(format!(
+            "daemon off; pid {d}/nginx.pid; error_log {d}/error.log info;"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx runs");
+    let mut nginx = Nginx(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", https_port)).is_err() {
+        let log = || std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        if let Ok(Some(status)) = nginx.0.try_wait() {
+            panic!("nginx ended ({status}): {}", log());
+        }
+        assert!(Instant::now() < deadline, "nginx did not start: {}", log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The client connects from 127.0.0.2 and claims another address; nginx appends the real one.
+    let curl = |args: &[&str]| {
+        let out = Command::new(&curl_bin)
+            .args(["-sS", "-i", "--max-time", "60", "--cacert"])
+            .arg(dir.join("cert.pem"))
+            .args([
+                "--resolve",
+                &format!("prp.example.org:{https_port}:127.0.0.1"),
+            ])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "curl: {}", prp_tests::stderr(&out));
+        prp_tests::stdout(&out)
+    };
+    let body = serde_json::json!({"login_name": "carol", "password": prp_tests::CAROL_CENTRAL});
+    let answer = curl(&[
+        "--interface",
+        "127.0.0.2",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Forwarded-For: 203.0.113.9",
+        "--data",
+        &body.to_string(),
+        &format!("https://prp.example.org:{https_port}/api/login/password"),
+    ]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.contains("set-cookie: __host-prp_session="),
+        "{answer}"
+    );
+    assert!(lower.contains("strict-transport-security"), "{answer}");
+
+    let remote: Option<String> = sqlx::query_scalar(
+        "SELECT remote_addr FROM prp_audit WHERE event = 'login' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("the login's audit event");
+    assert_eq!(remote.as_deref(), Some("127.0.0.2"));
+
+    // Plain http is redirected to https.
+    let out = Command::new(&curl_bin)
+        .args(["-sS", "-i", "--max-time", "30"])
+        .arg(format!("http://127.0.0.1:{http_port}/api/me"))
+        .args(["-H", "Host: prp.example.org"])
+        .output()
+        .expect("curl runs");
+    let text = prp_tests::stdout(&out);
+    assert!(text.starts_with("HTTP/1.1 301"), "{text}");
+    assert!(
+        text.contains("Location: https://prp.example.org/api/me"),
+        "{text}"
+    );
+    drop(nginx);
 }

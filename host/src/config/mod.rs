@@ -546,6 +546,32 @@ mod tests {
     }
 
     #[test]
+    fn plugin_directory_default_and_tls_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("appsettings.json");
+        fs::write(&base, "{}").unwrap();
+        let s = load(&base, &env(&[])).unwrap().settings;
+        assert_eq!(
+            s.plugins.directory.as_deref(),
+            Some(Path::new(DEFAULT_PLUGIN_DIRECTORY))
+        );
+        assert_eq!(s.host.tls, None);
+        fs::write(
+            &base,
+            r#"{"Plugins":{"Files":["a.so"]},"Host":{"Certificate":"tls/c.pem","PrivateKey":"/k.pem"}}"#,
+        )
+        .unwrap();
+        let s = load(&base, &env(&[])).unwrap().settings;
+        assert_eq!(s.plugins.directory, None);
+        let tls = s.host.tls.unwrap();
+        assert_eq!(tls.certificate, s.base_dir.join("tls/c.pem"));
+        assert_eq!(tls.private_key, PathBuf::from("/k.pem"));
+        fs::write(&base, r#"{"Host":{"PrivateKey":"k.pem"}}"#).unwrap();
+        let err = load(&base, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("go together"), "{err}");
+    }
+
+    #[test]
     fn bad_environment_variable_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("appsettings.json");
