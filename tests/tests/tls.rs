@@ -272,6 +272,20 @@ async fn serves_https_and_reloads_the_certificate_on_sighup() {
     assert_eq!(status, 200, "{body}");
     let (status, _, _) = get(&mut open, "/health/live").expect("GET on the open connection");
     assert_eq!(status, 200);
+
+    // SIGTERM still ends the server cleanly, with a TLS connection open.
+    let mut server = server;
+    server.signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}: {}", server.stderr());
+    drop(open);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -316,6 +316,25 @@ mod tests {
     }
 
     #[test]
+    fn served_tls_makes_the_portal_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appsettings.json");
+        let policy = |host: &str| {
+            std::fs::write(&path, format!(r#"{{"Host":{host}}}"#)).unwrap();
+            let env = crate::config::Environment::from_process();
+            WebPolicy::from_settings(&crate::config::load(&path, &env).unwrap().settings)
+        };
+        // Plain http on loopback: a developer's machine.
+        let dev = policy(r#"{"Listen":"127.0.0.1:8080"}"#);
+        assert!(!dev.secure && !dev.hsts);
+        // The same with a certificate, and no PublicUrl: https.
+        let tls =
+            policy(r#"{"Listen":"127.0.0.1:8443","Certificate":"c.pem","PrivateKey":"k.pem"}"#);
+        assert!(tls.secure && tls.hsts);
+        assert_eq!(tls.session_cookie, "__Host-prp_session");
+    }
+
+    #[test]
     fn loopback_urls() {
         assert!(url_host_is_loopback("http://127.0.0.1:8080"));
         assert!(url_host_is_loopback("http://localhost"));
