@@ -32,6 +32,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot serve https: {0}")]
+    Tls(#[from] crate::http::TlsError),
 }
 
 /// A portal ready to serve: its parts, the login pipeline, self-service and metrics.
@@ -166,12 +168,16 @@ impl Service {
 /// listener (`/metrics`, the detail of `/health/ready`).
 pub struct Listeners {
     public: tokio::net::TcpListener,
+    /// TLS of the public listener, when `Host:Certificate` is set.
+    tls: Option<Arc<crate::http::Tls>>,
     admin: Option<tokio::net::TcpListener>,
 }
 
 impl Listeners {
-    /// Binds `Host:Listen` and, when set, `Host:AdminListen`.
+    /// Binds `Host:Listen` (loading its certificate when `Host:Certificate` is set) and, when
+    /// set, `Host:AdminListen`.
     pub async fn bind(settings: &Settings) -> Result<Self, StartError> {
+        let tls = crate::http::Tls::from_settings(settings)?;
         let bind = |addr: SocketAddr| async move {
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -182,7 +188,12 @@ impl Listeners {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(Self { public, admin })
+        Ok(Self { public, tls, admin })
+    }
+
+    /// The public listener's TLS, to [`reload`](crate::http::Tls::reload) on SIGHUP.
+    pub fn tls(&self) -> Option<Arc<crate::http::Tls>> {
+        self.tls.clone()
     }
 
     /// The public listener's address (the port the OS chose for port 0).
@@ -207,6 +218,7 @@ pub async fn serve(
     let result = crate::http::run(
         Arc::clone(&service),
         listeners.public,
+        listeners.tls,
         listeners.admin,
         shutdown,
     )
