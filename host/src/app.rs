@@ -278,6 +278,9 @@ pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine>
         "config parsed",
         shown.join(" + "),
     ));
+    if let Some(line) = placeholder_token_line(&settings) {
+        lines.push(line);
+    }
 
     // Read-only: check creates no database and writes nothing to one.
     let store = match db::open_read_only(&settings, Arc::new(SystemClock)).await {
@@ -300,6 +303,7 @@ pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine>
     };
     if let Some(store) = &store {
         lines.extend(store_lines(store).await);
+        lines.extend(disabled_branch_lines(store).await);
     }
     let hasher = match new_hasher(&settings).await {
         Ok(h) => h,
@@ -314,6 +318,65 @@ pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine>
     };
     let portal = assemble(settings, store, hasher).await;
     lines.extend(plugin_lines(&portal));
+    lines
+}
+
+/// The ApplicationToken placeholders of the shipped sample configurations.
+const SAMPLE_TOKENS: &[&str] = &[
+    "demo-token-replace-with-prp-host-token-new",
+    "replace with the token prp-host token new prints",
+];
+
+/// A warning when the configured ApplicationToken is a sample's placeholder: everyone who has
+/// read the sample knows it.
+pub(crate) fn placeholder_token_line(settings: &Settings) -> Option<CheckLine> {
+    let token = settings.connection_string(config::APPLICATION_TOKEN)?;
+    SAMPLE_TOKENS.contains(&token.expose().trim()).then(|| {
+        CheckLine::new(
+            Status::Warn,
+            "ApplicationToken",
+            "the configured token is the sample configuration's placeholder, which anyone can read: run `prp-host token new` and paste the token it prints into ConnectionStrings (fine for the demo, never for a real portal)",
+        )
+    })
+}
+
+/// Disabled branches of the configuration store: a disabled parameter disables everything
+/// under it, so say so, with what it takes out of force.
+async fn disabled_branch_lines(store: &Store) -> Vec<CheckLine> {
+    let Ok(params) = store.list_parameters(None).await else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for branch in params.iter().filter(|p| !p.enabled) {
+        let under: Vec<&str> = params
+            .iter()
+            .filter(|p| {
+                p.path.len() > branch.path.len()
+                    && p.path[..branch.path.len()].eq_ignore_ascii_case(&branch.path)
+                    && p.path[branch.path.len()..].starts_with('\\')
+                    && p.value.is_some()
+            })
+            .map(|p| p.path.as_str())
+            .collect();
+        if under.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = under
+            .iter()
+            .map(|p| p.rsplit('\\').next().unwrap_or(p))
+            .collect();
+        lines.push(CheckLine::new(
+            Status::Warn,
+            "disabled parameters",
+            format!(
+                "{} is disabled, which disables everything under it: {} set parameter(s) are not in force ({}); `prp-host params enable {}` puts them back",
+                branch.path,
+                under.len(),
+                names.join(", "),
+                branch.path
+            ),
+        ));
+    }
     lines
 }
 

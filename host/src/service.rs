@@ -60,6 +60,9 @@ impl Service {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        if let Some(line) = app::placeholder_token_line(&settings) {
+            tracing::warn!("{}: {}", line.name, line.detail);
+        }
         let store = app::open_store(&settings, clock).await?;
         store.migrate().await?;
         let portal = Self::assemble(settings, store).await?;

@@ -109,3 +109,43 @@ fn logs_in_a_pipe_carry_no_colour_codes() {
     assert!(err.contains("configuration loaded"), "{err}");
     assert!(!err.contains('\u{1b}'), "ANSI codes in a pipe: {err:?}");
 }
+
+#[test]
+fn check_warns_of_the_sample_token_and_names_disabled_branches() {
+    let (scene, config) = demo_scene();
+    // The sample's placeholder token.
+    let cfg = std::fs::read_to_string(&config).expect("config");
+    let mut v: serde_json::Value = serde_json::from_str(&cfg).expect("json");
+    v["ConnectionStrings"][prp_host::config::APPLICATION_TOKEN] =
+        "demo-token-replace-with-prp-host-token-new".into();
+    std::fs::write(&config, v.to_string()).expect("write");
+    assert!(scene.run(&config, &["token", "adopt"]).status.success());
+    let text = stdout(&scene.run(&config, &["check"]));
+    assert!(
+        text.lines().any(|l| l.starts_with("warn")
+            && l.contains("ApplicationToken")
+            && l.contains("placeholder")),
+        "{text}"
+    );
+
+    // Disabling the authenticator's branch takes the ApplicationToken out of force: say so.
+    let root = r"QER\Person\PasswordResetAuthenticator";
+    assert!(scene
+        .run(&config, &["params", "disable", root])
+        .status
+        .success());
+    let text = stdout(&scene.run(&config, &["check"]));
+    let line = text
+        .lines()
+        .find(|l| l.contains("disabled parameters"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("disables everything under it"), "{line}");
+    assert!(line.contains("ApplicationToken"), "{line}");
+    // And the authenticator's own finding says why and points at `token adopt`.
+    let finding = text
+        .lines()
+        .find(|l| l.starts_with("FAILED") && l.contains("no token hash is in force"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(finding.contains("a disabled parent"), "{finding}");
+    assert!(finding.contains("token adopt"), "{finding}");
+}

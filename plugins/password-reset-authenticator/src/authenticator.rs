@@ -132,7 +132,7 @@ impl PasswordResetAuthenticator {
         let Some(stored) = params.get(Param::ApplicationToken)? else {
             return Ok(Some((
                 name,
-                "no token hash is stored in the configuration store (or it is not in force); run `prp-host token new`".into(),
+                "no token hash is in force in the configuration store: none was stored, or a disabled parent disables it (`prp-host check` names a disabled branch). Store the hash of this server's configured token with `prp-host token adopt`, or make a new token with `prp-host token new`".into(),
             )));
         };
         let cached = self.token_check.lock().ok().and_then(|c| {
@@ -156,7 +156,7 @@ impl PasswordResetAuthenticator {
         Ok((!ok).then(|| {
             (
                 format!("ConnectionStrings:{name}"),
-                "does not match the token hash in the configuration store (rotated? see `prp-host token new`)".into(),
+                "does not match the token hash in the configuration store: the token was probably rotated. Paste the current token into this server's ConnectionStrings and restart it; or, if this server's token is the one to keep, store its hash with `prp-host token adopt` (every server with another token then refuses logins)".into(),
             )
         }))
     }
