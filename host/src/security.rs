@@ -18,36 +18,22 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A 256-bit random token, as 64 hex digits.
 pub fn random_token() -> String {
-    hex(&random_bytes::<32>())
+    hex::encode(random_bytes::<32>())
 }
 
-/// A random id in the 8-4-4-4-12 hex form.
+/// A random id: a version 4 UUID from the OS generator, in the 8-4-4-4-12 hex form.
 pub fn random_id() -> String {
-    format_id(&random_bytes::<16>())
-}
-
-/// 16 bytes in the 8-4-4-4-12 hex form.
-pub fn format_id(b: &[u8]) -> String {
-    let h = hex(&b[..16.min(b.len())]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Builder::from_random_bytes(random_bytes::<16>())
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// SHA-256 of a session token, as stored.
 pub fn token_digest(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// HMAC-SHA256 of `data` under `key`, as hex.
@@ -56,7 +42,7 @@ pub fn keyed_digest(key: &str, data: &str) -> String {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(data.as_bytes());
-    hex(&mac.finalize().into_bytes())
+    hex::encode(mac.finalize().into_bytes())
 }
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -525,8 +511,8 @@ impl Hasher {
 
 /// Compares two hex digests in constant time.
 pub fn digests_equal(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 #[cfg(test)]
