@@ -344,3 +344,88 @@ prp_tests::on_each_backend! {
         assert_eq!(status, 401);
     }
 }
+
+/// The operator's side: the demo enrolls Alice and configures the flow, `flows list` shows it,
+/// `check` passes, refuses a flow naming a method no plugin offers, and `explain-login` says
+/// which flows a person can complete.
+#[test]
+fn demo_flows_list_check_and_explain_login() {
+    use prp_tests::{stderr, stdout};
+    let a = artifacts();
+    let scene = Scene::new();
+    let config = scene.appsettings(
+        &[
+            a.lib("password-reset-authenticator"),
+            a.lib("totp-authenticator"),
+        ],
+        &["password-reset-authenticator"],
+        true,
+    );
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    v["ConnectionStrings"]["FactorKey"] = "demo factor key".into();
+    let config = scene.write("appsettings.json", &v.to_string());
+
+    let out = scene.run(&config, &["demo"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}{}", text, stderr(&out));
+    let line = text
+        .lines()
+        .find(|l| l.contains("totp secret"))
+        .unwrap_or_else(|| panic!("no totp secret line: {text}"));
+    let secret_b32 = line.rsplit(' ').next().unwrap();
+    let secret = crypto::base32_decode(secret_b32).expect("base32");
+    assert_eq!(secret.len(), 20, "{line}");
+    assert!(text.contains("flow id password-totp"), "{text}");
+    assert!(!text.contains("FactorKey\": \"demo factor key"));
+
+    let out = scene.run(&config, &["flows", "list"]);
+    let list = stdout(&out);
+    assert!(out.status.success(), "{list}{}", stderr(&out));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("password-totp\tpassword then totp\tfull session")),
+        "{list}"
+    );
+    assert!(
+        list.contains(
+            "method totp\tplugin totp-authenticator\tcontinues\t0 hash(es)\tcode (secret)"
+        ),
+        "{list}"
+    );
+
+    let out = scene.run(&config, &["check"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("flow \"password-totp\": password then totp"));
+
+    let out = scene.run(&config, &["explain-login", "alice"]);
+    let explained = stdout(&out);
+    assert!(
+        explained.contains("flow password-totp (password then totp): P-ALICE can complete it"),
+        "{explained}"
+    );
+    let out = scene.run(&config, &["explain-login", "bob"]);
+    assert!(
+        stdout(&out).contains("flow password-totp (password then totp): P-BOB can't complete it: not enrolled in totp"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A flow naming a method no loaded plugin offers: check fails and names it.
+    let out = scene.run(
+        &config,
+        &["params", "set", r"PRP\Flows\sms\Steps", "password,sms-code"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = scene.run(&config, &["check"]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains(
+            "flow \"sms\": step 2 names the method \"sms-code\", which no loaded plugin offers"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = scene.run(&config, &["flows", "list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("sms-code"));
+}
