@@ -222,19 +222,22 @@ prp_tests::on_each_backend! {
         let (s, again) = step(&p.server, &attempt, "password", json!({"password": CAROL_CENTRAL}));
         assert_eq!(failed(s, &again), wrong);
 
-        // Second step: a wrong code, a method the step doesn't offer: the same answer, no hash
-        // (the step costs none), and the attempt ends.
+        // Second step: a wrong code, a method the step doesn't offer: the same answer, the
+        // same cost as a failed first step (the flow's: one hash, though a code costs none),
+        // and the attempt ends.
         let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
         let before = hash_count(&p.server);
         let bad = if code(&secret, now()) == "123456" { "654321" } else { "123456" };
         let (s, wrong_code) = step(&p.server, &attempt, "totp", json!({"code": bad}));
         assert_eq!(failed(s, &wrong_code), wrong);
-        assert_eq!(hash_count(&p.server), before);
+        assert_eq!(hash_count(&p.server) - before, 1);
         let (s, after) = step(&p.server, &attempt, "totp", json!({"code": code(&secret, now() + 30)}));
         assert_eq!(failed(s, &after), wrong);
         let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
+        let before = hash_count(&p.server);
         let (s, other) = step(&p.server, &attempt, "password", json!({"password": CAROL_CENTRAL}));
         assert_eq!(failed(s, &other), wrong);
+        assert_eq!(hash_count(&p.server) - before, 1);
 
         // An expired attempt is refused, the same way.
         let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
@@ -259,8 +262,10 @@ prp_tests::on_each_backend! {
         assert_eq!(s, 404);
         // No session was opened by any of it, and Carol's own flow still works.
         let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
+        let before = hash_count(&p.server);
         let (s, done) = step(&p.server, &attempt, "totp", json!({"code": code(&secret, now() + 30)}));
         assert_eq!(s, 200, "{done}");
+        assert_eq!(hash_count(&p.server) - before, 0, "a code that passes costs no hash");
     }
 }
 
@@ -428,4 +433,68 @@ fn demo_flows_list_check_and_explain_login() {
     let out = scene.run(&config, &["flows", "list"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("sms-code"));
+}
+
+prp_tests::on_each_backend! {
+    async fn changing_factors_takes_a_full_session_and_tells_the_person(b: Backend) {
+        let p = portal(&b).await;
+        // A flow that grants only a reset session, for the person's own passwords.
+        for (path, value) in [(r"PRP\Flows\plain\Steps", "password"), (r"PRP\Flows\plain\Session", "reset")] {
+            p.store.set_parameter(path, Some(value)).await.unwrap();
+        }
+        let attempt = start_flow(&p.server, "plain", "carol");
+        let (s, done) = step(&p.server, &attempt, "password", json!({"password": CAROL_CENTRAL}));
+        assert_eq!(s, 200, "{done}");
+        assert_eq!(done["session_kind"], "reset");
+        let reset = Client::from_login(p.server.addr, &done.to_string());
+        let (s, _) = reset.call("GET", "/api/factors", None);
+        assert_eq!(s, 200);
+        let (s, _) = reset.call("POST", "/api/factors/totp/enroll", None);
+        assert_eq!(s, 403);
+
+        let full = Client::password(&p.server, "carol", CAROL_CENTRAL);
+        let (s, _) = full.call("POST", "/api/factors/totp/confirm", Some(json!({"values": {"code": "123456"}})));
+        assert_eq!(s, 409, "nothing to confirm before enrolling");
+        let (s, _) = full.call("POST", "/api/factors/nope/enroll", None);
+        assert_eq!(s, 404);
+        enroll_carol(&p);
+        let (s, _) = reset.call("DELETE", "/api/factors/totp", None);
+        assert_eq!(s, 403);
+        let (s, _) = full.call("DELETE", "/api/factors/totp", None);
+        assert_eq!(s, 204);
+        let (s, _) = full.call("DELETE", "/api/factors/totp", None);
+        assert_eq!(s, 404);
+        let kinds: Vec<String> = p
+            .store
+            .notifications("P-CAROL")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.0)
+            .collect();
+        assert!(kinds.contains(&"factor.enrolled".to_owned()), "{kinds:?}");
+        assert!(kinds.contains(&"factor.removed".to_owned()), "{kinds:?}");
+        // Without the factor, the two-step flow can't be completed: the code step fails.
+        let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
+        let (s, _) = step(&p.server, &attempt, "totp", json!({"code": "123456"}));
+        assert_eq!(s, 401);
+
+        // Without a FactorKey nothing can be enrolled (and nothing stored in the clear).
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p.config).unwrap()).unwrap();
+        v["ConnectionStrings"].as_object_mut().unwrap().remove("FactorKey");
+        let keyless = p._scene.write("keyless.json", &v.to_string());
+        let server = Server::start(&keyless).expect("server without a FactorKey");
+        let client = Client::password(&server, "carol", CAROL_CENTRAL);
+        let (s, body) = client.call("POST", "/api/factors/totp/enroll", None);
+        assert_eq!(s, 503, "{body}");
+    }
+}
+
+fn start_flow(server: &Server, flow: &str, name: &str) -> String {
+    let (status, body) = server.post(
+        "/api/login/start",
+        &json!({"flow": flow, "login_name": name}),
+    );
+    assert_eq!(status, 200, "{body}");
+    json_of(&body)["attempt"].as_str().unwrap().to_owned()
 }

@@ -8,8 +8,9 @@
 //! through the login pipeline ([`LoginService::identify`]); later steps are `CONTINUES` methods
 //! ([`prp_plugin_api::Authenticator::step`]) for the known person, whose failures the host
 //! counts towards the person's lock (the passcode scope: codes the person didn't choose) and
-//! whose one-time counters it accepts once. Every step costs the highest hash cost among its
-//! methods, passed or failed; every failure is the same 401.
+//! whose one-time counters it accepts once. A step costs the highest hash cost among its
+//! methods, and every failure costs the flow's cost (the highest of its steps), so a failure
+//! costs the same whichever step failed; every failure is the same 401.
 //!
 //! Flows are parameters: `PRP\Flows\<Id>\Steps` (steps separated by `,`, alternatives by `|`),
 //! `PRP\Flows\<Id>\Label`, `PRP\Flows\<Id>\Session` (`full` or `reset`, the default). The
@@ -299,6 +300,14 @@ impl FlowSet {
             .collect()
     }
 
+    /// What a failure anywhere in the flow costs: the highest cost of its steps.
+    pub fn flow_cost(&self, flow: &Flow) -> usize {
+        (0..flow.steps.len())
+            .map(|i| self.step_cost(flow, i))
+            .max()
+            .unwrap_or(1)
+    }
+
     /// What one attempt at a step costs: the highest cost among its methods.
     pub fn step_cost(&self, flow: &Flow, index: usize) -> usize {
         self.step_methods(flow, index)
@@ -501,7 +510,10 @@ pub async fn step(
         return StepResult::Denied;
     };
     audit.flow = &flow.id;
+    // A step costs its own hashes when it passes; a failure, the flow's (the first step, which
+    // identifies the person, costs the flow's either way).
     let cost = set.step_cost(flow, attempt.step);
+    let fail_cost = set.flow_cost(flow);
     let allowed = flow
         .steps
         .get(attempt.step)
@@ -512,7 +524,7 @@ pub async fn step(
             .any(|(k, v)| k.len() > MAX_VALUE || v.len() > MAX_VALUE);
     let offered = set.catalog.get(method).filter(|_| allowed && !too_much);
     let Some(offered) = offered else {
-        login.pad_hashes(cost).await;
+        login.pad_hashes(fail_cost).await;
         audit
             .write(
                 login,
@@ -526,10 +538,10 @@ pub async fn step(
     // The step itself: identify the person, or continue for the known one.
     let (person_uid, full_grant, consumed) = if attempt.step == 0 {
         let Some(input) = classic_input(method, &attempt.login_name, values, remote) else {
-            login.pad_hashes(cost).await;
+            login.pad_hashes(fail_cost).await;
             return StepResult::Denied;
         };
-        match login.identify(&input, cost).await {
+        match login.identify(&input, fail_cost).await {
             Identified::Denied => return StepResult::Denied,
             Identified::Person {
                 person_uid,
@@ -550,7 +562,7 @@ pub async fn step(
         }
     } else {
         let Some(person_uid) = attempt.person_uid.clone() else {
-            login.pad_hashes(cost).await;
+            login.pad_hashes(fail_cost).await;
             return StepResult::Denied;
         };
         match continue_step(svc, offered, &person_uid, values, cost).await {
@@ -566,6 +578,8 @@ pub async fn step(
                 (person_uid, attempt.full_grant, Vec::new())
             }
             Err(why) => {
+                // continue_step spent the step's cost: the rest of the flow's on top.
+                login.pad_hashes(fail_cost.saturating_sub(cost)).await;
                 audit.write(login, Some(&person_uid), "failure", &why).await;
                 return StepResult::Denied;
             }
