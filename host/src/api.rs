@@ -266,3 +266,126 @@ pub struct PluginInfo {
     pub name: String,
     pub version: String,
 }
+
+// Login flows (ABI 1.1): flows of steps, and the factors a person enrolls.
+
+/// A field a method asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldInfo {
+    /// The key of the value in a step's `values`.
+    pub name: String,
+    /// `text`, `secret` or `choice`.
+    pub kind: String,
+    pub label: String,
+    /// The allowed values of a `choice` field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+}
+
+/// A login method a loaded authenticator offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MethodInfo {
+    pub id: String,
+    pub label: String,
+    pub fields: Vec<FieldInfo>,
+    /// `identifies` (a first step, from the login name) or `continues` (a later step).
+    pub role: String,
+    /// Argon2 hashes one attempt costs at most.
+    pub hashes: u32,
+    /// Whether a person enrolls in it (`/api/factors/{method}/enroll`).
+    pub enrollable: bool,
+}
+
+/// A flow: steps of alternative methods, and the session it grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FlowInfo {
+    pub id: String,
+    pub label: String,
+    /// Each step's alternative method ids, e.g. `[["password"], ["totp"]]`.
+    pub steps: Vec<Vec<String>>,
+    /// `full` or `reset`.
+    pub session_kind: String,
+}
+
+/// `GET /api/login/flows`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FlowsResponse {
+    pub flows: Vec<FlowInfo>,
+    /// Every method the flows name, with its fields.
+    pub methods: Vec<MethodInfo>,
+}
+
+/// `POST /api/login/start`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowStart {
+    pub flow: String,
+    pub login_name: String,
+}
+
+/// A step to take: its position and the methods it accepts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepInfo {
+    /// 0 for the first step.
+    pub index: usize,
+    pub methods: Vec<MethodInfo>,
+}
+
+/// An attempt in progress: send its token with the next step (once; it expires in minutes).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepResponse {
+    pub attempt: String,
+    pub step: StepInfo,
+}
+
+/// `POST /api/login/step`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowStep {
+    pub attempt: String,
+    pub method: String,
+    /// The method's fields by name (for questions: each answer by its question's id).
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
+/// What a step answers: the next step, or after the last one the session, as a login does.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum FlowStepResponse {
+    Next(StepResponse),
+    Done(LoginResponse),
+}
+
+/// One enrollable method and the person's state in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FactorInfo {
+    pub method: String,
+    pub label: String,
+    pub enrolled: bool,
+    /// An enrollment waits for its confirmation.
+    pub pending: bool,
+    pub enrolled_at: Option<i64>,
+}
+
+/// `GET /api/factors`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FactorList {
+    pub factors: Vec<FactorInfo>,
+}
+
+/// `POST /api/factors/{method}/enroll`: what the person needs, shown once (for TOTP the
+/// `secret` in base32 and the `otpauth_uri`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FactorEnrollment {
+    pub method: String,
+    pub shown: std::collections::BTreeMap<String, String>,
+    /// What `/api/factors/{method}/confirm` asks for.
+    pub confirm_fields: Vec<FieldInfo>,
+}
+
+/// `POST /api/factors/{method}/confirm`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FactorConfirm {
+    pub values: std::collections::BTreeMap<String, String>,
+}

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub(crate) mod db;
 pub mod demo;
+pub mod flows;
 mod http;
 pub(crate) mod login;
 pub(crate) mod metrics;

@@ -114,6 +114,8 @@ pub struct LoginService {
     audit: AuditWriter,
     crossings: Arc<Crossings>,
     sweeper: tokio::task::JoinHandle<()>,
+    /// The methods every loaded authenticator offers, asked once (see `crate::flows`).
+    pub(crate) catalog: tokio::sync::OnceCell<Arc<crate::flows::Catalog>>,
 }
 
 impl Drop for LoginService {
@@ -123,7 +125,7 @@ impl Drop for LoginService {
 }
 
 /// Counts a login in progress for as long as it lives.
-struct Pending<'a>(&'a AtomicUsize);
+pub(crate) struct Pending<'a>(&'a AtomicUsize);
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
@@ -154,6 +156,9 @@ impl LoginService {
                 if let Err(e) = sweeping.purge_expired_passcodes().await {
                     tracing::warn!("purging expired passcodes failed: {e}");
                 }
+                if let Err(e) = sweeping.purge_expired_attempts().await {
+                    tracing::warn!("purging expired login attempts failed: {e}");
+                }
             }
         });
         Self {
@@ -169,6 +174,7 @@ impl LoginService {
             pending: AtomicUsize::new(0),
             audit,
             crossings: Arc::default(),
+            catalog: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -549,4 +555,165 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// What the identifying (first) step of a login flow decided.
+pub(crate) enum Identified {
+    Person {
+        person_uid: String,
+        /// The authenticator granted a full session for a password login.
+        full: bool,
+        /// The single-use secrets the step verified, to consume with the flow's session.
+        consumed: Vec<Consumption>,
+        reason: String,
+    },
+    Denied,
+}
+
+// Login flows (ABI 1.1, `crate::flows`) run their steps through the same pipeline pieces.
+impl LoginService {
+    /// Admits a flow step as one login in progress, or `None` when too many are.
+    pub(crate) fn admit_step(&self) -> Option<Pending<'_>> {
+        self.admit()
+    }
+
+    /// The first step of a flow, by a classic method: what [`LoginService::login`] does up to
+    /// the decision (limits, resolution, the authenticator's call, padding to at least
+    /// `min_hashes` hashes, the audit record of a denial), without opening a session. The
+    /// caller admitted it ([`LoginService::admit_step`]).
+    pub(crate) async fn identify(&self, input: &LoginInput, min_hashes: usize) -> Identified {
+        let own = if input.method == LoginMethod::QUESTIONS {
+            self.questions_asked().await
+        } else {
+            1
+        };
+        let hashes = own.max(min_hashes);
+        let too_long = input.login_name.len() > MAX_LOGIN_NAME
+            || input.secret.len() > MAX_SECRET
+            || input.answers.len() > own
+            || input
+                .answers
+                .iter()
+                .any(|(id, a)| id.len() > MAX_ANSWER || a.len() > MAX_ANSWER);
+        if too_long || input.login_name.trim().is_empty() {
+            self.pad(hashes).await;
+            let _ = self
+                .audit(
+                    input,
+                    None,
+                    "failure",
+                    "input over the length limits, or no name",
+                )
+                .await;
+            return Identified::Denied;
+        }
+        let scope = self.scope().await;
+        let candidates = match self.resolve_in(&scope, &input.login_name).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("login name resolution failed: {e}");
+                self.pad(hashes).await;
+                let _ = self
+                    .audit(input, None, "failure", &format!("resolution failed: {e}"))
+                    .await;
+                return Identified::Denied;
+            }
+        };
+        let request = LoginRequest {
+            method: input.method,
+            login_name: input.login_name.as_str().into(),
+            secret: input.secret.as_str().into(),
+            answers: input
+                .answers
+                .iter()
+                .map(|(id, a)| QuestionAnswer {
+                    question_id: id.as_str().into(),
+                    answer: a.as_str().into(),
+                })
+                .collect::<RVec<_>>(),
+            candidates: candidates.into_iter().collect(),
+        };
+        let auth = Arc::clone(&self.authenticator);
+        let hasher = Arc::clone(&self.hasher);
+        let decided = self
+            .gate
+            .call(move || {
+                take_hash_count();
+                begin_deferring();
+                let outcome = scope.run("login", || auth.login(&request));
+                let consumed = take_deferred();
+                for _ in take_hash_count() as usize..hashes {
+                    hasher.dummy_verify();
+                }
+                outcome.map(|o| (o, consumed))
+            })
+            .await;
+        let (outcome, consumed) = match decided {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("flow step denied because a plugin failed: {e}");
+                let _ = self.audit(input, None, "failure", &e.to_string()).await;
+                return Identified::Denied;
+            }
+        };
+        let person = outcome
+            .person_uid
+            .as_ref()
+            .map(|p| p.to_string())
+            .into_option();
+        match (outcome.granted, person) {
+            (true, Some(person_uid)) => Identified::Person {
+                full: outcome.session.is_full() && input.method == LoginMethod::PASSWORD,
+                person_uid,
+                consumed,
+                reason: outcome.reason.to_string(),
+            },
+            (_, person) => {
+                let reason = if outcome.granted {
+                    "authenticator granted a login without a person"
+                } else {
+                    outcome.reason.as_str()
+                };
+                let _ = self
+                    .audit(input, person.as_deref(), "failure", reason)
+                    .await;
+                Identified::Denied
+            }
+        }
+    }
+
+    /// One request's scope, for a flow step's plugin calls.
+    pub(crate) async fn step_scope(&self) -> RequestScope {
+        self.scope().await
+    }
+
+    /// Dummy hashes, for a flow step denied before (or without) its own hashes.
+    pub(crate) async fn pad_hashes(&self, hashes: usize) {
+        self.pad(hashes).await;
+    }
+
+    /// Writes an audit record of a flow (steps, enrollment).
+    pub(crate) async fn audit_event(&self, event: &AuditEvent<'_>) {
+        if let Err(e) = self.audit.write(event).await {
+            tracing::error!("audit log write failed: {e}");
+        }
+    }
+
+    /// Opens the session a completed flow grants, consuming what its first step verified.
+    /// `None` when a single-use secret was used by another login meanwhile.
+    pub(crate) async fn open_session(
+        &self,
+        person_uid: &str,
+        method: &str,
+        kind: SessionKind,
+        consumed: &[Consumption],
+    ) -> Result<Option<NewSession>, crate::store::StoreError> {
+        let lifetime = match kind {
+            SessionKind::Full => self.session_seconds,
+            SessionKind::Reset => self.reset_session_seconds,
+        };
+        self.store
+            .create_session_consuming(person_uid, method, kind, lifetime, consumed)
+            .await
+    }
 }

@@ -13,16 +13,53 @@
 
 use crate::error::PluginResult;
 use crate::host::HostServicesBox;
-use crate::root::{Capabilities, PluginInstance, PluginModRef};
+use crate::root::{Capabilities, PluginModRef};
 use abi_stable::library::{LibHeader, LibraryError, RootModule};
 use abi_stable::prefix_type::PrefixRefTrait;
 use abi_stable::sabi_types::{VersionNumber, VersionStrings};
 use abi_stable::std_types::RStr;
 
-/// ABI 1.0, as released.
+/// ABI 1.0, as released: the root module, and every type reachable from it that 1.1 appended
+/// to (`PluginInstance` holds authenticators, whose sabi_trait gained four methods).
+///
+/// These are real, usable types: a plugin built from them is a 1.0 plugin byte for byte (the
+/// test fixture `v1-0-plugin` is one), which is how the 1.0-in-1.1 test is kept honest.
 pub mod v1_0 {
     use super::*;
+    use crate::login::{LoginOutcome, LoginRequest, QuestionChallenge};
+    use crate::plugin::CheckFinding;
+    use crate::resolver::{ResolvedAccount, ResolverBox};
+    use abi_stable::sabi_trait;
+    use abi_stable::std_types::{RBox, RSlice, RString, RVec};
     use abi_stable::StableAbi;
+
+    /// The authenticator sabi_trait of ABI 1.0.
+    #[sabi_trait]
+    pub trait Authenticator: Send + Sync {
+        fn id(&self) -> RString;
+        fn self_check(&self) -> PluginResult<RVec<CheckFinding>>;
+        fn login(&self, request: &LoginRequest) -> PluginResult<LoginOutcome>;
+        fn challenge(
+            &self,
+            login_name: RStr<'_>,
+            candidates: RSlice<'_, ResolvedAccount>,
+        ) -> PluginResult<RVec<QuestionChallenge>>;
+        #[sabi(last_prefix_field)]
+        fn explain(
+            &self,
+            login_name: RStr<'_>,
+            candidates: RSlice<'_, ResolvedAccount>,
+        ) -> PluginResult<RVec<RString>>;
+    }
+
+    pub type AuthenticatorBox = Authenticator_TO<'static, RBox<()>>;
+
+    #[repr(C)]
+    #[derive(StableAbi)]
+    pub struct PluginInstance {
+        pub authenticators: RVec<AuthenticatorBox>,
+        pub resolvers: RVec<ResolverBox>,
+    }
 
     #[repr(C)]
     #[derive(StableAbi)]
@@ -45,6 +82,35 @@ pub mod v1_0 {
     }
 }
 
+/// ABI 1.1, frozen only in a test build of the next minor version (the `__abi_next_probe`
+/// feature appends to the root module): the current types without the probe.
+#[cfg(feature = "__abi_next_probe")]
+pub mod v1_1 {
+    use super::*;
+    use crate::root::PluginInstance;
+    use abi_stable::StableAbi;
+
+    #[repr(C)]
+    #[derive(StableAbi)]
+    #[sabi(kind(Prefix(prefix_ref = PluginModRef, prefix_fields = PluginModPrefix)))]
+    #[sabi(missing_field(option))]
+    pub struct PluginMod {
+        pub name: RStr<'static>,
+        pub version: RStr<'static>,
+        pub description: RStr<'static>,
+        pub provides: Capabilities,
+        #[sabi(last_prefix_field)]
+        pub init: extern "C" fn(host: HostServicesBox) -> PluginResult<PluginInstance>,
+    }
+
+    impl RootModule for PluginModRef {
+        abi_stable::declare_root_module_statics! {PluginModRef}
+        const BASE_NAME: &'static str = "prp_plugin";
+        const NAME: &'static str = "prp_plugin";
+        const VERSION_STRINGS: VersionStrings = VersionStrings::new("1.1.0");
+    }
+}
+
 /// Checks the library's ABI version and layout and returns its root module. Use this instead of
 /// `LibHeader::init_root_module`, which would refuse plugins built against an older minor ABI.
 pub fn init_plugin_module(header: &'static LibHeader) -> Result<PluginModRef, LibraryError> {
@@ -60,7 +126,16 @@ pub fn init_plugin_module(header: &'static LibHeader) -> Result<PluginModRef, Li
             let old = header.init_root_module::<v1_0::PluginModRef>()?;
             // SAFETY: v1_0::PluginMod is a prefix of the current PluginMod (held by the test
             // below), and the prefix metadata the plugin wrote marks the later fields absent,
-            // so every accessor of the current type reads only what the plugin provides.
+            // so every accessor of the current type reads only what the plugin provides. The
+            // same holds for the authenticators' vtables its `init` returns: a sabi_trait
+            // vtable is a prefix type, and the methods 1.1 appended have default bodies, which
+            // the host runs when the plugin's vtable has no entry for them.
+            Ok(PluginModRef::from_prefix_ref(unsafe { old.0.cast() }))
+        }
+        #[cfg(feature = "__abi_next_probe")]
+        (1, 1) => {
+            let old = header.init_root_module::<v1_1::PluginModRef>()?;
+            // SAFETY: as for 1.0 above.
             Ok(PluginModRef::from_prefix_ref(unsafe { old.0.cast() }))
         }
         // A minor version whose layout was never frozen: let the layout check explain it.
@@ -87,5 +162,21 @@ mod tests {
             result.is_ok(),
             "ABI 1.0's layout is no longer a prefix of the current one"
         );
+    }
+
+    /// The 1.0 layouts are frozen for real: the current ones (1.1 appended four authenticator
+    /// methods) don't pass for them, which is why the host loads a 1.0 plugin through them.
+    #[test]
+    fn the_current_layout_is_not_the_frozen_one() {
+        let result = check_layout_compatibility(
+            <PluginModRef as StableAbi>::LAYOUT,
+            <v1_0::PluginModRef as StableAbi>::LAYOUT,
+        );
+        assert!(result.is_err(), "1.1 appended nothing to 1.0's layout?");
+        let authenticators = check_layout_compatibility(
+            <crate::AuthenticatorBox as StableAbi>::LAYOUT,
+            <v1_0::AuthenticatorBox as StableAbi>::LAYOUT,
+        );
+        assert!(authenticators.is_err());
     }
 }

@@ -41,6 +41,7 @@
 )]
 
 mod error;
+mod flow;
 mod guard;
 mod history;
 mod host;
@@ -50,7 +51,13 @@ mod resolver;
 mod root;
 
 pub use error::{ErrorKind, PluginError, PluginResult};
+pub use flow::{
+    classic_methods, field_value, Enrollment, FieldDescriptor, FieldKind, FieldValue,
+    MethodDescriptor, MethodRole, StepOutcome, StepRequest,
+};
 pub use guard::{guarded, panic_message};
+#[cfg(feature = "__abi_next_probe")]
+pub use history::v1_1;
 pub use history::{init_plugin_module, v1_0};
 pub use host::{HostServices, HostServicesBox, HostServices_TO, LogLevel, QuestionInfo};
 pub use login::{

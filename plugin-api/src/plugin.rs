@@ -1,10 +1,13 @@
-use crate::error::{PluginError, PluginResult};
+use crate::error::{ErrorKind, PluginError, PluginResult};
+use crate::flow::{
+    classic_methods, Enrollment, FieldValue, MethodDescriptor, StepOutcome, StepRequest,
+};
 use crate::guard::guarded;
 use crate::login::{LoginOutcome, LoginRequest, QuestionChallenge};
 use crate::resolver::ResolvedAccount;
 use abi_stable::sabi_trait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RBox, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
 /// How serious a [`CheckFinding`] is. `ERROR` means the component must not serve.
@@ -84,6 +87,47 @@ pub trait Authenticator: Send + Sync {
         login_name: RStr<'_>,
         candidates: RSlice<'_, ResolvedAccount>,
     ) -> PluginResult<RVec<RString>>;
+
+    // ABI 1.1: appended after the last 1.0 method, each with a default body, which the host
+    // runs for a plugin built against 1.0 (its vtable has no such entry).
+
+    /// The methods this authenticator offers (ABI 1.1). A 1.0 plugin offers the classic
+    /// three, through `login`.
+    fn methods(&self) -> PluginResult<RVec<MethodDescriptor>> {
+        RResult::ROk(RVec::from(classic_methods()))
+    }
+
+    /// Decides a step of a `CONTINUES` method for a known person (ABI 1.1).
+    fn step(&self, request: &StepRequest) -> PluginResult<StepOutcome> {
+        RResult::RErr(unsupported(request.method.as_str(), "steps"))
+    }
+
+    /// Starts enrolling the person in an enrollable method (ABI 1.1).
+    fn enroll(&self, method: RStr<'_>, person_uid: RStr<'_>) -> PluginResult<Enrollment> {
+        let _ = person_uid;
+        RResult::RErr(unsupported(method.as_str(), "enrollment"))
+    }
+
+    /// Confirms an enrollment with what the person typed, against the data `enroll` gave
+    /// (ABI 1.1). Passing activates the factor.
+    fn confirm(
+        &self,
+        method: RStr<'_>,
+        person_uid: RStr<'_>,
+        pending: RStr<'_>,
+        values: RSlice<'_, FieldValue>,
+        now: i64,
+    ) -> PluginResult<StepOutcome> {
+        let _ = (person_uid, pending, values, now);
+        RResult::RErr(unsupported(method.as_str(), "enrollment"))
+    }
+}
+
+fn unsupported(method: &str, what: &str) -> PluginError {
+    PluginError::new(
+        ErrorKind::INVALID_INPUT,
+        format!("this authenticator offers no {what} for the method \"{method}\""),
+    )
 }
 
 /// An authenticator as the host holds it.
@@ -104,6 +148,29 @@ pub trait AuthenticatorImpl: Send + Sync + 'static {
         login_name: &str,
         candidates: &[ResolvedAccount],
     ) -> Result<Vec<String>, PluginError>;
+    /// The methods offered (ABI 1.1); by default the classic three, decided by `login`.
+    fn methods(&self) -> Result<Vec<MethodDescriptor>, PluginError> {
+        Ok(classic_methods())
+    }
+    /// Decides a step of a `CONTINUES` method (ABI 1.1).
+    fn step(&self, request: &StepRequest) -> Result<StepOutcome, PluginError> {
+        Err(unsupported(request.method.as_str(), "steps"))
+    }
+    /// Starts an enrollment (ABI 1.1).
+    fn enroll(&self, method: &str, _person_uid: &str) -> Result<Enrollment, PluginError> {
+        Err(unsupported(method, "enrollment"))
+    }
+    /// Confirms an enrollment (ABI 1.1).
+    fn confirm(
+        &self,
+        method: &str,
+        _person_uid: &str,
+        _pending: &str,
+        _values: &[FieldValue],
+        _now: i64,
+    ) -> Result<StepOutcome, PluginError> {
+        Err(unsupported(method, "enrollment"))
+    }
 }
 
 struct GuardedAuthenticator<A> {
@@ -141,6 +208,33 @@ impl<A: AuthenticatorImpl> Authenticator for GuardedAuthenticator<A> {
             self.inner
                 .explain(login_name.as_str(), candidates.as_slice())
                 .map(|lines| lines.into_iter().map(RString::from).collect())
+        })
+    }
+    fn methods(&self) -> PluginResult<RVec<MethodDescriptor>> {
+        guarded(|| self.inner.methods().map(RVec::from))
+    }
+    fn step(&self, request: &StepRequest) -> PluginResult<StepOutcome> {
+        guarded(|| self.inner.step(request))
+    }
+    fn enroll(&self, method: RStr<'_>, person_uid: RStr<'_>) -> PluginResult<Enrollment> {
+        guarded(|| self.inner.enroll(method.as_str(), person_uid.as_str()))
+    }
+    fn confirm(
+        &self,
+        method: RStr<'_>,
+        person_uid: RStr<'_>,
+        pending: RStr<'_>,
+        values: RSlice<'_, FieldValue>,
+        now: i64,
+    ) -> PluginResult<StepOutcome> {
+        guarded(|| {
+            self.inner.confirm(
+                method.as_str(),
+                person_uid.as_str(),
+                pending.as_str(),
+                values.as_slice(),
+                now,
+            )
         })
     }
 }

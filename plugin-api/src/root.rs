@@ -11,7 +11,7 @@ use abi_stable::StableAbi;
 #[cfg(not(feature = "__abi_next_probe"))]
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[cfg(feature = "__abi_next_probe")]
-pub const ABI_VERSION: &str = "1.1.0";
+pub const ABI_VERSION: &str = "1.2.0";
 
 #[cfg(not(feature = "__abi_changed_layout"))]
 type CapabilityBits = u32;
@@ -125,7 +125,7 @@ impl RootModule for PluginModRef {
     abi_stable::declare_root_module_statics! {PluginModRef}
     const BASE_NAME: &'static str = "prp_plugin";
     const NAME: &'static str = "prp_plugin";
-    // With the test-only `__abi_next_probe` feature this is the next minor version, 1.1.0.
+    // With the test-only `__abi_next_probe` feature this is the next minor version, 1.2.0.
     const VERSION_STRINGS: VersionStrings = VersionStrings::new(ABI_VERSION);
 }
 

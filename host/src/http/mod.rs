@@ -9,6 +9,7 @@
 
 mod error;
 mod extract;
+mod flows;
 mod login;
 mod ops;
 mod portal;
@@ -80,6 +81,13 @@ fn api_routes() -> OpenApiRouter<Arc<Service>> {
         .routes(routes!(login::passcode))
         .routes(routes!(login::challenge))
         .routes(routes!(login::questions))
+        .routes(routes!(flows::list))
+        .routes(routes!(flows::start))
+        .routes(routes!(flows::step))
+        .routes(routes!(flows::list_factors))
+        .routes(routes!(flows::enroll))
+        .routes(routes!(flows::confirm))
+        .routes(routes!(flows::remove))
         .routes(routes!(portal::session))
         .routes(routes!(portal::logout))
         .routes(routes!(portal::me))
