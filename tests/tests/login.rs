@@ -462,7 +462,7 @@ prp_tests::on_each_backend! {
         );
         assert_eq!(p.password("carol", CAROL_CENTRAL).0, 401, "[{tag}]");
         assert!(
-            p.last_reason().await.contains("no token hash is stored"),
+            p.last_reason().await.contains("a disabled parent disables it"),
             "[{tag}] {}",
             p.last_reason().await
         );
