@@ -14,6 +14,7 @@ pub mod demo;
 mod http;
 pub(crate) mod login;
 pub(crate) mod metrics;
+pub mod notify;
 pub mod params_spec;
 pub mod plugins;
 pub(crate) mod policy;

@@ -199,6 +199,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let service = Arc::new(service);
+    // Delivers the notification outbox while serving (when an SMTP server is configured).
+    let notifier = crate::notify::Notifier::start(service.login.store.clone(), service.settings());
     let result = crate::http::run(
         Arc::clone(&service),
         listeners.public,
@@ -206,6 +208,9 @@ pub async fn serve(
         shutdown,
     )
     .await;
+    if let Some(n) = notifier {
+        n.stop().await;
+    }
     service.login.store.pool().close().await;
     result
 }

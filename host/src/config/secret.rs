@@ -52,9 +52,11 @@ impl fmt::Display for ConnectionString {
 /// Names whose whole value is a secret, not a connection string with a password in it.
 fn is_whole_secret(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    ["token", "secret", "key", "password"]
-        .iter()
-        .any(|s| lower.ends_with(s))
+    // `Smtp` holds the SMTP password (`Notify:Smtp:User`'s), as it is.
+    lower == "smtp"
+        || ["token", "secret", "key", "password"]
+            .iter()
+            .any(|s| lower.ends_with(s))
 }
 
 fn redact_value(value: &str) -> String {
