@@ -622,6 +622,55 @@ mod tests {
     }
 
     #[test]
+    fn notify_settings_and_the_smtp_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("appsettings.json");
+        fs::write(&base, "{}").unwrap();
+        let n = load(&base, &Environment::default())
+            .unwrap()
+            .settings
+            .notify;
+        assert_eq!(n.smtp, None);
+        assert_eq!(n.email_column, "DefaultEmailAddress");
+        assert_eq!(n.language, "en");
+        fs::write(
+            &base,
+            r#"{"ConnectionStrings":{"Smtp":"pw-SECRET"},
+                "Notify":{"Smtp":{"Host":"mail.example.org","Security":"TLS","User":"prp"},
+                          "From":"PRP <prp@example.org>","Language":"de","RetryMaxMs":60000}}"#,
+        )
+        .unwrap();
+        let loaded = load(&base, &Environment::default()).unwrap();
+        let n = &loaded.settings.notify;
+        let smtp = n.smtp.as_ref().unwrap();
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.security),
+            ("mail.example.org", 465, SmtpSecurity::Tls)
+        );
+        assert_eq!(smtp.user.as_deref(), Some("prp"));
+        assert_eq!(n.language, "de");
+        assert_eq!(n.retry_max, Duration::from_secs(60));
+        assert!(!format!("{loaded:?}").contains("SECRET"));
+        assert_eq!(
+            loaded
+                .settings
+                .connection_string(SMTP_PASSWORD)
+                .map(|c| c.redacted()),
+            Some("***".to_owned())
+        );
+        for (key, value) in [
+            ("Notify__Smtp__Security", "ssl"),
+            ("Notify__Smtp__Port", "70000"),
+            ("Notify__From", "not an address"),
+            ("Notify__EmailColumn", "Mail; DROP"),
+            ("Notify__Language", "fr"),
+        ] {
+            let err = load(&base, &env(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains(&key.replace("__", ":")), "{err}");
+        }
+    }
+
+    #[test]
     fn missing_and_unknown_format() {
         let dir = tempfile::tempdir().unwrap();
         let err = load(&dir.path().join("nope.json"), &Environment::default()).unwrap_err();

@@ -161,6 +161,13 @@ mod tests {
     }
 
     #[test]
+    fn smtp_password_is_hidden_whole() {
+        // Even one that looks like key=value pairs.
+        let cs = ConnectionString::new("Smtp", "user=a;pass=hunter2");
+        assert_eq!(cs.redacted(), "***");
+    }
+
+    #[test]
     fn opaque_value_is_hidden() {
         let cs = ConnectionString::new("Other", "hunter2");
         assert_eq!(cs.redacted(), "***");
