@@ -935,6 +935,11 @@ impl SmtpSink {
     /// Starts `smtp-sink` on 127.0.0.1:`port`, dumping messages into `dir` (created), and
     /// waits until it accepts connections.
     pub fn start(port: u16, dir: &Path) -> Self {
+        Self::start_with(port, dir, &[])
+    }
+
+    /// [`SmtpSink::start`] with more `smtp-sink` options (e.g. `-f AUTH`: refuse AUTH).
+    pub fn start_with(port: u16, dir: &Path, options: &[&str]) -> Self {
         std::fs::create_dir_all(dir).expect("sink dir");
         let mut cmd = Command::new(Self::PATH);
         // As root, smtp-sink must drop privileges (-u); the directory must then be writable.
@@ -950,7 +955,8 @@ impl SmtpSink {
             cmd.args(["-u", "nobody"]);
         }
         let template = format!("{}/%M.", dir.display());
-        cmd.args(["-h", "sink.test", "-d", &template])
+        cmd.args(options)
+            .args(["-h", "sink.test", "-d", &template])
             .arg(format!("127.0.0.1:{port}"))
             .arg("10")
             .stdout(std::process::Stdio::null())

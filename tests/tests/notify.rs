@@ -442,3 +442,36 @@ async fn check_says_whether_notifications_are_delivered() {
         "{text}"
     );
 }
+
+on_each_backend! {
+    async fn a_server_refusing_the_login_gets_retries_not_undeliverable(b: Backend) {
+        if !SmtpSink::available("a_server_refusing_the_login_gets_retries_not_undeliverable") {
+            return;
+        }
+        let s = setup(&b).await;
+        // The portal authenticates (Notify:Smtp:User): a server that refuses AUTH gets no
+        // message, and the message waits for the server to be fixed.
+        let refusing = SmtpSink::start_with(s.port, &s.sink_dir(), &["-f", "AUTH"]);
+        let server = start(&s.config);
+        change_carols_password(&server);
+        wait_for(30, "two refused attempts", || async {
+            s.store
+                .outbox_states("P-CAROL")
+                .await
+                .expect("outbox")
+                .iter()
+                .any(|r| r.attempts >= 2)
+        })
+        .await;
+        let row = &s.store.outbox_states("P-CAROL").await.expect("outbox")[0];
+        assert!(row.undeliverable_at.is_none() && row.delivered_at.is_none(), "{row:?}");
+        assert!(
+            row.last_error.as_deref().unwrap_or_default().contains("SMTP server 127.0.0.1"),
+            "{row:?}"
+        );
+        assert!(s.messages().is_empty(), "nothing delivered without authentication");
+        refusing.stop();
+        let _sink = s.start_sink();
+        wait_messages(&s, 1, "delivery once the server accepts the login").await;
+    }
+}

@@ -170,6 +170,25 @@ impl Mailer {
             .store
             .claim_notifications(&self.worker, self.lease, BATCH)
             .await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Connect, TLS and authentication first: a failure there (a wrong password, an
+        // unreachable server) is the server's problem, not the messages', so they are retried,
+        // never declared undeliverable.
+        let reachable = match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the SMTP server did not answer NOOP".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = reachable {
+            tracing::warn!("notifications: SMTP server {}: {e}", self.server);
+            for m in &batch {
+                self.retry_later(m, &format!("SMTP server {}: {e}", self.server))
+                    .await?;
+            }
+            return Ok(());
+        }
         let mut rest = batch.into_iter();
         while let Some(m) = rest.next() {
             if !self.deliver(&m).await? {
@@ -235,34 +254,39 @@ impl Mailer {
                 Ok(true)
             }
             Err(e) => {
-                let age = self.store.now() - m.created_at;
-                if age >= i64::try_from(self.cfg.give_up_after.as_secs()).unwrap_or(i64::MAX) {
-                    self.undeliverable(
-                        m,
-                        &format!(
-                            "not delivered within {} hours; last error: {e}",
-                            self.cfg.give_up_after.as_secs() / 3600
-                        ),
-                    )
-                    .await?;
-                    return Ok(true);
-                }
-                let wait = backoff(m.attempts, self.cfg.retry_min, self.cfg.retry_max);
-                let next = self.store.now() + i64::try_from(wait.as_secs()).unwrap_or(i64::MAX / 2);
-                // Sub-second waits (tests) still wait: the next round comes after PollMs.
-                tracing::warn!(
-                    "notification {} not delivered (attempt {}), retrying in {}s: {e}",
-                    m.id,
-                    m.attempts,
-                    wait.as_secs()
-                );
-                self.store
-                    .mark_notification_failed(m.id, &self.worker, next, &e.to_string())
-                    .await?;
+                self.retry_later(m, &e.to_string()).await?;
                 // A response from the server means it is up (this message had a problem).
                 Ok(e.is_transient() || e.is_response())
             }
         }
+    }
+
+    /// Records a failed attempt and schedules the next with backoff, or gives the message up
+    /// when it has waited `Notify:GiveUpHours`.
+    async fn retry_later(&self, m: &OutboxMessage, error: &str) -> Result<(), StoreError> {
+        let age = self.store.now() - m.created_at;
+        if age >= i64::try_from(self.cfg.give_up_after.as_secs()).unwrap_or(i64::MAX) {
+            return self
+                .undeliverable(
+                    m,
+                    &format!(
+                        "not delivered within {} hours; last error: {error}",
+                        self.cfg.give_up_after.as_secs() / 3600
+                    ),
+                )
+                .await;
+        }
+        let wait = backoff(m.attempts, self.cfg.retry_min, self.cfg.retry_max);
+        let next = self.store.now() + i64::try_from(wait.as_secs()).unwrap_or(i64::MAX / 2);
+        tracing::warn!(
+            "notification {} not delivered (attempt {}), retrying in {}s: {error}",
+            m.id,
+            m.attempts,
+            wait.as_secs()
+        );
+        self.store
+            .mark_notification_failed(m.id, &self.worker, next, error)
+            .await
     }
 
     async fn undeliverable(&self, m: &OutboxMessage, reason: &str) -> Result<(), StoreError> {
