@@ -365,6 +365,15 @@ on_each_backend! {
         }
         let s = setup(&b).await;
         prp_host::demo::set_email(&s.store, "P-CAROL", None).await.expect("no email");
+        // And a message for Marta queued long before delivery was set up: too old to send.
+        s.store
+            .notify("P-MARTA", "question.replaced", "old", "old", None)
+            .await
+            .expect("queue");
+        sqlx::query("UPDATE prp_notification_outbox SET created_at = created_at - 100 * 3600 WHERE recipient_uid = 'P-MARTA'")
+            .execute(s.store.pool())
+            .await
+            .expect("age it");
         let _sink = s.start_sink();
         let server = start(&s.config);
         change_carols_password(&server);
@@ -386,6 +395,12 @@ on_each_backend! {
             "{row:?}"
         );
         assert!(s.messages().is_empty(), "{:?}", s.messages());
+        let old = &s.store.outbox_states("P-MARTA").await.expect("outbox")[0];
+        assert!(
+            old.undeliverable_at.is_some()
+                && old.last_error.as_deref().unwrap_or_default().contains("more than 72 hours"),
+            "{old:?}"
+        );
         let audit = s.store.audit_tail(20).await.expect("audit");
         assert!(
             audit.iter().any(|e| e.event == "notification.undeliverable"

@@ -210,6 +210,20 @@ impl Mailer {
 
     /// Tries one message. Returns false when the SMTP server could not be reached.
     async fn deliver(&self, m: &OutboxMessage) -> Result<bool, StoreError> {
+        // A backlog older than Notify:GiveUpHours (e.g. queued long before delivery was set
+        // up) would tell people about things long past: it is not sent.
+        let give_up = i64::try_from(self.cfg.give_up_after.as_secs()).unwrap_or(i64::MAX);
+        if m.attempts <= 1 && self.store.now() - m.created_at >= give_up {
+            self.undeliverable(
+                m,
+                &format!(
+                    "queued more than {} hours before its first attempt; not sent",
+                    self.cfg.give_up_after.as_secs() / 3600
+                ),
+            )
+            .await?;
+            return Ok(true);
+        }
         let (to, subject, body) = match self.plan(m).await? {
             Plan::Send { to, subject, body } => (to, subject, body),
             Plan::Undeliverable(reason) => {
