@@ -186,9 +186,13 @@ on_each_backend! {
         for internal in ["P-CAROL", "A-CAROL", "Person:"] {
             assert!(!m.contains(internal), "[{}] internal id {internal} in:\n{m}", b.name());
         }
+        // Marked right after the server accepted it (which may be a moment after the file).
+        wait_for(10, "the row marked delivered", || async {
+            s.store.outbox_states("P-CAROL").await.expect("outbox")[0].delivered_at.is_some()
+        })
+        .await;
         let states = s.store.outbox_states("P-CAROL").await.expect("outbox");
         let row = states.iter().find(|r| r.kind == "password.changed").expect("row");
-        assert!(row.delivered_at.is_some(), "{row:?}");
         let mid = row.message_id.clone().expect("message id");
         assert!(mid.ends_with("@portal.example>"), "{mid}");
         assert!(
