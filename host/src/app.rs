@@ -305,6 +305,7 @@ pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine>
         lines.extend(store_lines(store).await);
         lines.extend(disabled_branch_lines(store).await);
     }
+    lines.extend(crate::notify::check_lines(&settings, store.as_ref()).await);
     let hasher = match new_hasher(&settings).await {
         Ok(h) => h,
         Err(e) => {

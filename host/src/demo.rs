@@ -16,7 +16,8 @@ pub async fn create_identity_schema(store: &Store) -> Result<(), StoreError> {
                 \"FirstName\" {text},
                 \"LastName\" {text},
                 \"UID_PersonHead\" VARCHAR(38) REFERENCES \"Person\" (\"UID_Person\"),
-                \"IsInActive\" BOOLEAN NOT NULL DEFAULT FALSE
+                \"IsInActive\" BOOLEAN NOT NULL DEFAULT FALSE,
+                \"DefaultEmailAddress\" {text}
             )"
         ),
         format!(
@@ -89,6 +90,20 @@ pub async fn insert_person(store: &Store, p: &NewPerson<'_>) -> Result<(), Store
     .bind(p.inactive)
     .execute(store.pool())
     .await?;
+    Ok(())
+}
+
+/// Sets a person's e-mail address (`Person.DefaultEmailAddress`; `None` clears it).
+pub async fn set_email(
+    store: &Store,
+    person_uid: &str,
+    email: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE \"Person\" SET \"DefaultEmailAddress\" = $2 WHERE \"UID_Person\" = $1")
+        .bind(person_uid)
+        .bind(email)
+        .execute(store.pool())
+        .await?;
     Ok(())
 }
 
@@ -273,6 +288,9 @@ pub async fn seed_demo(store: &Store, hasher: &Arc<Hasher>) -> Result<(), DemoEr
     ];
     for p in &people {
         insert_person(store, p).await?;
+        // Addresses on example.org (RFC 2606): nothing is ever delivered to a real person.
+        let email = format!("{}@example.org", p.central_account);
+        set_email(store, p.uid, Some(&email)).await?;
     }
     let accounts = [
         NewAccount {

@@ -15,6 +15,7 @@ pub mod flows;
 mod http;
 pub(crate) mod login;
 pub(crate) mod metrics;
+pub mod notify;
 pub mod params_spec;
 pub mod plugins;
 pub(crate) mod policy;

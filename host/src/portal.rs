@@ -418,6 +418,7 @@ impl SelfService {
             changes.push(ItemChange {
                 source: item.source.clone(),
                 account_uid: item.account_uid.clone(),
+                display_name: item.display_name.clone(),
                 new_hash,
                 history_count: item.policy.history_count,
             });

@@ -218,6 +218,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let service = Arc::new(service);
+    // Delivers the notification outbox while serving (when an SMTP server is configured).
+    let notifier = crate::notify::Notifier::start(service.login.store.clone(), service.settings());
     let result = crate::http::run(
         Arc::clone(&service),
         listeners.public,
@@ -226,6 +228,9 @@ pub async fn serve(
         shutdown,
     )
     .await;
+    if let Some(n) = notifier {
+        n.stop().await;
+    }
     service.login.store.pool().close().await;
     result
 }

@@ -711,6 +711,10 @@ pub async fn seed(store: &Store) {
         },
     ] {
         demo::insert_person(store, &p).await.expect("person");
+        let email = format!("{}@example.test", p.central_account);
+        demo::set_email(store, p.uid, Some(&email))
+            .await
+            .expect("email");
     }
     for a in [
         account("A-CAROL", "P-CAROL", "Carol Example", "cexample"),
@@ -1019,4 +1023,140 @@ impl Portal {
         let e = self.store.audit_tail(1).await.expect("audit");
         e.first().and_then(|e| e.reason.clone()).unwrap_or_default()
     }
+}
+
+/// Merges `extra` into the JSON configuration file at `path`, section by section (an object
+/// in `extra` adds to or replaces the keys of the file's object of that name).
+pub fn merge_config(path: &Path, extra: &serde_json::Value) {
+    let text = std::fs::read_to_string(path).expect("read config");
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).expect("config is JSON");
+    if let (Some(cfg), Some(extra)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (section, value) in extra {
+            match (cfg.get_mut(section), value.as_object()) {
+                (Some(serde_json::Value::Object(existing)), Some(add)) => {
+                    for (k, v) in add {
+                        existing.insert(k.clone(), v.clone());
+                    }
+                }
+                _ => {
+                    cfg.insert(section.clone(), value.clone());
+                }
+            }
+        }
+    }
+    std::fs::write(path, cfg.to_string()).expect("write config");
+}
+
+/// Postfix's `smtp-sink`, a real SMTP server that writes each message it accepts to a file
+/// in `dir`; killed when dropped.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl SmtpSink {
+    /// Where Debian's `postfix` package installs it.
+    pub const PATH: &'static str = "/usr/sbin/smtp-sink";
+
+    /// Whether `smtp-sink` is installed. When it isn't, a test prints SKIPPED and returns,
+    /// unless `CI` is set (`.ci/run` installs it): then it fails.
+    pub fn available(test: &str) -> bool {
+        if Path::new(Self::PATH).exists() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: {} is missing (apt-get install postfix); CI must run this test",
+            Self::PATH
+        );
+        eprintln!(
+            "SKIPPED {test}: {} is not installed (apt-get install postfix)",
+            Self::PATH
+        );
+        false
+    }
+
+    /// A loopback port nothing listens on (yet).
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+
+    /// Starts `smtp-sink` on 127.0.0.1:`port`, dumping messages into `dir` (created), and
+    /// waits until it accepts connections.
+    pub fn start(port: u16, dir: &Path) -> Self {
+        Self::start_with(port, dir, &[])
+    }
+
+    /// [`SmtpSink::start`] with more `smtp-sink` options (e.g. `-f AUTH`: refuse AUTH).
+    pub fn start_with(port: u16, dir: &Path, options: &[&str]) -> Self {
+        std::fs::create_dir_all(dir).expect("sink dir");
+        let mut cmd = Command::new(Self::PATH);
+        // As root, smtp-sink must drop privileges (-u); the directory must then be writable.
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+                .expect("chmod sink dir");
+            cmd.args(["-u", "nobody"]);
+        }
+        let template = format!("{}/%M.", dir.display());
+        cmd.args(options)
+            .args(["-h", "sink.test", "-d", &template])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("10")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = cmd.spawn().expect("start smtp-sink");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "smtp-sink did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// The messages received so far (each file's text), in no particular order.
+    pub fn messages(&self) -> Vec<String> {
+        sink_messages(&self.dir)
+    }
+
+    /// Stops the server.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The messages `smtp-sink` wrote into `dir` (each file's text).
+pub fn sink_messages(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
 }

@@ -22,6 +22,8 @@ pub const APPLICATION_TOKEN: &str = r"QER\Person\PasswordResetAuthenticator\Appl
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The name of the connection string of the portal's database.
 pub const DATABASE: &str = "Database";
+/// The name of the connection string holding the SMTP password (`Notify:Smtp:User`'s).
+pub const SMTP_PASSWORD: &str = "Smtp";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -114,6 +116,45 @@ pub struct TlsFiles {
 /// Where plugins are loaded from when neither `Plugins:Directory` nor `Plugins:Files` is set.
 pub const DEFAULT_PLUGIN_DIRECTORY: &str = "/usr/lib/prp/plugins";
 
+/// How the SMTP conversation is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain SMTP, upgraded with STARTTLS, which is required.
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No TLS at all: only for a relay on loopback.
+    None,
+}
+
+/// The SMTP server notifications are delivered through (`Notify:Smtp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// Authenticate as this user, with `ConnectionStrings:Smtp` as the password.
+    pub user: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Delivery of the notification outbox (`Notify` section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// `None`: no SMTP server configured; nothing is delivered.
+    pub smtp: Option<SmtpSettings>,
+    pub from: Option<String>,
+    pub email_column: String,
+    pub language_column: Option<String>,
+    /// `en` or `de`.
+    pub language: String,
+    pub help_desk: Option<String>,
+    pub poll: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub give_up_after: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggingSettings {
     pub level: String,
@@ -129,6 +170,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub host: HostSettings,
     pub plugins: PluginSettings,
+    pub notify: NotifySettings,
     pub logging: LoggingSettings,
 }
 
@@ -478,6 +520,54 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
                 private_key: resolve(k),
             }),
     };
+    let ms_or = |key: &str, default: u64| {
+        get(key)
+            .and_then(|v| schema::parse_timeout_ms(v).ok())
+            .map_or(Duration::from_millis(default), Duration::from_millis)
+    };
+    let text = |key: &str| {
+        get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let security = match get("Notify:Smtp:Security").map(|v| v.trim().to_ascii_lowercase()) {
+        Some(s) if s == "tls" => SmtpSecurity::Tls,
+        Some(s) if s == "none" => SmtpSecurity::None,
+        _ => SmtpSecurity::StartTls,
+    };
+    let notify = NotifySettings {
+        smtp: text("Notify:Smtp:Host").map(|host| SmtpSettings {
+            host,
+            port: get("Notify:Smtp:Port")
+                .and_then(|v| schema::parse_port(v).ok())
+                .unwrap_or(match security {
+                    SmtpSecurity::StartTls => 587,
+                    SmtpSecurity::Tls => 465,
+                    SmtpSecurity::None => 25,
+                }),
+            security,
+            user: text("Notify:Smtp:User"),
+            timeout: ms_or("Notify:Smtp:TimeoutMs", 30_000),
+        }),
+        from: text("Notify:From"),
+        email_column: text("Notify:EmailColumn").unwrap_or_else(|| "DefaultEmailAddress".into()),
+        language_column: text("Notify:LanguageColumn"),
+        language: text("Notify:Language")
+            .map(|l| l.to_ascii_lowercase())
+            .unwrap_or_else(|| "en".into()),
+        help_desk: text("Notify:HelpDesk"),
+        poll: ms_or("Notify:PollMs", 5_000),
+        retry_min: ms_or("Notify:RetryMinMs", 30_000),
+        retry_max: get("Notify:RetryMaxMs")
+            .and_then(|v| schema::parse_retry_max_ms(v).ok())
+            .map_or(Duration::from_secs(3600), Duration::from_millis),
+        give_up_after: Duration::from_secs(
+            get("Notify:GiveUpHours")
+                .and_then(|v| schema::parse_give_up_hours(v).ok())
+                .unwrap_or(72)
+                * 3600,
+        ),
+    };
     let logging = LoggingSettings {
         level: get("Logging:Level").unwrap_or("info").trim().to_owned(),
         format: match get("Logging:Format").map(|v| v.trim().to_ascii_lowercase()) {
@@ -492,6 +582,7 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
             .unwrap_or(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 8080)),
         host,
         plugins,
+        notify,
         logging,
         base_dir,
     }
@@ -588,6 +679,55 @@ mod tests {
                 .starts_with("environment variable Plugins__CallTimeoutMs: Plugins:CallTimeoutMs:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn notify_settings_and_the_smtp_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("appsettings.json");
+        fs::write(&base, "{}").unwrap();
+        let n = load(&base, &Environment::default())
+            .unwrap()
+            .settings
+            .notify;
+        assert_eq!(n.smtp, None);
+        assert_eq!(n.email_column, "DefaultEmailAddress");
+        assert_eq!(n.language, "en");
+        fs::write(
+            &base,
+            r#"{"ConnectionStrings":{"Smtp":"pw-SECRET"},
+                "Notify":{"Smtp":{"Host":"mail.example.org","Security":"TLS","User":"prp"},
+                          "From":"PRP <prp@example.org>","Language":"de","RetryMaxMs":60000}}"#,
+        )
+        .unwrap();
+        let loaded = load(&base, &Environment::default()).unwrap();
+        let n = &loaded.settings.notify;
+        let smtp = n.smtp.as_ref().unwrap();
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.security),
+            ("mail.example.org", 465, SmtpSecurity::Tls)
+        );
+        assert_eq!(smtp.user.as_deref(), Some("prp"));
+        assert_eq!(n.language, "de");
+        assert_eq!(n.retry_max, Duration::from_secs(60));
+        assert!(!format!("{loaded:?}").contains("SECRET"));
+        assert_eq!(
+            loaded
+                .settings
+                .connection_string(SMTP_PASSWORD)
+                .map(|c| c.redacted()),
+            Some("***".to_owned())
+        );
+        for (key, value) in [
+            ("Notify__Smtp__Security", "ssl"),
+            ("Notify__Smtp__Port", "70000"),
+            ("Notify__From", "not an address"),
+            ("Notify__EmailColumn", "Mail; DROP"),
+            ("Notify__Language", "fr"),
+        ] {
+            let err = load(&base, &env(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains(&key.replace("__", ":")), "{err}");
+        }
     }
 
     #[test]

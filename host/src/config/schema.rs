@@ -145,6 +145,76 @@ const SETTINGS: &[Setting] = &[
         help: "how many plugin calls may run at once",
     },
     Setting {
+        pattern: "Notify:Smtp:Host",
+        check: check_non_empty,
+        help: "the SMTP server notifications are delivered through (default: none; nothing is delivered)",
+    },
+    Setting {
+        pattern: "Notify:Smtp:Port",
+        check: check_port,
+        help: "its port (default: 587 with starttls, 465 with tls, 25 with none)",
+    },
+    Setting {
+        pattern: "Notify:Smtp:Security",
+        check: check_smtp_security,
+        help: "starttls (the default), tls (implicit TLS) or none (only for a relay on loopback)",
+    },
+    Setting {
+        pattern: "Notify:Smtp:User",
+        check: check_non_empty,
+        help: "the user to authenticate as; its password is ConnectionStrings:Smtp",
+    },
+    Setting {
+        pattern: "Notify:Smtp:TimeoutMs",
+        check: check_timeout_ms,
+        help: "one SMTP conversation must end within this (default: 30000)",
+    },
+    Setting {
+        pattern: "Notify:From",
+        check: check_mailbox,
+        help: "the sender, e.g. Password Reset Portal <prp@example.org> (required with Notify:Smtp:Host)",
+    },
+    Setting {
+        pattern: "Notify:EmailColumn",
+        check: check_column,
+        help: "the Person column with the recipient's address (default: DefaultEmailAddress)",
+    },
+    Setting {
+        pattern: "Notify:LanguageColumn",
+        check: check_column,
+        help: "a Person column with the person's language, e.g. de or en-GB (default: none)",
+    },
+    Setting {
+        pattern: "Notify:Language",
+        check: check_language,
+        help: "the language of messages when the person has none: en (the default) or de",
+    },
+    Setting {
+        pattern: "Notify:HelpDesk",
+        check: check_non_empty,
+        help: "how to reach the help desk, named in every message (default: just \"the help desk\")",
+    },
+    Setting {
+        pattern: "Notify:PollMs",
+        check: check_timeout_ms,
+        help: "how often the outbox is looked at for messages to send (default: 5000)",
+    },
+    Setting {
+        pattern: "Notify:RetryMinMs",
+        check: check_timeout_ms,
+        help: "the wait before the first retry of a failed delivery, doubled on each retry (default: 30000)",
+    },
+    Setting {
+        pattern: "Notify:RetryMaxMs",
+        check: check_retry_max,
+        help: "the longest wait between retries (default: 3600000)",
+    },
+    Setting {
+        pattern: "Notify:GiveUpHours",
+        check: check_give_up,
+        help: "a message not delivered this long after it was queued is undeliverable (default: 72)",
+    },
+    Setting {
         pattern: "Logging:Level",
         check: check_level,
         help: "error, warn, info, debug or trace, or a tracing filter",
@@ -157,7 +227,7 @@ const SETTINGS: &[Setting] = &[
 ];
 
 /// The known top-level sections, in their canonical spelling.
-pub const SECTIONS: &[&str] = &["ConnectionStrings", "Host", "Plugins", "Logging"];
+pub const SECTIONS: &[&str] = &["ConnectionStrings", "Host", "Plugins", "Notify", "Logging"];
 
 /// Whether `name` is a known section (case-insensitive); used to pick environment variables.
 pub fn is_section(name: &str) -> bool {
@@ -361,6 +431,74 @@ fn check_connections(v: &str) -> Result<(), String> {
 
 fn check_listen(v: &str) -> Result<(), String> {
     parse_listen(v).map(drop)
+}
+
+pub(super) fn parse_port(v: &str) -> Result<u16, String> {
+    parse_u64_in(v, 1, 65_535, "a port number").map(|n| n as u16)
+}
+
+fn check_port(v: &str) -> Result<(), String> {
+    parse_port(v).map(drop)
+}
+
+fn check_smtp_security(v: &str) -> Result<(), String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "none" | "starttls" | "tls" => Ok(()),
+        _ => Err(format!("expected starttls, tls or none, got \"{v}\"")),
+    }
+}
+
+/// `addr@domain` or `Display Name <addr@domain>`; lettre parses it again when it sends.
+fn check_mailbox(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    let addr = match (v.rfind('<'), v.ends_with('>')) {
+        (Some(open), true) => &v[open + 1..v.len() - 1],
+        _ => v,
+    };
+    match addr.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !addr.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("\"{v}\" is not an e-mail address")),
+    }
+}
+
+fn check_column(v: &str) -> Result<(), String> {
+    if crate::store::is_identifier(v.trim()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{v}\" is not a column name (letters, digits and _)"
+        ))
+    }
+}
+
+fn check_language(v: &str) -> Result<(), String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "en" | "de" => Ok(()),
+        _ => Err(format!("expected en or de, got \"{v}\"")),
+    }
+}
+
+pub(super) fn parse_retry_max_ms(v: &str) -> Result<u64, String> {
+    parse_u64_in(v, 1, 86_400_000, "a whole number of milliseconds")
+}
+
+fn check_retry_max(v: &str) -> Result<(), String> {
+    parse_retry_max_ms(v).map(drop)
+}
+
+pub(super) fn parse_give_up_hours(v: &str) -> Result<u64, String> {
+    parse_u64_in(v, 1, 8_760, "a number of hours")
+}
+
+fn check_give_up(v: &str) -> Result<(), String> {
+    parse_give_up_hours(v).map(drop)
 }
 
 fn check_level(v: &str) -> Result<(), String> {

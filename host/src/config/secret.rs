@@ -52,9 +52,11 @@ impl fmt::Display for ConnectionString {
 /// Names whose whole value is a secret, not a connection string with a password in it.
 fn is_whole_secret(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    ["token", "secret", "key", "password"]
-        .iter()
-        .any(|s| lower.ends_with(s))
+    // `Smtp` holds the SMTP password (`Notify:Smtp:User`'s), as it is.
+    lower == "smtp"
+        || ["token", "secret", "key", "password"]
+            .iter()
+            .any(|s| lower.ends_with(s))
 }
 
 fn redact_value(value: &str) -> String {
@@ -156,6 +158,13 @@ mod tests {
     fn ado_style_password_is_hidden() {
         let cs = ConnectionString::new("Database", "Server=db;User ID=prp;Password=hunter2;Pwd=x");
         assert_eq!(cs.redacted(), "Server=db;User ID=prp;Password=***;Pwd=***");
+    }
+
+    #[test]
+    fn smtp_password_is_hidden_whole() {
+        // Even one that looks like key=value pairs.
+        let cs = ConnectionString::new("Smtp", "user=a;pass=hunter2");
+        assert_eq!(cs.redacted(), "***");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct TableAccount {
 pub struct ItemChange {
     pub source: String,
     pub account_uid: String,
+    /// The account's name as people know it (for the notification).
+    pub display_name: String,
     /// The new hash to store; `None` when a resolver plugin set the password in its system.
     pub new_hash: Option<String>,
     /// Keep this many earlier hashes of the item.
@@ -378,9 +380,17 @@ impl Store {
             .iter()
             .map(|i| format!("{}:{}", i.source, i.account_uid))
             .collect();
+        // The facts the delivered message is written from, in the recipient's language.
+        let data = serde_json::json!({
+            "items": change.items.iter().map(|i| serde_json::json!({
+                "system": i.source,
+                "name": i.display_name,
+                "central": i.source == "Person",
+            })).collect::<Vec<_>>(),
+        });
         sqlx::query(
-            "INSERT INTO prp_notification_outbox (created_at, recipient_uid, kind, subject, body)
-             VALUES ($1, $2, 'password.changed', 'Your password was changed', $3)",
+            "INSERT INTO prp_notification_outbox (created_at, recipient_uid, kind, subject, body, data)
+             VALUES ($1, $2, 'password.changed', 'Your password was changed', $3, $4)",
         )
         .bind(now)
         .bind(&change.person_uid)
@@ -388,6 +398,7 @@ impl Store {
             "The password of {} was changed in the Password Reset Portal. If this was not you, contact the help desk.",
             names.join(", ")
         ))
+        .bind(data.to_string())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

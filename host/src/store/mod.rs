@@ -8,6 +8,7 @@ mod identity;
 mod import;
 mod items;
 mod lockout;
+mod notify;
 mod params;
 mod secrets;
 mod sessions;
@@ -24,6 +25,7 @@ pub use items::{
     AccountTable, ItemChange, PasswordChange, TableAccount, ACCOUNT_TABLES, DISPLAY_COLUMN,
 };
 pub use lockout::{LockScope, LockoutPolicy};
+pub use notify::{OutboxMessage, OutboxState, Recipient};
 pub use params::{ApiKeyScope, ApiKeyValue, Parameter, ParameterSnapshot, ParameterView};
 pub use secrets::{AnswerOutcome, Consumption, PasscodeOutcome, QuestionRow, StoredPassword};
 pub use sessions::{NewSession, Session, SessionKind};

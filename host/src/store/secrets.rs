@@ -130,13 +130,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO prp_notification_outbox (created_at, recipient_uid, kind, subject, body, secret)
-             VALUES ($1, $2, 'passcode.half', 'Second half of a passcode', $3, $4) RETURNING id",
+            "INSERT INTO prp_notification_outbox (created_at, recipient_uid, kind, subject, body, secret, data)
+             VALUES ($1, $2, 'passcode.half', 'Second half of a passcode', $3, $4, $5) RETURNING id",
         )
         .bind(self.now())
         .bind(recipient_uid)
         .bind(body)
         .bind(secret)
+        .bind(serde_json::json!({ "person_uid": person_uid }).to_string())
         .fetch_one(&mut *tx)
         .await?;
         let linked = sqlx::query(
