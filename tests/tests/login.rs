@@ -386,7 +386,7 @@ async fn a_passcode_raced_by_20_logins_is_used_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn wrong_passcode_guesses_invalidate_it_and_a_new_one_replaces_it() {
+async fn a_new_passcode_replaces_the_old_one_and_others_guesses_dont_burn_it() {
     for b in backends() {
         let p = portal(&b).await;
         let tag = b.name();
@@ -411,9 +411,9 @@ async fn wrong_passcode_guesses_invalidate_it_and_a_new_one_replaces_it() {
         for _ in 0..2 {
             assert_eq!(p.passcode("pat", "0000-0000-0000-0000").0, 401);
         }
-        // Three wrong guesses (the replaced one counted) invalidate the passcode.
-        assert_eq!(p.passcode("pat", &second).0, 401, "[{tag}] invalidated");
-        assert_eq!(p.last_reason().await, "passcode: none", "[{tag}]");
+        // Wrong guesses from a client that isn't one of the person's devices don't wear the
+        // passcode out (they are throttled per source and name instead: tests/abuse.rs).
+        assert_eq!(p.passcode("pat", &second).0, 200, "[{tag}] still usable");
     }
 }
 
