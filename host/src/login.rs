@@ -281,10 +281,15 @@ impl LoginService {
     /// [`throttle::FailureFloor`]), whatever path it took.
     pub async fn login(&self, input: LoginInput) -> LoginResult {
         let started = std::time::Instant::now();
-        let method = input.method.name();
+        let hashes = if input.method == LoginMethod::QUESTIONS {
+            self.questions_asked().await
+        } else {
+            1
+        };
         let result = self.decide_login(input).await;
         if matches!(result, LoginResult::Denied | LoginResult::Challenged(_)) {
-            let wait = self.floor.hold(method, started.elapsed());
+            let kind = u32::try_from(hashes).unwrap_or(u32::MAX);
+            let wait = self.floor.hold(kind, started.elapsed());
             tokio::time::sleep(wait).await;
         }
         result
@@ -471,9 +476,7 @@ impl LoginService {
                     outcome.reason.as_str(),
                 )
                 .await;
-                if let Err(e) = self.store.settle_success(&gate.own, gate.scope).await {
-                    tracing::warn!("clearing the client's failure counter failed: {e}");
-                }
+                self.after_success(&gate).await;
                 let device = self.new_device(&person_uid, gate.device.as_ref()).await;
                 LoginResult::Granted {
                     session,
@@ -695,7 +698,10 @@ impl LoginService {
         if over && !pow_paid {
             return Ok(Err(Refused {
                 result: LoginResult::Challenged(self.new_pow(&gate.name, bits).await?),
-                why: "refused before checking: the name or the client's source is over its limit, and no proof of work was sent".into(),
+                why: format!(
+                    "{}: locked for clients without a proof of work (the name or the client's source is over its limit)",
+                    input.method.name()
+                ),
             }));
         }
         if !challenge && !self.store.reserve_attempt(&gate.own, scope, policy).await? {
@@ -711,7 +717,7 @@ impl LoginService {
             };
             return Ok(Err(Refused {
                 result,
-                why: format!("locked for {whose}"),
+                why: format!("{}: locked for {whose}", input.method.name()),
             }));
         }
         Ok(Ok(gate))
@@ -821,6 +827,23 @@ impl LoginService {
         })
     }
 
+    /// After a granted login: the name's counters (from every source) start afresh, and so
+    /// does the device's.
+    async fn after_success(&self, gate: &Gate) {
+        let cleared = match gate.device {
+            Some(_) => self.store.settle_success(&gate.own, gate.scope).await,
+            None => Ok(()),
+        };
+        if let Err(e) = cleared.and(
+            self.store
+                .clear_subject(&gate.name, LockScope::All)
+                .await
+                .map(drop),
+        ) {
+            tracing::warn!("clearing the failure counters of a granted login failed: {e}");
+        }
+    }
+
     /// A new device cookie for the person's client.
     async fn new_device(&self, person_uid: &str, _old: Option<&Device>) -> Option<String> {
         match self.store.server_key(throttle::DEVICE_KEY).await {
@@ -838,7 +861,7 @@ impl LoginService {
     pub async fn challenge_for(&self, input: ChallengeInput) -> Result<ChallengeResult, String> {
         let started = std::time::Instant::now();
         let result = self.challenge_throttled(input).await;
-        let wait = self.floor.hold("challenge", started.elapsed());
+        let wait = self.floor.hold(0, started.elapsed());
         tokio::time::sleep(wait).await;
         result
     }

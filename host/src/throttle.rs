@@ -209,18 +209,19 @@ const FLOOR_MARGIN: f64 = 1.15;
 const FLOOR_CAP: Duration = Duration::from_secs(3);
 
 /// The time every failed login (and every question challenge) is held to: a little above
-/// the 95th percentile of what the recent ones took by themselves, per kind of request. The
+/// the 95th percentile of what the recent ones took by themselves, per number of hashes. The
 /// slow paths (a real name with a live passcode, its counters) and the fast ones (an unknown
 /// name) then answer after the same time, unless one runs longer than the floor.
 #[derive(Default)]
 pub struct FailureFloor {
-    recent: Mutex<HashMap<&'static str, VecDeque<Duration>>>,
+    recent: Mutex<HashMap<u32, VecDeque<Duration>>>,
 }
 
 impl FailureFloor {
     /// Records how long a failure of `kind` took by itself, and returns how long to wait
-    /// before answering it.
-    pub fn hold(&self, kind: &'static str, took: Duration) -> Duration {
+    /// before answering it. The kind is the number of hashes the request costs (password and
+    /// passcode failures share one floor), 0 for question challenges.
+    pub fn hold(&self, kind: u32, took: Duration) -> Duration {
         let Ok(mut recent) = self.recent.lock() else {
             return Duration::ZERO;
         };
@@ -306,10 +307,10 @@ mod tests {
     fn the_floor_holds_fast_failures_to_the_slow_ones() {
         let floor = FailureFloor::default();
         for _ in 0..50 {
-            floor.hold("x", Duration::from_millis(100));
+            floor.hold(1, Duration::from_millis(100));
         }
-        let wait = floor.hold("x", Duration::from_millis(10));
+        let wait = floor.hold(1, Duration::from_millis(10));
         assert!(wait >= Duration::from_millis(100), "{wait:?}");
-        assert_eq!(floor.hold("x", Duration::from_secs(5)), Duration::ZERO);
+        assert_eq!(floor.hold(1, Duration::from_secs(5)), Duration::ZERO);
     }
 }

@@ -20,7 +20,7 @@ pub(crate) struct ApiError {
     message: Cow<'static, str>,
     retry_after: Option<u32>,
     checks: Option<CheckResponse>,
-    pow: Option<crate::api::PowChallenge>,
+    pow: Option<Box<crate::api::PowChallenge>>,
 }
 
 impl ApiError {
@@ -81,7 +81,7 @@ impl ApiError {
 
     /// A failed login whose next attempt must carry a proof of work.
     pub(crate) fn with_pow(mut self, pow: crate::api::PowChallenge) -> Self {
-        self.pow = Some(pow);
+        self.pow = Some(Box::new(pow));
         self
     }
 
@@ -97,7 +97,7 @@ impl IntoResponse for ApiError {
             error: self.code.to_owned(),
             message: self.message.into_owned(),
             checks: self.checks,
-            pow: self.pow,
+            pow: self.pow.map(|p| *p),
         };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after {
