@@ -8,9 +8,11 @@
 //!                                                    # non-hashing endpoints
 //! cargo run --release -p prp-bench -- resolve        # 1M-account SearchTable lookups
 //! cargo run --release -p prp-bench -- load URL ...   # the load generator on its own
+//! cargo run --release -p prp-bench -- enumeration    # failed logins: same time every reason
 //! ```
 
 mod abi;
+mod enumeration;
 mod load;
 mod portal;
 mod resolve;
@@ -39,6 +41,9 @@ enum Bench {
     Resolve(resolve::Args),
     /// The load generator on its own, against any running portal.
     Load(load::Args),
+    /// Failed logins for every reason, interleaved: each median against the wrong-password
+    /// one, on SQLite and PostgreSQL.
+    Enumeration(enumeration::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Bench::Portal(a) => portal::run(&a),
         Bench::Resolve(a) => resolve::run(&a),
         Bench::Load(a) => load::run_cli(&a),
+        Bench::Enumeration(a) => enumeration::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,7 +25,7 @@ fn workspace() -> PathBuf {
 }
 
 /// Builds the release host and plugin; returns their paths.
-fn build() -> anyhow::Result<(PathBuf, PathBuf)> {
+pub(crate) fn build() -> anyhow::Result<(PathBuf, PathBuf)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace())
@@ -71,9 +71,9 @@ fn build() -> anyhow::Result<(PathBuf, PathBuf)> {
     ))
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The admin listener (`/metrics`).
     admin: SocketAddr,
 }
@@ -281,8 +281,29 @@ fn post(addr: SocketAddr, path: &str, body: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// `POST path` with a JSON body on a connection of its own: the status, and the time from
+/// connecting to the end of the answer.
+pub(crate) fn post_timed(addr: SocketAddr, path: &str, body: &Value) -> (u16, Duration) {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, t.elapsed());
+    };
+    let b = body.to_string();
+    let _ = write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len());
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let took = t.elapsed();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, took)
+}
+
 /// Starts the server and returns it with the time from spawn to `/health/ready` = 200.
-fn start(host: &Path, config: &Path) -> anyhow::Result<(Server, Duration)> {
+pub(crate) fn start(host: &Path, config: &Path) -> anyhow::Result<(Server, Duration)> {
     let t = Instant::now();
     let mut child = Command::new(host)
         .args(["serve", "--config"])

@@ -20,6 +20,28 @@ pub struct ErrorBody {
     /// For `policy`: the rules the password breaks, per item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<CheckResponse>,
+    /// For `login_failed`: a proof of work the next attempt for this login name must carry
+    /// (sent once a name, a person or the client's source is over its limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pow: Option<PowChallenge>,
+}
+
+/// A proof of work to solve: find a decimal `solution` such that
+/// SHA-256(`challenge` ":" `solution`) starts with `bits` zero bits. Valid once, for the login
+/// name it was issued for, until `expires_at` (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PowChallenge {
+    pub challenge: String,
+    pub bits: u32,
+    pub expires_at: i64,
+}
+
+/// A solved [`PowChallenge`], sent with the next login attempt (or question challenge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowSolution {
+    pub challenge: String,
+    pub solution: String,
 }
 
 /// `POST /api/login/password`.
@@ -28,6 +50,9 @@ pub struct ErrorBody {
 pub struct PasswordLogin {
     pub login_name: String,
     pub password: String,
+    /// The solved proof of work the last failure asked for, if it asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pow: Option<PowSolution>,
 }
 
 /// `POST /api/login/passcode`.
@@ -38,6 +63,9 @@ pub struct PasscodeLogin {
     /// As issued (`XXXX-XXXX-XXXX-XXXX`); case and dashes don't matter. Both halves, one after
     /// the other, for a four-eyes passcode.
     pub passcode: String,
+    /// The solved proof of work the last failure asked for, if it asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pow: Option<PowSolution>,
 }
 
 /// `POST /api/login/questions/challenge`.
@@ -45,6 +73,9 @@ pub struct PasscodeLogin {
 #[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
     pub login_name: String,
+    /// The solved proof of work the last failure asked for, if it asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pow: Option<PowSolution>,
 }
 
 /// One question to answer.
@@ -74,6 +105,9 @@ pub struct Answer {
 pub struct QuestionsLogin {
     pub login_name: String,
     pub answers: Vec<Answer>,
+    /// The solved proof of work the last failure asked for, if it asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pow: Option<PowSolution>,
 }
 
 /// A granted login. The same token is also set as the session cookie, with the CSRF token in

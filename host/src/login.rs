@@ -5,7 +5,11 @@
 use crate::metrics::Crossings;
 use crate::plugins::{CallError, CallGate, RequestScope};
 use crate::security::{take_hash_count, Hasher};
-use crate::store::{AuditEvent, AuditWriter, Consumption, NewSession, SessionKind, Store};
+use crate::store::{
+    AuditEvent, AuditWriter, Consumption, LockScope, LockoutPolicy, NewSession, ParameterSnapshot,
+    SessionKind, Store,
+};
+use crate::throttle::{self, Device, FailureFloor};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
 use prp_plugin_api::{
     AuthenticatorBox, ErrorKind, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
@@ -60,6 +64,41 @@ pub fn take_deferred() -> Vec<Consumption> {
     DEFERRED.with(|d| d.borrow_mut().take().unwrap_or_default())
 }
 
+thread_local! {
+    /// What the host knows of the client of the login (or challenge) running on this thread,
+    /// for the lockout checks of the host services. `None` outside a login.
+    static ATTEMPT: std::cell::RefCell<Option<AttemptContext>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The client of a login, as the lockout checks of the host services see it.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptContext {
+    /// The person whose device cookie the client presented (a valid one).
+    pub device_person: Option<String>,
+    /// The client solved the proof of work it was asked for: it may try once while the
+    /// person-level lock holds.
+    pub pow_paid: bool,
+    /// Whether the operator allows a proof of work (`PRP\Lockout\ProofOfWorkBits` > 0).
+    pub pow_enabled: bool,
+    /// Set by the checks: the person is locked for this client, which needs a proof of work.
+    pub pow_wanted: bool,
+    /// A question challenge rather than a login.
+    pub challenge: bool,
+}
+
+/// Runs `f` with the attempt context of the login running on this thread (`None` outside one).
+pub fn with_attempt<T>(f: impl FnOnce(Option<&mut AttemptContext>) -> T) -> T {
+    ATTEMPT.with(|a| f(a.borrow_mut().as_mut()))
+}
+
+fn begin_attempt(ctx: AttemptContext) {
+    ATTEMPT.with(|a| *a.borrow_mut() = Some(ctx));
+}
+
+fn take_attempt() -> AttemptContext {
+    ATTEMPT.with(|a| a.borrow_mut().take().unwrap_or_default())
+}
+
 /// A login attempt as the HTTP layer received it.
 pub struct LoginInput {
     pub method: LoginMethod,
@@ -67,6 +106,10 @@ pub struct LoginInput {
     pub secret: String,
     pub answers: Vec<(String, String)>,
     pub remote_addr: Option<String>,
+    /// The device cookie the client sent, if any.
+    pub device: Option<String>,
+    /// A solved proof of work: (challenge, solution).
+    pub pow: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -74,9 +117,14 @@ pub enum LoginResult {
     Granted {
         session: NewSession,
         kind: SessionKind,
+        /// A new device cookie for the client.
+        device: Option<String>,
     },
     /// Every failure, whatever the reason.
     Denied,
+    /// A failure, like `Denied`, after which the next attempt for this name must carry a
+    /// solution of this proof of work.
+    Challenged(crate::api::PowChallenge),
     /// Too many logins in progress: try again shortly.
     Busy,
     /// The database is away (or the decision could not be audited): nothing was decided that
@@ -116,6 +164,7 @@ pub struct LoginService {
     sweeper: tokio::task::JoinHandle<()>,
     /// The methods every loaded authenticator offers, asked once (see `crate::flows`).
     pub(crate) catalog: tokio::sync::OnceCell<Arc<crate::flows::Catalog>>,
+    floor: FailureFloor,
 }
 
 impl Drop for LoginService {
@@ -159,6 +208,9 @@ impl LoginService {
                 if let Err(e) = sweeping.purge_expired_attempts().await {
                     tracing::warn!("purging expired login attempts failed: {e}");
                 }
+                if let Err(e) = sweeping.purge_spent_pow().await {
+                    tracing::warn!("purging spent proofs of work failed: {e}");
+                }
             }
         });
         Self {
@@ -175,6 +227,7 @@ impl LoginService {
             audit,
             crossings: Arc::default(),
             catalog: tokio::sync::OnceCell::new(),
+            floor: FailureFloor::default(),
         }
     }
 
@@ -185,6 +238,11 @@ impl LoginService {
 
     /// One request's scope: the parameters read once, now, for all its plugin calls.
     async fn scope(&self) -> RequestScope {
+        self.scope_and_policy().await.0
+    }
+
+    /// [`Self::scope`], and the lockout policy from the same parameters.
+    async fn scope_and_policy(&self) -> (RequestScope, Option<LockoutPolicy>) {
         let parameters = match self.store.parameters().await {
             Ok(p) => Some(p),
             Err(e) => {
@@ -192,7 +250,16 @@ impl LoginService {
                 None
             }
         };
-        RequestScope::new(parameters, Arc::clone(&self.crossings))
+        let policy = parameters.as_ref().and_then(|p: &ParameterSnapshot| {
+            LockoutPolicy::from_parameters(p)
+                .map_err(|e| tracing::warn!("cannot read the lockout policy: {e}"))
+                .ok()
+                .map(|(policy, _)| policy)
+        });
+        (
+            RequestScope::new(parameters, Arc::clone(&self.crossings)),
+            policy,
+        )
     }
 
     /// Logins in progress now.
@@ -241,7 +308,25 @@ impl LoginService {
         Ok(out)
     }
 
+    /// A login attempt. Every failure is held to the same time floor (see
+    /// [`throttle::FailureFloor`]), whatever path it took.
     pub async fn login(&self, input: LoginInput) -> LoginResult {
+        let started = std::time::Instant::now();
+        let hashes = if input.method == LoginMethod::QUESTIONS {
+            self.questions_asked().await
+        } else {
+            1
+        };
+        let result = self.decide_login(input).await;
+        if matches!(result, LoginResult::Denied | LoginResult::Challenged(_)) {
+            let kind = u32::try_from(hashes).unwrap_or(u32::MAX);
+            let wait = self.floor.hold(kind, started.elapsed());
+            tokio::time::sleep(wait).await;
+        }
+        result
+    }
+
+    async fn decide_login(&self, input: LoginInput) -> LoginResult {
         let method = input.method.name();
         let Some(_pending) = self.admit() else {
             // Answered 503 whether or not the record is written.
@@ -278,7 +363,28 @@ impl LoginService {
             };
             return self.deny(&input, None, why).await;
         }
-        let scope = self.scope().await;
+        let (scope, policy) = self.scope_and_policy().await;
+        let Some(policy) = policy else {
+            // The parameters can't be read: the database is away.
+            return self.unavailable(&input, None, "the lockout policy can't be read");
+        };
+        let gate = match self.gate(&input, &policy, false).await {
+            Ok(Ok(gate)) => gate,
+            Ok(Err(refused)) => {
+                self.pad(hashes).await;
+                if let Err(unavailable) = self
+                    .record_decision(&input, None, "failure", &refused.why)
+                    .await
+                {
+                    return unavailable;
+                }
+                return refused.result;
+            }
+            Err(e) => {
+                tracing::error!("login throttle unavailable: {e}");
+                return self.unavailable(&input, None, &format!("throttle unavailable: {e}"));
+            }
+        };
         let candidates = match self.resolve_in(&scope, &input.login_name).await {
             Ok(c) => c,
             Err(e) if e.unavailable => {
@@ -309,23 +415,26 @@ impl LoginService {
         };
         let auth = Arc::clone(&self.authenticator);
         let hasher = Arc::clone(&self.hasher);
+        let context = gate.context.clone();
         let decided = self
             .gate
             .call(move || {
                 take_hash_count();
                 begin_deferring();
+                begin_attempt(context);
                 let outcome = scope.run("login", || auth.login(&request));
                 let consumed = take_deferred();
+                let attempt = take_attempt();
                 // Pad to the same number of hashes on every path (unknown names included).
                 for _ in take_hash_count() as usize..hashes {
                     hasher.dummy_verify();
                 }
-                outcome.map(|o| (o, consumed))
+                outcome.map(|o| (o, consumed, attempt))
             })
             .await;
         // A call that runs out of time is answered here while its thread goes on: what it
         // deferred is dropped with its result, so nothing is consumed for the denied login.
-        let (outcome, consumed) = match decided {
+        let (outcome, consumed, attempt) = match decided {
             Ok(o) => o,
             Err(e) if is_unavailable(&e) => {
                 return self.unavailable(&input, None, &format!("authenticator: {e}"));
@@ -349,9 +458,18 @@ impl LoginService {
             .map(|p| p.to_string())
             .into_option();
         if !outcome.granted {
-            return self
-                .deny(&input, person.as_deref(), outcome.reason.as_str())
-                .await;
+            if let Err(unavailable) = self
+                .record_decision(
+                    &input,
+                    person.as_deref(),
+                    "failure",
+                    outcome.reason.as_str(),
+                )
+                .await
+            {
+                return unavailable;
+            }
+            return self.after_failure(&gate, &policy, attempt.pow_wanted).await;
         }
         let Some(person_uid) = person else {
             return self
@@ -394,7 +512,15 @@ impl LoginService {
                     )
                     .await
                 {
-                    Ok(()) => LoginResult::Granted { session, kind },
+                    Ok(()) => {
+                        self.after_success(&gate).await;
+                        let device = self.new_device(&person_uid, gate.device.as_ref()).await;
+                        LoginResult::Granted {
+                            session,
+                            kind,
+                            device,
+                        }
+                    }
                     // The session was stored, but its token is never handed out.
                     Err(unavailable) => unavailable,
                 }
@@ -407,8 +533,13 @@ impl LoginService {
         }
     }
 
-    /// The questions to show for a login name (real or decoy; the client can't tell which).
-    pub async fn challenge(&self, login_name: &str) -> Result<Vec<QuestionChallenge>, String> {
+    /// The questions to show for a login name (real or decoy; the client can't tell which),
+    /// for a client judged by the throttle ([`Self::challenge_for`]).
+    async fn challenge_in(
+        &self,
+        login_name: &str,
+        mut context: AttemptContext,
+    ) -> Result<Vec<QuestionChallenge>, String> {
         if login_name.len() > MAX_LOGIN_NAME {
             return Err("login name too long".into());
         }
@@ -419,12 +550,16 @@ impl LoginService {
             .map_err(|e| e.message)?;
         let auth = Arc::clone(&self.authenticator);
         let name = login_name.to_owned();
+        context.challenge = true;
         self.gate
             .call(move || {
                 let c: RVec<ResolvedAccount> = candidates.into_iter().collect();
-                scope.run("challenge", || {
+                begin_attempt(context);
+                let shown = scope.run("challenge", || {
                     auth.challenge(name.as_str().into(), c.as_rslice())
-                })
+                });
+                take_attempt();
+                shown
             })
             .await
             .map(|v| v.into_iter().collect())
@@ -546,6 +681,322 @@ impl LoginService {
     }
 }
 
+/// The lock scope of a login method.
+fn lock_scope(method: LoginMethod) -> LockScope {
+    match method {
+        LoginMethod::PASSWORD => LockScope::Password,
+        LoginMethod::PASSCODE => LockScope::Passcode,
+        LoginMethod::QUESTIONS => LockScope::Questions,
+        _ => LockScope::All,
+    }
+}
+
+/// What the throttle decided for an attempt it let through: the counters it is judged on.
+struct Gate {
+    scope: LockScope,
+    /// `n:<keyed digest of the name>`: the name's failures, real name or not.
+    name: String,
+    /// `s:<source>`: the client source's failures, over every name.
+    source: String,
+    /// The counter that locks this client hard: `d:<device id>` for a device cookie, else
+    /// `<name>@<source>`.
+    own: String,
+    device: Option<Device>,
+    context: AttemptContext,
+}
+
+/// An attempt the throttle refused before any secret was looked at.
+struct Refused {
+    result: LoginResult,
+    why: String,
+}
+
+/// A question challenge as the HTTP layer received it.
+pub struct ChallengeInput {
+    pub login_name: String,
+    pub remote_addr: Option<String>,
+    pub device: Option<String>,
+    pub pow: Option<(String, String)>,
+}
+
+/// What a question challenge request gets.
+pub enum ChallengeResult {
+    Questions(Vec<QuestionChallenge>),
+    /// Too many challenges from this source (or failures for this name): the request must
+    /// carry a solution of this proof of work.
+    Challenged(crate::api::PowChallenge),
+}
+
+/// Throttling (see [`crate::throttle`] and README, "Security model"): per client source, per
+/// device, per name (real or not), with a proof of work in place of a lock for clients that
+/// aren't the person's devices.
+impl LoginService {
+    async fn gate(
+        &self,
+        input: &LoginInput,
+        policy: &LockoutPolicy,
+        challenge: bool,
+    ) -> Result<Result<Gate, Refused>, crate::store::StoreError> {
+        let scope = lock_scope(input.method);
+        let now = self.store.now();
+        let name_key = self.store.server_key(throttle::NAME_KEY).await?;
+        let name = format!("n:{}", throttle::name_key(&name_key, &input.login_name));
+        let src = input
+            .remote_addr
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .map_or_else(|| "unknown".to_owned(), throttle::source_of);
+        let source = format!("s:{src}");
+        let device = match input.device.as_deref() {
+            Some(token) => {
+                let key = self.store.server_key(throttle::DEVICE_KEY).await?;
+                throttle::device_from(&key, token, now)
+            }
+            None => None,
+        };
+        let own = match &device {
+            Some(d) => format!("d:{}", d.id),
+            None => format!("{name}@{src}"),
+        };
+        let bits = u32::try_from(policy.pow_bits).unwrap_or(0);
+        let pow_enabled = bits > 0;
+        let mut pow_paid = false;
+        if let (true, Some((challenge_text, solution))) = (pow_enabled, input.pow.as_ref()) {
+            let key = self.store.server_key(throttle::POW_KEY).await?;
+            match throttle::check_pow(&key, &name, challenge_text, solution, bits, now) {
+                Ok((nonce, expires_at)) => {
+                    pow_paid = self.store.spend_pow(&nonce, expires_at).await?;
+                }
+                Err(why) => tracing::debug!("a proof of work was refused: {why:?}"),
+            }
+        }
+        let p = policy.scope(scope);
+        let over = device.is_none()
+            && pow_enabled
+            && (self.store.failures(&name, scope, p.window).await? >= p.max_failures
+                || self
+                    .store
+                    .failures(&source, LockScope::All, policy.all.window)
+                    .await?
+                    >= policy.source_max_failures
+                || (challenge
+                    && self
+                        .store
+                        .count_failure(&format!("c:{src}"), LockScope::All, policy.all.window)
+                        .await?
+                        > policy.source_max_failures));
+        let gate = Gate {
+            scope,
+            name,
+            source,
+            own,
+            context: AttemptContext {
+                device_person: device.as_ref().map(|d| d.person_uid.clone()),
+                pow_paid,
+                pow_enabled,
+                pow_wanted: false,
+                challenge,
+            },
+            device,
+        };
+        if over && !pow_paid {
+            return Ok(Err(Refused {
+                result: LoginResult::Challenged(self.new_pow(&gate.name, bits).await?),
+                why: format!(
+                    "{}: locked for clients without a proof of work (the name or the client's source is over its limit)",
+                    input.method.name()
+                ),
+            }));
+        }
+        if !challenge && !self.store.reserve_attempt(&gate.own, scope, policy).await? {
+            let result = if over {
+                LoginResult::Challenged(self.new_pow(&gate.name, bits).await?)
+            } else {
+                LoginResult::Denied
+            };
+            let whose = if gate.device.is_some() {
+                "this device"
+            } else {
+                "this name from the client's source"
+            };
+            return Ok(Err(Refused {
+                result,
+                why: format!("{}: locked for {whose}", input.method.name()),
+            }));
+        }
+        Ok(Ok(gate))
+    }
+
+    /// Clears the locks of the person `login_name` resolves to, in `scope` (`All`: every
+    /// method): the person's counters, the name's from every source, and for questions the
+    /// locked questions. For the help desk (`prp-host unlock`).
+    pub async fn unlock(
+        &self,
+        login_name: &str,
+        scope: LockScope,
+    ) -> Result<throttle::Unlocked, String> {
+        let candidates = self.resolve(login_name).await?;
+        let persons: std::collections::BTreeSet<&str> = candidates
+            .iter()
+            .map(|c| c.person_uid.as_str())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let person_uid = match persons.len() {
+            0 => return Err(format!("\"{login_name}\" matches no person")),
+            1 => persons.into_iter().next().unwrap_or_default().to_owned(),
+            n => {
+                return Err(format!(
+                    "\"{login_name}\" matches accounts of {n} different persons; use a name that identifies one"
+                ))
+            }
+        };
+        let store = &self.store;
+        let fail = |e: crate::store::StoreError| e.to_string();
+        let name_key = store.server_key(throttle::NAME_KEY).await.map_err(fail)?;
+        let name = format!("n:{}", throttle::name_key(&name_key, login_name));
+        let mut counters = store
+            .clear_subject(&person_uid, scope)
+            .await
+            .map_err(fail)?;
+        counters += store.clear_subject(&name, scope).await.map_err(fail)?;
+        let mut questions = 0;
+        if matches!(scope, LockScope::All | LockScope::Questions) {
+            for q in store.questions(&person_uid).await.map_err(fail)? {
+                if q.locked
+                    && store
+                        .unlock_question(&person_uid, &q.id)
+                        .await
+                        .map_err(fail)?
+                {
+                    questions += 1;
+                }
+            }
+        }
+        Ok(throttle::Unlocked {
+            person_uid,
+            counters,
+            questions,
+        })
+    }
+
+    async fn new_pow(
+        &self,
+        name: &str,
+        bits: u32,
+    ) -> Result<crate::api::PowChallenge, crate::store::StoreError> {
+        let key = self.store.server_key(throttle::POW_KEY).await?;
+        Ok(throttle::issue_pow(&key, name, bits, self.store.now()))
+    }
+
+    /// After a denied attempt the throttle let through: counted against the client, the name
+    /// and the source; a proof of work is asked for the next attempt when any is over its
+    /// limit, or when the person is locked for this client (`wanted`).
+    async fn after_failure(
+        &self,
+        gate: &Gate,
+        policy: &LockoutPolicy,
+        wanted: bool,
+    ) -> LoginResult {
+        let decided: Result<LoginResult, crate::store::StoreError> = async {
+            self.store
+                .settle_failure(&gate.own, gate.scope, policy)
+                .await?;
+            let bits = u32::try_from(policy.pow_bits).unwrap_or(0);
+            if bits == 0 {
+                return Ok(LoginResult::Denied);
+            }
+            let mut over = wanted;
+            if gate.device.is_none() {
+                let p = policy.scope(gate.scope);
+                let named = self
+                    .store
+                    .count_failure(&gate.name, gate.scope, p.window)
+                    .await?;
+                let sourced = self
+                    .store
+                    .count_failure(&gate.source, LockScope::All, policy.all.window)
+                    .await?;
+                over |= named >= p.max_failures || sourced >= policy.source_max_failures;
+            }
+            Ok(if over {
+                LoginResult::Challenged(self.new_pow(&gate.name, bits).await?)
+            } else {
+                LoginResult::Denied
+            })
+        }
+        .await;
+        decided.unwrap_or_else(|e| {
+            tracing::warn!("counting a failed login failed: {e}");
+            LoginResult::Denied
+        })
+    }
+
+    /// After a granted login: the name's counters (from every source) start afresh, and so
+    /// does the device's.
+    async fn after_success(&self, gate: &Gate) {
+        let cleared = match gate.device {
+            Some(_) => self.store.settle_success(&gate.own, gate.scope).await,
+            None => Ok(()),
+        };
+        if let Err(e) = cleared.and(
+            self.store
+                .clear_subject(&gate.name, LockScope::All)
+                .await
+                .map(drop),
+        ) {
+            tracing::warn!("clearing the failure counters of a granted login failed: {e}");
+        }
+    }
+
+    /// A new device cookie for the person's client.
+    async fn new_device(&self, person_uid: &str, _old: Option<&Device>) -> Option<String> {
+        match self.store.server_key(throttle::DEVICE_KEY).await {
+            Ok(key) => Some(throttle::device_token(&key, person_uid, self.store.now())),
+            Err(e) => {
+                tracing::warn!("cannot issue a device cookie: {e}");
+                None
+            }
+        }
+    }
+
+    /// A question challenge, throttled like a login: every request is counted against its
+    /// source; over the limit (or while the name's question logins are over theirs) it must
+    /// carry a proof of work. Held to the same time floor whatever it shows.
+    pub async fn challenge_for(&self, input: ChallengeInput) -> Result<ChallengeResult, String> {
+        let started = std::time::Instant::now();
+        let result = self.challenge_throttled(input).await;
+        let wait = self.floor.hold(0, started.elapsed());
+        tokio::time::sleep(wait).await;
+        result
+    }
+
+    async fn challenge_throttled(&self, input: ChallengeInput) -> Result<ChallengeResult, String> {
+        let (_, policy) = self.scope_and_policy().await;
+        let policy = policy.ok_or("the lockout policy can't be read")?;
+        let login = LoginInput {
+            method: LoginMethod::QUESTIONS,
+            login_name: input.login_name,
+            secret: String::new(),
+            answers: Vec::new(),
+            remote_addr: input.remote_addr,
+            device: input.device,
+            pow: input.pow,
+        };
+        let gate = match self.gate(&login, &policy, true).await {
+            Ok(Ok(gate)) => gate,
+            Ok(Err(Refused {
+                result: LoginResult::Challenged(pow),
+                ..
+            })) => return Ok(ChallengeResult::Challenged(pow)),
+            Ok(Err(refused)) => return Err(refused.why),
+            Err(e) => return Err(format!("throttle unavailable: {e}")),
+        };
+        self.challenge_in(&login.login_name, gate.context)
+            .await
+            .map(ChallengeResult::Questions)
+    }
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -607,7 +1058,38 @@ impl LoginService {
                 .await;
             return Identified::Denied;
         }
-        let scope = self.scope().await;
+        // The same throttle as the classic logins: the name's, the source's and the device's
+        // counters, and their locks. A flow carries no proof of work, so where a classic login
+        // would ask for one, the flow's step is refused (fail closed).
+        let (scope, policy) = self.scope_and_policy().await;
+        let Some(policy) = policy else {
+            self.pad(hashes).await;
+            let _ = self
+                .audit(input, None, "failure", "the lockout policy can't be read")
+                .await;
+            return Identified::Denied;
+        };
+        let gate = match self.gate(input, &policy, false).await {
+            Ok(Ok(gate)) => gate,
+            Ok(Err(refused)) => {
+                self.pad(hashes).await;
+                let _ = self.audit(input, None, "failure", &refused.why).await;
+                return Identified::Denied;
+            }
+            Err(e) => {
+                tracing::error!("login throttle unavailable: {e}");
+                self.pad(hashes).await;
+                let _ = self
+                    .audit(
+                        input,
+                        None,
+                        "failure",
+                        &format!("throttle unavailable: {e}"),
+                    )
+                    .await;
+                return Identified::Denied;
+            }
+        };
         let candidates = match self.resolve_in(&scope, &input.login_name).await {
             Ok(c) => c,
             Err(e) => {
@@ -616,6 +1098,7 @@ impl LoginService {
                 let _ = self
                     .audit(input, None, "failure", &format!("resolution failed: {e}"))
                     .await;
+                let _ = self.after_failure(&gate, &policy, false).await;
                 return Identified::Denied;
             }
         };
@@ -653,6 +1136,7 @@ impl LoginService {
             Err(e) => {
                 tracing::error!("flow step denied because a plugin failed: {e}");
                 let _ = self.audit(input, None, "failure", &e.to_string()).await;
+                let _ = self.after_failure(&gate, &policy, false).await;
                 return Identified::Denied;
             }
         };
@@ -662,12 +1146,15 @@ impl LoginService {
             .map(|p| p.to_string())
             .into_option();
         match (outcome.granted, person) {
-            (true, Some(person_uid)) => Identified::Person {
-                full: outcome.session.is_full() && input.method == LoginMethod::PASSWORD,
-                person_uid,
-                consumed,
-                reason: outcome.reason.to_string(),
-            },
+            (true, Some(person_uid)) => {
+                self.after_success(&gate).await;
+                Identified::Person {
+                    full: outcome.session.is_full() && input.method == LoginMethod::PASSWORD,
+                    person_uid,
+                    consumed,
+                    reason: outcome.reason.to_string(),
+                }
+            }
             (_, person) => {
                 let reason = if outcome.granted {
                     "authenticator granted a login without a person"
@@ -677,6 +1164,7 @@ impl LoginService {
                 let _ = self
                     .audit(input, person.as_deref(), "failure", reason)
                     .await;
+                let _ = self.after_failure(&gate, &policy, false).await;
                 Identified::Denied
             }
         }

@@ -145,6 +145,8 @@ pub const HOST_PARAMETERS: &[ParamSpec] = &[
     whole(r"PRP\Lockout\Passcode\LockMinutes", 1, 525_600, 60, "how long a passcode lock lasts, in minutes"),
     whole(r"PRP\Lockout\PasscodeMaxGuesses", 1, 20, 3, "wrong guesses that invalidate a passcode"),
     whole(r"PRP\Lockout\QuestionMaxFailures", 1, 20, 3, "wrong answers that lock a question"),
+    whole(r"PRP\Lockout\ProofOfWorkBits", 0, 28, 18, "leading zero bits of the proof of work a client without a device cookie solves once a name, person or source is over its limit; 0: none (a person-level lock then refuses every client but the person's devices)"),
+    whole(r"PRP\Lockout\Source\MaxFailures", 1, 100_000, 50, "failed logins from one client source (IPv4 /24, IPv6 /64) within the all-methods window after which each of its attempts needs a proof of work"),
     whole(r"PRP\PasswordPolicy\<Source>\MinLength", 8, 128, 12, "the fewest characters a password may have (at most MaxLength)"),
     whole(r"PRP\PasswordPolicy\<Source>\MaxLength", MIN_MAX_LENGTH, MAX_MAX_LENGTH, 128, "the most characters a password may have (logins take at most 1024 bytes)"),
     whole(r"PRP\PasswordPolicy\<Source>\HistoryCount", 0, 24, 5, "earlier passwords that may not be used again"),

@@ -274,6 +274,15 @@ impl Service {
         Self::from_portal(portal)
     }
 
+    /// Clears the locks of the person a login name resolves to (`prp-host unlock`).
+    pub async fn unlock_name(
+        &self,
+        name: &str,
+        scope: crate::store::LockScope,
+    ) -> Result<crate::throttle::Unlocked, String> {
+        self.login.unlock(name, scope).await
+    }
+
     /// How a login name resolves and what each way of logging in would do, in lines for
     /// people; never a secret.
     pub async fn explain_login(&self, name: &str) -> Result<Vec<String>, String> {

@@ -831,6 +831,7 @@ impl Client {
             &prp_host::api::PasswordLogin {
                 login_name: login_name.into(),
                 password: password.into(),
+                pow: None,
             },
         );
         assert_eq!(status, 200, "login of {login_name} failed: {body}");
@@ -958,6 +959,7 @@ impl Portal {
             &prp_host::api::PasswordLogin {
                 login_name: name.into(),
                 password: password.into(),
+                pow: None,
             },
         )
     }
@@ -974,6 +976,7 @@ impl Portal {
             &prp_host::api::PasscodeLogin {
                 login_name: name.into(),
                 passcode: passcode.into(),
+                pow: None,
             },
         )
     }
@@ -984,6 +987,7 @@ impl Portal {
             "/api/login/questions/challenge",
             &prp_host::api::ChallengeRequest {
                 login_name: name.into(),
+                pow: None,
             },
         );
         assert_eq!(status, 200, "{body}");
@@ -1007,6 +1011,7 @@ impl Portal {
                         answer: (*a).into(),
                     })
                     .collect(),
+                pow: None,
             },
         )
     }

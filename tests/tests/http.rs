@@ -177,7 +177,8 @@ async fn an_https_portal_sets_host_prefixed_secure_cookies_and_hsts() {
         .lines()
         .filter(|l| l.starts_with("set-cookie:"))
         .collect();
-    assert_eq!(cookies.len(), 2, "{head}");
+    // Session, CSRF and device cookies.
+    assert_eq!(cookies.len(), 3, "{head}");
     for c in &cookies {
         assert!(c.starts_with("set-cookie: __host-prp_"), "{c}");
         assert!(c.contains("secure") && c.contains("path=/"), "{c}");

@@ -181,9 +181,23 @@ prp_tests::on_each_backend! {
             p.last_reason().await.contains("passcode login is off"),
             "[{tag}]"
         );
+        // A name with failures behind it asks a proof of work, real or not: the locked
+        // person's answer is that of an unknown name with as many failures.
+        for _ in 0..3 {
+            p.password("no-such-person-2", "wrong");
+        }
+        let unknown_failed = p.password("no-such-person-2", FLAG_PW);
+        let shape = |r: &(u16, String)| {
+            let mut v: Value = serde_json::from_str(&r.1).expect("json");
+            if let Some(pow) = v.get_mut("pow") {
+                pow["challenge"] = Value::Null;
+                pow["expires_at"] = Value::Null;
+            }
+            (r.0, v)
+        };
+        assert_eq!(shape(&locked), shape(&unknown_failed), "[{tag}] locked");
         for (what, r) in [
             ("disabled", &disabled),
-            ("locked", &locked),
             ("wrong", &wrong),
             ("ambiguous", &ambiguous),
             ("method off", &method_off),
@@ -200,7 +214,7 @@ prp_tests::on_each_backend! {
             .filter_map(|e| e.reason)
             .collect();
         assert!(
-            reasons.iter().any(|r| r == "password: locked"),
+            reasons.iter().any(|r| r.starts_with("password: locked")),
             "[{tag}] {reasons:?}"
         );
         assert!(
@@ -292,7 +306,7 @@ prp_tests::on_each_backend! {
 }
 
 prp_tests::on_each_backend! {
-    async fn wrong_passcode_guesses_invalidate_it_and_a_new_one_replaces_it(b: Backend) {
+    async fn a_new_passcode_replaces_the_old_one_and_others_guesses_dont_burn_it(b: Backend) {
         let p = Portal::start(&b).await;
         let tag = b.name();
         let issue = |code: String| {
@@ -316,9 +330,9 @@ prp_tests::on_each_backend! {
         for _ in 0..2 {
             assert_eq!(p.passcode("pat", "0000-0000-0000-0000").0, 401);
         }
-        // Three wrong guesses (the replaced one counted) invalidate the passcode.
-        assert_eq!(p.passcode("pat", &second).0, 401, "[{tag}] invalidated");
-        assert_eq!(p.last_reason().await, "passcode: none", "[{tag}]");
+        // Wrong guesses from a client that isn't one of the person's devices don't wear the
+        // passcode out (they are throttled per source and name instead: tests/abuse.rs).
+        assert_eq!(p.passcode("pat", &second).0, 200, "[{tag}] still usable");
     }
 }
 

@@ -13,6 +13,7 @@ mod passcode;
 mod plugins;
 mod serve;
 mod token;
+mod unlock;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -75,6 +76,14 @@ enum Command {
     /// Issue passcodes.
     #[command(subcommand)]
     Passcode(passcode::PasscodeCommand),
+    /// Clear the locks of the person a login name resolves to (audited).
+    Unlock {
+        /// A login name of the person.
+        name: String,
+        /// Which locks: password, passcode, questions (also unlocks locked questions), or all.
+        #[arg(long, value_enum, default_value_t = unlock::Method::All)]
+        method: unlock::Method,
+    },
     /// Build the demo identity database and settings (only into a database without a Person
     /// table); on a demo database, change nothing unless --reset is given.
     Demo {
@@ -131,6 +140,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Token(c) => token::run(c, &settings, &store).await,
                 Command::ExplainLogin { name } => explain::run(&name, settings, store).await,
                 Command::Passcode(c) => passcode::run(c, settings, store).await,
+                Command::Unlock { name, method } => {
+                    unlock::run(&name, method, settings, store).await
+                }
                 Command::Demo { reset } => demo::run(reset, &settings, &store).await,
                 Command::Audit { limit, format } => audit::run(limit, format, &store).await,
                 Command::Import(c) => import::run(c, &store).await,

@@ -699,6 +699,8 @@ fn classic_input(
         secret,
         answers,
         remote_addr: remote.map(str::to_owned),
+        device: None,
+        pow: None,
     })
 }
 

@@ -20,6 +20,7 @@ pub(crate) struct ApiError {
     message: Cow<'static, str>,
     retry_after: Option<u32>,
     checks: Option<CheckResponse>,
+    pow: Option<Box<crate::api::PowChallenge>>,
 }
 
 impl ApiError {
@@ -34,6 +35,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             checks: None,
+            pow: None,
         }
     }
 
@@ -77,6 +79,12 @@ impl ApiError {
         self
     }
 
+    /// A failed login whose next attempt must carry a proof of work.
+    pub(crate) fn with_pow(mut self, pow: crate::api::PowChallenge) -> Self {
+        self.pow = Some(Box::new(pow));
+        self
+    }
+
     pub(crate) fn with_checks(mut self, checks: CheckResponse) -> Self {
         self.checks = Some(checks);
         self
@@ -89,6 +97,7 @@ impl IntoResponse for ApiError {
             error: self.code.to_owned(),
             message: self.message.into_owned(),
             checks: self.checks,
+            pow: self.pow.map(|p| *p),
         };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after {

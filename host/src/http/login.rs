@@ -6,7 +6,9 @@ use crate::api::{
     ChallengeQuestion, ChallengeRequest, ChallengeResponse, ErrorBody, LoginResponse,
     PasscodeLogin, PasswordLogin, QuestionsLogin,
 };
-use crate::login::{LoginInput, LoginResult, MAX_ANSWERS, MAX_LOGIN_NAME};
+use crate::login::{
+    ChallengeInput, ChallengeResult, LoginInput, LoginResult, MAX_ANSWERS, MAX_LOGIN_NAME,
+};
 use crate::service::Service;
 use axum::extract::State;
 use axum::Json;
@@ -36,6 +38,38 @@ impl RequestBody for QuestionsLogin {
     const SHAPE: &'static str = r#"{"login_name", "answers": [{"question_id", "answer"}]}"#;
 }
 
+/// The device cookie's name: `__Host-` and `Secure` as the session cookie is.
+fn device_cookie(svc: &Service) -> &'static str {
+    if svc.web().secure {
+        "__Host-prp_device"
+    } else {
+        "prp_device"
+    }
+}
+
+/// What the client sent that the throttle judges it by: its device cookie and its solved
+/// proof of work.
+struct Client {
+    ip: std::net::IpAddr,
+    device: Option<String>,
+    pow: Option<(String, String)>,
+}
+
+impl Client {
+    fn new(
+        svc: &Service,
+        ip: std::net::IpAddr,
+        jar: &CookieJar,
+        pow: Option<crate::api::PowSolution>,
+    ) -> Self {
+        Self {
+            ip,
+            device: jar.get(device_cookie(svc)).map(|c| c.value().to_owned()),
+            pow: pow.map(|p| (p.challenge, p.solution)),
+        }
+    }
+}
+
 /// A login name the portal will never resolve is the client's error, whoever it names.
 fn check_login_name(name: &str) -> Result<(), ApiError> {
     if name.chars().count() > MAX_LOGIN_NAME {
@@ -56,16 +90,18 @@ fn check_login_name(name: &str) -> Result<(), ApiError> {
 pub(crate) async fn password(
     State(svc): State<Arc<Service>>,
     ClientAddr(ip): ClientAddr,
+    jar: CookieJar,
     JsonBody(req): JsonBody<PasswordLogin>,
 ) -> Result<(CookieJar, Json<LoginResponse>), ApiError> {
     check_login_name(&req.login_name)?;
+    let client = Client::new(&svc, ip, &jar, req.pow);
     login(
         &svc,
         LoginMethod::PASSWORD,
         req.login_name,
         req.password,
         Vec::new(),
-        ip,
+        client,
     )
     .await
 }
@@ -80,16 +116,18 @@ pub(crate) async fn password(
 pub(crate) async fn passcode(
     State(svc): State<Arc<Service>>,
     ClientAddr(ip): ClientAddr,
+    jar: CookieJar,
     JsonBody(req): JsonBody<PasscodeLogin>,
 ) -> Result<(CookieJar, Json<LoginResponse>), ApiError> {
     check_login_name(&req.login_name)?;
+    let client = Client::new(&svc, ip, &jar, req.pow);
     login(
         &svc,
         LoginMethod::PASSCODE,
         req.login_name,
         req.passcode,
         Vec::new(),
-        ip,
+        client,
     )
     .await
 }
@@ -105,6 +143,7 @@ pub(crate) async fn passcode(
 pub(crate) async fn questions(
     State(svc): State<Arc<Service>>,
     ClientAddr(ip): ClientAddr,
+    jar: CookieJar,
     JsonBody(req): JsonBody<QuestionsLogin>,
 ) -> Result<(CookieJar, Json<LoginResponse>), ApiError> {
     check_login_name(&req.login_name)?;
@@ -113,6 +152,7 @@ pub(crate) async fn questions(
             "at most {MAX_ANSWERS} answers are taken"
         )));
     }
+    let client = Client::new(&svc, ip, &jar, req.pow);
     let answers = req
         .answers
         .into_iter()
@@ -124,7 +164,7 @@ pub(crate) async fn questions(
         req.login_name,
         String::new(),
         answers,
-        ip,
+        client,
     )
     .await
 }
@@ -135,7 +175,7 @@ async fn login(
     login_name: String,
     secret: String,
     answers: Vec<(String, String)>,
-    ip: std::net::IpAddr,
+    client: Client,
 ) -> Result<(CookieJar, Json<LoginResponse>), ApiError> {
     let started = Instant::now();
     let input = LoginInput {
@@ -143,15 +183,29 @@ async fn login(
         login_name,
         secret,
         answers,
-        remote_addr: Some(ip.to_string()),
+        remote_addr: Some(client.ip.to_string()),
+        device: client.device,
+        pow: client.pow,
     };
     let (outcome, result) = match svc.login.login(input).await {
-        LoginResult::Granted { session, kind } => {
+        LoginResult::Granted {
+            session,
+            kind,
+            device,
+        } => {
             let max_age = session.expires_at - svc.store().now();
             let web = svc.web();
-            let jar = CookieJar::new()
+            let mut jar = CookieJar::new()
                 .add(web.cookie(web.session_cookie, session.token.clone(), max_age, true))
                 .add(web.cookie(web.csrf_cookie, session.csrf_token.clone(), max_age, false));
+            if let Some(device) = device {
+                jar = jar.add(web.cookie(
+                    device_cookie(svc),
+                    device,
+                    crate::throttle::DEVICE_LIFETIME,
+                    true,
+                ));
+            }
             let body = LoginResponse {
                 token: session.token.clone(),
                 token_type: "Bearer".into(),
@@ -163,6 +217,7 @@ async fn login(
         }
         LoginResult::Denied => ("failure", Err(ApiError::login_failed())),
         LoginResult::Unavailable => ("unavailable", Err(ApiError::unavailable())),
+        LoginResult::Challenged(pow) => ("failure", Err(ApiError::login_failed().with_pow(pow))),
         LoginResult::Busy => (
             "busy",
             Err(ApiError::busy(
@@ -179,15 +234,26 @@ async fn login(
     request_body = ChallengeRequest,
     responses(
         (status = 200, description = "The questions to answer (decoys for a name that can't log in this way)", body = ChallengeResponse),
+        (status = 401, description = "Too many challenges from this source, or failures for this name: send the `pow` of the body solved", body = ErrorBody),
         (status = 503, description = "The questions can't be shown right now", body = ErrorBody),
     ))]
 pub(crate) async fn challenge(
     State(svc): State<Arc<Service>>,
+    ClientAddr(ip): ClientAddr,
+    jar: CookieJar,
     JsonBody(req): JsonBody<ChallengeRequest>,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
     check_login_name(&req.login_name)?;
-    match svc.login.challenge(&req.login_name).await {
-        Ok(questions) => Ok(Json(ChallengeResponse {
+    let client = Client::new(&svc, ip, &jar, req.pow);
+    let input = ChallengeInput {
+        login_name: req.login_name,
+        remote_addr: Some(client.ip.to_string()),
+        device: client.device,
+        pow: client.pow,
+    };
+    match svc.login.challenge_for(input).await {
+        Ok(ChallengeResult::Challenged(pow)) => Err(ApiError::login_failed().with_pow(pow)),
+        Ok(ChallengeResult::Questions(questions)) => Ok(Json(ChallengeResponse {
             questions: questions
                 .iter()
                 .map(|q| ChallengeQuestion {

@@ -151,6 +151,107 @@ impl Services {
         })
     }
 
+    /// Counts an attempt against the person before its secret is checked (see README,
+    /// "Security model"). A client with the person's device cookie is judged on its device's
+    /// counter (kept by the login service) only; any other client is counted against the
+    /// person, and while the person is locked it may still try once per solved proof of work
+    /// (when the operator allows one). `None`: refused, the person is locked for this client.
+    fn reserve(
+        &self,
+        store: &Store,
+        person_uid: &str,
+        scope: LockScope,
+        policy: &LockoutPolicy,
+    ) -> Result<Option<Reserved>, PluginError> {
+        let (device, paid) = crate::login::with_attempt(|a| {
+            a.map(|a| {
+                (
+                    a.device_person.as_deref() == Some(person_uid),
+                    a.pow_paid && a.pow_enabled,
+                )
+            })
+            .unwrap_or_default()
+        });
+        if device {
+            return Ok(Some(Reserved::Device));
+        }
+        if self.block(store.reserve_attempt(person_uid, scope, policy))? {
+            return Ok(Some(Reserved::Person));
+        }
+        if paid {
+            return Ok(Some(Reserved::Paid));
+        }
+        want_pow();
+        Ok(None)
+    }
+
+    /// After a wrong secret: a person-level lock is set once the person's tries are spent
+    /// (and the person is told); returns whether it was.
+    fn settle_failure(
+        &self,
+        store: &Store,
+        person_uid: &str,
+        scope: LockScope,
+        policy: &LockoutPolicy,
+        reserved: Reserved,
+    ) -> Result<bool, PluginError> {
+        if reserved != Reserved::Person {
+            return Ok(false);
+        }
+        let locked = self.block(store.settle_failure(person_uid, scope, policy))?;
+        if locked {
+            want_pow();
+            let minutes = policy.scope(scope).lock.max(policy.all.lock) / 60;
+            let body = format!(
+                "Logins to the password reset portal with your {} were paused for up to {minutes} minutes after repeated failed attempts. Your own devices, and a passcode from the help desk, still work. If these attempts weren't yours, tell the help desk.",
+                match scope {
+                    LockScope::Password => "password",
+                    LockScope::Passcode => "passcode",
+                    LockScope::Questions => "password questions",
+                    LockScope::All => "login methods",
+                }
+            );
+            if let Err(e) = self.block(store.notify(
+                person_uid,
+                "lockout",
+                "Failed logins to the password reset portal",
+                &body,
+                None,
+            )) {
+                tracing::warn!("cannot tell the person about a lock: {e}");
+            }
+        }
+        Ok(locked)
+    }
+
+    /// After a right secret: the person's counter starts afresh.
+    fn settle_success(
+        &self,
+        store: &Store,
+        person_uid: &str,
+        scope: LockScope,
+        reserved: Reserved,
+    ) -> Result<(), PluginError> {
+        match reserved {
+            Reserved::Person => self.block(store.settle_success(person_uid, scope)),
+            _ => self.block(store.clear_failures(person_uid, scope)),
+        }
+    }
+
+    /// The attempt was neither right nor wrong.
+    fn refund(
+        &self,
+        store: &Store,
+        person_uid: &str,
+        scope: LockScope,
+        reserved: Reserved,
+    ) -> Result<(), PluginError> {
+        if reserved == Reserved::Person {
+            self.block(store.refund_attempt(person_uid, scope))?;
+        }
+        Ok(())
+    }
+
     /// A denial that must cost what a real check costs.
     fn padded(&self, check: SecretCheck, hashes: usize) -> SecretCheck {
         for _ in 0..hashes.max(1) {
@@ -168,9 +269,9 @@ impl Services {
         let store = self.store()?;
         let policy = self.policy()?;
         // The attempt is counted before the password is checked (refused when locked).
-        if !self.block(store.reserve_attempt(person_uid, LockScope::Password, &policy))? {
+        let Some(reserved) = self.reserve(store, person_uid, LockScope::Password, &policy)? else {
             return Ok(self.padded(SecretCheck::LOCKED, 1));
-        }
+        };
         let resolvers = self.ctx.resolvers.get();
         let mut checked = 0usize;
         let mut ok = false;
@@ -206,7 +307,7 @@ impl Services {
                         // counted, and the login fails naming the resolver and the reason.
                         let message = resolver_failure(owner, &e);
                         tracing::error!(plugin = %owner.plugin, resolver = %owner.id, "login denied: {message}");
-                        self.block(store.refund_attempt(person_uid, LockScope::Password))?;
+                        self.refund(store, person_uid, LockScope::Password, reserved)?;
                         gate::record_failure(message.clone());
                         return Err(unavailable(message));
                     }
@@ -242,11 +343,11 @@ impl Services {
             self.ctx.hasher.dummy_verify();
         }
         if ok {
-            self.block(store.settle_success(person_uid, LockScope::Password))?;
+            self.settle_success(store, person_uid, LockScope::Password, reserved)?;
             Ok(SecretCheck::OK)
         } else {
             let locked =
-                self.block(store.settle_failure(person_uid, LockScope::Password, &policy))?;
+                self.settle_failure(store, person_uid, LockScope::Password, &policy, reserved)?;
             Ok(match (checked, locked) {
                 (0, _) => SecretCheck::NONE,
                 (_, true) => SecretCheck::WRONG_AND_INVALIDATED,
@@ -258,9 +359,9 @@ impl Services {
     fn check_passcode(&self, person_uid: &str, passcode: &str) -> Result<SecretCheck, PluginError> {
         let store = self.store()?;
         let policy = self.policy()?;
-        if !self.block(store.reserve_attempt(person_uid, LockScope::Passcode, &policy))? {
+        let Some(reserved) = self.reserve(store, person_uid, LockScope::Passcode, &policy)? else {
             return Ok(self.padded(SecretCheck::LOCKED, 1));
-        }
+        };
         let outcome = match (
             self.block(store.passcode(person_uid))?,
             security::normalize_passcode(passcode),
@@ -293,11 +394,16 @@ impl Services {
                         Err(c) if self.block(store.consume_now(&c))? => PasscodeOutcome::Consumed,
                         Err(_) => PasscodeOutcome::AlreadyUsed,
                     }
-                } else if self.block(store.passcode_wrong_guess(
-                    person_uid,
-                    &hash,
-                    policy.passcode_max_guesses,
-                ))? {
+                } else if reserved == Reserved::Device
+                    && self.block(store.passcode_wrong_guess(
+                        person_uid,
+                        &hash,
+                        policy.passcode_max_guesses,
+                    ))?
+                {
+                    // Only the person's own devices wear a passcode out: anyone else's wrong
+                    // guesses are counted against their source and name (and ask a proof of
+                    // work), so they can't burn the passcode the help desk gave the person.
                     PasscodeOutcome::WrongAndInvalidated
                 } else {
                     PasscodeOutcome::Wrong
@@ -306,16 +412,16 @@ impl Services {
         };
         Ok(match outcome {
             PasscodeOutcome::Consumed => {
-                self.block(store.settle_success(person_uid, LockScope::Passcode))?;
+                self.settle_success(store, person_uid, LockScope::Passcode, reserved)?;
                 SecretCheck::OK
             }
             PasscodeOutcome::AlreadyUsed => {
                 // Right, but too late: neither a success nor a guess.
-                self.block(store.refund_attempt(person_uid, LockScope::Passcode))?;
+                self.refund(store, person_uid, LockScope::Passcode, reserved)?;
                 SecretCheck::ALREADY_USED
             }
             other => {
-                self.block(store.settle_failure(person_uid, LockScope::Passcode, &policy))?;
+                self.settle_failure(store, person_uid, LockScope::Passcode, &policy, reserved)?;
                 match other {
                     PasscodeOutcome::NoneIssued => SecretCheck::NONE,
                     PasscodeOutcome::Expired => SecretCheck::EXPIRED,
@@ -333,9 +439,9 @@ impl Services {
     ) -> Result<SecretCheck, PluginError> {
         let store = self.store()?;
         let policy = self.policy()?;
-        if !self.block(store.reserve_attempt(person_uid, LockScope::Questions, &policy))? {
+        let Some(reserved) = self.reserve(store, person_uid, LockScope::Questions, &policy)? else {
             return Ok(self.padded(SecretCheck::LOCKED, answers.len()));
-        }
+        };
         let questions = self.block(store.questions(person_uid))?;
         let mut all_right = !answers.is_empty();
         let mut newly_locked = false;
@@ -375,16 +481,37 @@ impl Services {
             }
         }
         if all_right {
-            self.block(store.settle_success(person_uid, LockScope::Questions))?;
+            self.settle_success(store, person_uid, LockScope::Questions, reserved)?;
             return Ok(SecretCheck::OK);
         }
-        let locked = self.block(store.settle_failure(person_uid, LockScope::Questions, &policy))?;
+        let locked =
+            self.settle_failure(store, person_uid, LockScope::Questions, &policy, reserved)?;
         Ok(if locked || newly_locked {
             SecretCheck::WRONG_AND_INVALIDATED
         } else {
             SecretCheck::WRONG
         })
     }
+}
+
+/// How an attempt was let through by [`Services::reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reserved {
+    /// Counted against the person.
+    Person,
+    /// The person's own device: judged on the device's counter only.
+    Device,
+    /// The person is locked, but the client solved a proof of work for this one try.
+    Paid,
+}
+
+/// Tells the login service the person is locked for this client, which needs a proof of work.
+fn want_pow() {
+    crate::login::with_attempt(|a| {
+        if let Some(a) = a {
+            a.pow_wanted = true;
+        }
+    });
 }
 
 /// What went wrong when `owner` was asked to verify a password, naming it and its plugin.
@@ -556,13 +683,21 @@ impl HostServices for Services {
         RequestScope::callback("questions");
         guarded(|| {
             let store = self.store()?;
+            // While the person's question logins are locked, a challenge shows the questions
+            // it showed before any of them was locked: a lock someone else caused can't be
+            // seen in it (the login is refused anyway).
+            let challenge = crate::login::with_attempt(|a| a.is_some_and(|a| a.challenge));
+            let hide_locks = challenge
+                && self
+                    .block(store.locked_until(person_uid.as_str(), LockScope::Questions))?
+                    .is_some();
             Ok(self
                 .block(store.questions(person_uid.as_str()))?
                 .into_iter()
                 .map(|q| QuestionInfo {
                     id: q.id.into(),
                     question: q.question.into(),
-                    locked: q.locked,
+                    locked: q.locked && !hide_locks,
                 })
                 .collect())
         })

@@ -52,6 +52,11 @@ pub struct LockoutPolicy {
     pub passcode_max_guesses: i64,
     /// Wrong answers after which a question is locked.
     pub question_max_failures: i64,
+    /// Leading zero bits of the proof of work asked of clients over a limit; 0: none.
+    pub pow_bits: i64,
+    /// Failures from one client source within the `all` window after which it must solve a
+    /// proof of work for each attempt.
+    pub source_max_failures: i64,
 }
 
 const SCOPES: [LockScope; 4] = [
@@ -82,6 +87,8 @@ impl Default for LockoutPolicy {
             passcode: ScopePolicy::default(),
             passcode_max_guesses: default_of(&format!(r"{}\PasscodeMaxGuesses", Self::ROOT)),
             question_max_failures: default_of(&format!(r"{}\QuestionMaxFailures", Self::ROOT)),
+            pow_bits: default_of(&format!(r"{}\ProofOfWorkBits", Self::ROOT)),
+            source_max_failures: default_of(&format!(r"{}\Source\MaxFailures", Self::ROOT)),
         };
         for scope in SCOPES {
             for (name, scale) in SCOPE_SETTINGS {
@@ -148,6 +155,16 @@ impl LockoutPolicy {
         read(
             format!(r"{}\QuestionMaxFailures", Self::ROOT),
             &mut policy.question_max_failures,
+            1,
+        )?;
+        read(
+            format!(r"{}\ProofOfWorkBits", Self::ROOT),
+            &mut policy.pow_bits,
+            1,
+        )?;
+        read(
+            format!(r"{}\Source\MaxFailures", Self::ROOT),
+            &mut policy.source_max_failures,
             1,
         )?;
         Ok((policy, problems))
@@ -320,5 +337,102 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` prefix match.
+fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+impl Store {
+    /// Counts a failure of `subject` (a login name's key, a client source) in `scope`, in one
+    /// statement: a window that ran out starts afresh. Returns the failures in the window.
+    pub async fn count_failure(
+        &self,
+        subject: &str,
+        scope: LockScope,
+        window: i64,
+    ) -> Result<i64, StoreError> {
+        let now = self.now();
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
+             VALUES ($1, $2, $3, 1, 0)
+             ON CONFLICT (person_uid, scope) DO UPDATE SET
+               failures = CASE WHEN prp_failure.window_start <= $4 THEN 1 ELSE prp_failure.failures + 1 END,
+               window_start = CASE WHEN prp_failure.window_start <= $4 THEN $3 ELSE prp_failure.window_start END
+             RETURNING failures",
+        )
+        .bind(subject)
+        .bind(scope.name())
+        .bind(now)
+        .bind(now - window)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n)
+    }
+
+    /// The failures of `subject` in `scope` within the window (0 when none are counted).
+    pub async fn failures(
+        &self,
+        subject: &str,
+        scope: LockScope,
+        window: i64,
+    ) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT failures FROM prp_failure WHERE person_uid = $1 AND scope = $2 AND window_start > $3",
+        )
+        .bind(subject)
+        .bind(scope.name())
+        .bind(self.now() - window)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Clears every counter and lock of `subject` and of the subjects under it
+    /// (`subject@…`), in `scope` (and `all`), or in every scope when `scope` is `All`.
+    /// Returns how many were cleared.
+    pub async fn clear_subject(&self, subject: &str, scope: LockScope) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM prp_failure WHERE (person_uid = $1 OR person_uid LIKE $2 ESCAPE '\\')
+               AND ($3 = 'all' OR scope IN ('all', $3))",
+        )
+        .bind(subject)
+        .bind(like_prefix(&format!("{subject}@")))
+        .bind(scope.name())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Spends a proof-of-work challenge: true the first time, false ever after (until it
+    /// expires and is purged, when its signature no longer holds either).
+    pub async fn spend_pow(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO prp_pow_spent (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets spent challenges that have expired.
+    pub async fn purge_spent_pow(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM prp_pow_spent WHERE expires_at <= $1")
+            .bind(self.now())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -114,6 +114,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // A new passcode clears the person's passcode lock (see `lockout::clear_subject`).
+        self.clear_subject(person_uid, super::LockScope::Passcode)
+            .await?;
         Ok(expires_at)
     }
 
