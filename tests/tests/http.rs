@@ -240,13 +240,11 @@ async fn a_half_sent_request_is_closed() {
     s.set_read_timeout(Some(Duration::from_secs(20))).ok();
     s.write_all(b"POST /api/login/password HTTP/1.1\r\nHost: x\r\n")
         .expect("send");
-    let started = Instant::now();
+    // The server closes it (end of stream) long before this client's own 20 s read timeout
+    // would give up (an error): no time is asserted, only who ended the connection.
     let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "the connection stayed open"
-    );
+    let read = s.read_to_end(&mut buf);
+    assert!(read.is_ok(), "the connection stayed open: {read:?}");
     // A body that stalls halfway.
     let mut s = TcpStream::connect(p.server.addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).ok();

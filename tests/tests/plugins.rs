@@ -664,9 +664,9 @@ async fn a_failing_resolver_is_named_in_the_audit() {
         r#"resolver "directory" (plugin fixture-directory-resolver) failed to verify the password: unavailable: the directory server is down (fixture)"#
     );
 
-    let started = std::time::Instant::now();
+    // A stalled resolver is cut off by its own deadline (inside the authenticator's call) and
+    // the login fails naming it; no time is asserted here.
     assert_eq!(login("directory-stalls"), 401);
-    assert!(started.elapsed() < std::time::Duration::from_secs(3));
     let reason = last().await;
     assert!(
         reason.starts_with(

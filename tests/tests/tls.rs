@@ -304,11 +304,14 @@ async fn a_silent_client_is_closed_within_the_header_timeout() {
     let mut sock = TcpStream::connect(server.addr).expect("connect");
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    let started = Instant::now();
+    // The server ends the connection (0 bytes, end of stream) before this client's own 20 s
+    // read timeout would give up with an error.
     let mut buf = [0u8; 16];
-    let n = sock.read(&mut buf).unwrap_or(0);
-    assert_eq!(n, 0, "the server closes the connection");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    let n = sock.read(&mut buf);
+    assert!(
+        matches!(n, Ok(0)),
+        "the server closes the connection: {n:?}"
+    );
 }
 
 #[test]
