@@ -23,7 +23,7 @@ pub mod security;
 mod service;
 pub mod store;
 
-pub use http::openapi;
+pub use http::{openapi, Tls, TlsError};
 /// Single-use secrets a plugin's checks verified are consumed only when the login is granted:
 /// these bracket a direct `HostServices` call the way a login does (for tests of the services).
 pub use login::{begin_deferring, take_deferred};

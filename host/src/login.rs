@@ -8,7 +8,7 @@ use crate::security::{take_hash_count, Hasher};
 use crate::store::{AuditEvent, AuditWriter, Consumption, NewSession, SessionKind, Store};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
 use prp_plugin_api::{
-    AuthenticatorBox, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
+    AuthenticatorBox, ErrorKind, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
     ResolvedAccount, ResolverBox,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,6 +79,20 @@ pub enum LoginResult {
     Denied,
     /// Too many logins in progress: try again shortly.
     Busy,
+    /// The database is away (or the decision could not be audited): nothing was decided that
+    /// the client is told; try again shortly.
+    Unavailable,
+}
+
+/// Why resolution failed, and whether because a backing service is away.
+struct ResolveError {
+    message: String,
+    unavailable: bool,
+}
+
+/// A plugin call that failed because its backing service (the database) is away.
+fn is_unavailable(e: &CallError) -> bool {
+    matches!(e, CallError::Plugin(p) if p.kind == ErrorKind::UNAVAILABLE)
 }
 
 pub struct LoginService {
@@ -187,14 +201,16 @@ impl LoginService {
     /// whole resolution fail: deny rather than decide on part of the picture.
     pub async fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, String> {
         let scope = self.scope().await;
-        self.resolve_in(&scope, login_name).await
+        self.resolve_in(&scope, login_name)
+            .await
+            .map_err(|e| e.message)
     }
 
     async fn resolve_in(
         &self,
         scope: &RequestScope,
         login_name: &str,
-    ) -> Result<Vec<ResolvedAccount>, String> {
+    ) -> Result<Vec<ResolvedAccount>, ResolveError> {
         let mut out = Vec::new();
         for (id, resolver) in &self.resolvers {
             let r = Arc::clone(resolver);
@@ -204,7 +220,10 @@ impl LoginService {
                 .gate
                 .call(move || scope.run("resolve", || r.resolve(name.as_str().into())))
                 .await
-                .map_err(|e| format!("resolver {id}: {e}"))?;
+                .map_err(|e| ResolveError {
+                    message: format!("resolver {id}: {e}"),
+                    unavailable: is_unavailable(&e),
+                })?;
             for mut account in found {
                 account.resolver = RString::from(id.as_str());
                 out.push(account);
@@ -216,13 +235,15 @@ impl LoginService {
     pub async fn login(&self, input: LoginInput) -> LoginResult {
         let method = input.method.name();
         let Some(_pending) = self.admit() else {
-            self.audit(
-                &input,
-                None,
-                "failure",
-                "overloaded: too many logins in progress",
-            )
-            .await;
+            // Answered 503 whether or not the record is written.
+            let _ = self
+                .audit(
+                    &input,
+                    None,
+                    "failure",
+                    "overloaded: too many logins in progress",
+                )
+                .await;
             return LoginResult::Busy;
         };
         // A questions login costs one hash per question asked, a number the server sets: what
@@ -246,18 +267,21 @@ impl LoginService {
             } else {
                 "empty login name"
             };
-            self.audit(&input, None, "failure", why).await;
-            return LoginResult::Denied;
+            return self.deny(&input, None, why).await;
         }
         let scope = self.scope().await;
         let candidates = match self.resolve_in(&scope, &input.login_name).await {
             Ok(c) => c,
+            Err(e) if e.unavailable => {
+                return self.unavailable(&input, None, &format!("resolution failed: {}", e.message))
+            }
             Err(e) => {
+                let e = e.message;
                 tracing::error!("login name resolution failed: {e}");
                 self.pad(hashes).await;
-                self.audit(&input, None, "failure", &format!("resolution failed: {e}"))
+                return self
+                    .deny(&input, None, &format!("resolution failed: {e}"))
                     .await;
-                return LoginResult::Denied;
             }
         };
         let request = LoginRequest {
@@ -294,6 +318,9 @@ impl LoginService {
         // deferred is dropped with its result, so nothing is consumed for the denied login.
         let (outcome, consumed) = match decided {
             Ok(o) => o,
+            Err(e) if is_unavailable(&e) => {
+                return self.unavailable(&input, None, &format!("authenticator: {e}"));
+            }
             Err(e) => {
                 let why = match &e {
                     CallError::Plugin(p) => format!("authenticator failed: {p}"),
@@ -304,8 +331,7 @@ impl LoginService {
                     _ => "the authenticator",
                 };
                 tracing::error!(method, "login denied because {culprit} failed: {why}");
-                self.audit(&input, None, "failure", &why).await;
-                return LoginResult::Denied;
+                return self.deny(&input, None, &why).await;
             }
         };
         let person = outcome
@@ -314,24 +340,18 @@ impl LoginService {
             .map(|p| p.to_string())
             .into_option();
         if !outcome.granted {
-            self.audit(
-                &input,
-                person.as_deref(),
-                "failure",
-                outcome.reason.as_str(),
-            )
-            .await;
-            return LoginResult::Denied;
+            return self
+                .deny(&input, person.as_deref(), outcome.reason.as_str())
+                .await;
         }
         let Some(person_uid) = person else {
-            self.audit(
-                &input,
-                None,
-                "failure",
-                "authenticator granted a login without a person",
-            )
-            .await;
-            return LoginResult::Denied;
+            return self
+                .deny(
+                    &input,
+                    None,
+                    "authenticator granted a login without a person",
+                )
+                .await;
         };
         let kind = if outcome.session.is_full() && input.method == LoginMethod::PASSWORD {
             SessionKind::Full
@@ -348,36 +368,33 @@ impl LoginService {
             .await
         {
             Ok(None) => {
-                self.audit(
+                self.deny(
                     &input,
                     Some(&person_uid),
-                    "failure",
                     "passcode: already used (another login consumed it, or it was replaced, first)",
                 )
-                .await;
-                LoginResult::Denied
+                .await
             }
             Ok(Some(session)) => {
-                self.audit(
-                    &input,
-                    Some(&person_uid),
-                    "success",
-                    outcome.reason.as_str(),
-                )
-                .await;
-                LoginResult::Granted { session, kind }
+                match self
+                    .record_decision(
+                        &input,
+                        Some(&person_uid),
+                        "success",
+                        outcome.reason.as_str(),
+                    )
+                    .await
+                {
+                    Ok(()) => LoginResult::Granted { session, kind },
+                    // The session was stored, but its token is never handed out.
+                    Err(unavailable) => unavailable,
+                }
             }
-            Err(e) => {
-                tracing::error!("cannot create a session: {e}");
-                self.audit(
-                    &input,
-                    Some(&person_uid),
-                    "failure",
-                    "session could not be created",
-                )
-                .await;
-                LoginResult::Denied
-            }
+            Err(e) => self.unavailable(
+                &input,
+                Some(&person_uid),
+                &format!("granted, but the session could not be created: {e}"),
+            ),
         }
     }
 
@@ -387,7 +404,10 @@ impl LoginService {
             return Err("login name too long".into());
         }
         let scope = self.scope().await;
-        let candidates = self.resolve_in(&scope, login_name).await?;
+        let candidates = self
+            .resolve_in(&scope, login_name)
+            .await
+            .map_err(|e| e.message)?;
         let auth = Arc::clone(&self.authenticator);
         let name = login_name.to_owned();
         self.gate
@@ -428,14 +448,70 @@ impl LoginService {
         .await;
     }
 
-    async fn audit(
+    /// A decided login (granted or denied) is answered only once its audit record is
+    /// committed; when it can't be, the answer is `503` and the event is kept to be written,
+    /// as `unavailable`, when the database is back.
+    async fn record_decision(
         &self,
         input: &LoginInput,
         person_uid: Option<&str>,
         outcome: &str,
         reason: &str,
-    ) {
-        let event = AuditEvent {
+    ) -> Result<(), LoginResult> {
+        self.audit(input, person_uid, outcome, reason)
+            .await
+            .map_err(|e| {
+                self.unavailable(
+                    input,
+                    person_uid,
+                    &format!(
+                        "{outcome}: {reason}; answered 503: the audit log could not be written: {e}"
+                    ),
+                )
+            })
+    }
+
+    /// A denial, once audited.
+    async fn deny(
+        &self,
+        input: &LoginInput,
+        person_uid: Option<&str>,
+        reason: &str,
+    ) -> LoginResult {
+        match self
+            .record_decision(input, person_uid, "failure", reason)
+            .await
+        {
+            Ok(()) => LoginResult::Denied,
+            Err(unavailable) => unavailable,
+        }
+    }
+
+    /// A login answered `503` because the database is away: its event is kept and written
+    /// when the database is back (outcome `unavailable`), without making the client wait.
+    fn unavailable(
+        &self,
+        input: &LoginInput,
+        person_uid: Option<&str>,
+        reason: &str,
+    ) -> LoginResult {
+        tracing::error!(
+            method = input.method.name(),
+            "login answered 503, the database is unavailable: {reason}"
+        );
+        self.audit
+            .keep(&self.event(input, person_uid, "unavailable", reason));
+        LoginResult::Unavailable
+    }
+
+    fn event<'a>(
+        &self,
+        input: &'a LoginInput,
+        person_uid: Option<&'a str>,
+        outcome: &'a str,
+        reason: &'a str,
+    ) -> AuditEvent<'a> {
+        AuditEvent {
             event: "login",
             outcome,
             method: Some(input.method.name()),
@@ -444,10 +520,20 @@ impl LoginService {
             reason: Some(reason),
             actor: None,
             remote_addr: input.remote_addr.as_deref(),
-        };
-        if let Err(e) = self.audit.write(&event).await {
-            tracing::error!("audit log write failed: {e}");
         }
+    }
+
+    async fn audit(
+        &self,
+        input: &LoginInput,
+        person_uid: Option<&str>,
+        outcome: &str,
+        reason: &str,
+    ) -> Result<(), String> {
+        let event = self.event(input, person_uid, outcome, reason);
+        self.audit.write(&event).await.inspect_err(|e| {
+            tracing::error!("audit log write failed: {e}");
+        })
     }
 }
 

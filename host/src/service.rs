@@ -32,6 +32,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot serve https: {0}")]
+    Tls(#[from] crate::http::TlsError),
 }
 
 /// A portal ready to serve: its parts, the login pipeline, self-service and metrics.
@@ -115,14 +117,19 @@ impl Service {
     /// at most once every few seconds, however often readiness is asked.
     pub(crate) async fn readiness(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        match tokio::time::timeout(
-            Duration::from_secs(2),
-            crate::db::ping(self.login.store.pool()),
-        )
-        .await
-        {
+        let pool = self.login.store.pool();
+        let probe = async {
+            crate::db::ping(pool).await?;
+            // Reads still go through while another connection holds SQLite's write lock, and
+            // logins write: ask for the write lock too (this statement changes nothing).
+            sqlx::query("UPDATE prp_session SET last_seen_at = last_seen_at WHERE 1 = 0")
+                .execute(pool)
+                .await
+                .map(drop)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), probe).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => problems.push("database: not answering".to_owned()),
+            Ok(Err(_)) => problems.push("database: not answering (or not writable)".to_owned()),
             Err(_) => problems.push("database: no answer within 2s".to_owned()),
         }
         problems.extend(self.portal.refusals());
@@ -161,12 +168,16 @@ impl Service {
 /// listener (`/metrics`, the detail of `/health/ready`).
 pub struct Listeners {
     public: tokio::net::TcpListener,
+    /// TLS of the public listener, when `Host:Certificate` is set.
+    tls: Option<Arc<crate::http::Tls>>,
     admin: Option<tokio::net::TcpListener>,
 }
 
 impl Listeners {
-    /// Binds `Host:Listen` and, when set, `Host:AdminListen`.
+    /// Binds `Host:Listen` (loading its certificate when `Host:Certificate` is set) and, when
+    /// set, `Host:AdminListen`.
     pub async fn bind(settings: &Settings) -> Result<Self, StartError> {
+        let tls = crate::http::Tls::from_settings(settings)?;
         let bind = |addr: SocketAddr| async move {
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -177,7 +188,12 @@ impl Listeners {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(Self { public, admin })
+        Ok(Self { public, tls, admin })
+    }
+
+    /// The public listener's TLS, to [`reload`](crate::http::Tls::reload) on SIGHUP.
+    pub fn tls(&self) -> Option<Arc<crate::http::Tls>> {
+        self.tls.clone()
     }
 
     /// The public listener's address (the port the OS chose for port 0).
@@ -202,6 +218,7 @@ pub async fn serve(
     let result = crate::http::run(
         Arc::clone(&service),
         listeners.public,
+        listeners.tls,
         listeners.admin,
         shutdown,
     )

@@ -643,6 +643,12 @@ impl Scene {
 }
 
 impl Server {
+    /// POSTs a typed request body (`prp_host::api`); returns (status, body).
+    pub fn send<T: serde::Serialize>(&self, path: &str, body: &T) -> (u16, String) {
+        let text = serde_json::to_string(body).expect("serialise");
+        http(self.addr, "POST", path, Some(&text))
+    }
+
     /// POSTs JSON; returns (status, body).
     pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
         http(self.addr, "POST", path, Some(&body.to_string()))
@@ -814,20 +820,23 @@ pub struct Client {
 impl Client {
     /// Logs in with a password (panics when that fails).
     pub fn password(server: &Server, login_name: &str, password: &str) -> Self {
-        let (status, body) = server.post(
+        let (status, body) = server.send(
             "/api/login/password",
-            &serde_json::json!({"login_name": login_name, "password": password}),
+            &prp_host::api::PasswordLogin {
+                login_name: login_name.into(),
+                password: password.into(),
+            },
         );
         assert_eq!(status, 200, "login of {login_name} failed: {body}");
         Self::from_login(server.addr, &body)
     }
 
     pub fn from_login(addr: SocketAddr, body: &str) -> Self {
-        let v: serde_json::Value = serde_json::from_str(body).expect("login json");
+        let v: prp_host::api::LoginResponse = serde_json::from_str(body).expect("login json");
         Self {
             addr,
-            token: v["token"].as_str().unwrap_or_default().to_owned(),
-            csrf: v["csrf_token"].as_str().unwrap_or_default().to_owned(),
+            token: v.token,
+            csrf: v.csrf_token,
         }
     }
 
@@ -866,4 +875,146 @@ pub fn metric(server: &Server, name: &str) -> u64 {
 /// Argon2 computations the server made so far (`prp_argon2_hashes_total`).
 pub fn hash_count(server: &Server) -> u64 {
     metric(server, "prp_argon2_hashes_total")
+}
+
+/// A seeded portal (the `seed` identities, the real plugin, the test token) served in this
+/// process, with its store and configuration: the setup the login and portal tests share.
+pub struct Portal {
+    pub server: Server,
+    pub store: Store,
+    pub config: PathBuf,
+    pub scene: Scene,
+    _db: TestDb,
+}
+
+/// What a [`Portal`] is started with beyond the defaults.
+#[derive(Default)]
+pub struct PortalOptions<'a> {
+    /// Merged into the `Host` section.
+    pub host: serde_json::Value,
+    /// Merged into the `Plugins` section (e.g. `Resolvers`, `CallTimeoutMs`).
+    pub plugins: serde_json::Value,
+    /// More plugin libraries beside the real one.
+    pub extra_plugins: &'a [&'a Path],
+}
+
+impl Portal {
+    /// A seeded portal with the default settings.
+    pub async fn start(backend: &Backend) -> Self {
+        Self::start_with(backend, PortalOptions::default(), |_| async {}).await
+    }
+
+    /// A seeded portal; `prepare` runs on the store after seeding, before the server starts.
+    pub async fn start_with<F, Fut>(
+        backend: &Backend,
+        options: PortalOptions<'_>,
+        prepare: F,
+    ) -> Self
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let db = TestDb::new(backend).await;
+        let store = db.store().await;
+        seed(&store).await;
+        prepare(store.clone()).await;
+        let scene = Scene::new();
+        let host = if options.host.is_null() {
+            serde_json::json!({})
+        } else {
+            options.host
+        };
+        let mut config =
+            scene.portal_config_with(&db.url, Some(TEST_TOKEN), host, options.extra_plugins);
+        if let Some(extra) = options.plugins.as_object() {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&config).expect("config"))
+                    .expect("json");
+            for (k, value) in extra {
+                v["Plugins"][k] = value.clone();
+            }
+            config = scene.write("appsettings.json", &v.to_string());
+        }
+        let server = Server::start(&config).unwrap_or_else(|e| panic!("[{}] {e}", backend.name()));
+        Self {
+            server,
+            store,
+            config,
+            scene,
+            _db: db,
+        }
+    }
+
+    /// `POST /api/login/password`; returns (status, body).
+    pub fn password(&self, name: &str, password: &str) -> (u16, String) {
+        self.server.send(
+            "/api/login/password",
+            &prp_host::api::PasswordLogin {
+                login_name: name.into(),
+                password: password.into(),
+            },
+        )
+    }
+
+    /// The status of a password login.
+    pub fn login_status(&self, name: &str, password: &str) -> u16 {
+        self.password(name, password).0
+    }
+
+    /// `POST /api/login/passcode`; returns (status, body).
+    pub fn passcode(&self, name: &str, passcode: &str) -> (u16, String) {
+        self.server.send(
+            "/api/login/passcode",
+            &prp_host::api::PasscodeLogin {
+                login_name: name.into(),
+                passcode: passcode.into(),
+            },
+        )
+    }
+
+    /// The questions asked for a name, as (id, question).
+    pub fn challenge(&self, name: &str) -> Vec<(String, String)> {
+        let (status, body) = self.server.send(
+            "/api/login/questions/challenge",
+            &prp_host::api::ChallengeRequest {
+                login_name: name.into(),
+            },
+        );
+        assert_eq!(status, 200, "{body}");
+        let v: prp_host::api::ChallengeResponse = serde_json::from_str(&body).expect("json");
+        v.questions
+            .into_iter()
+            .map(|q| (q.id, q.question))
+            .collect()
+    }
+
+    /// `POST /api/login/questions` with (question id, answer) pairs; returns (status, body).
+    pub fn answer(&self, name: &str, answers: &[(String, &str)]) -> (u16, String) {
+        self.server.send(
+            "/api/login/questions",
+            &prp_host::api::QuestionsLogin {
+                login_name: name.into(),
+                answers: answers
+                    .iter()
+                    .map(|(id, a)| prp_host::api::Answer {
+                        question_id: id.clone(),
+                        answer: (*a).into(),
+                    })
+                    .collect(),
+            },
+        )
+    }
+
+    /// Runs `prp-host ARGS` on this portal's configuration.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        host_command(&self.config, args)
+            .output()
+            .expect("prp-host runs")
+    }
+
+    /// The reason of the newest audit event.
+    pub async fn last_reason(&self) -> String {
+        let e = self.store.audit_tail(1).await.expect("audit");
+        e.first().and_then(|e| e.reason.clone()).unwrap_or_default()
+    }
 }

@@ -4,99 +4,10 @@
 
 use prp_host::store::{ApiKeyScope, Store};
 use prp_tests::{
-    backends, hasher, host_command, seed, stdout, Backend, Scene, Server, TestDb, CAROL_ADS,
+    hasher, host_command, seed, stdout, Portal, PortalOptions, Scene, Server, TestDb, CAROL_ADS,
     CAROL_CENTRAL, FLAG_PW, ROOT, TEST_TOKEN,
 };
 use serde_json::{json, Value};
-
-/// A seeded portal, served.
-struct Portal {
-    server: Server,
-    store: Store,
-    _scene: Scene,
-    config: std::path::PathBuf,
-    _db: TestDb,
-}
-
-async fn portal(backend: &Backend) -> Portal {
-    portal_with(backend, json!({}), None).await
-}
-
-/// `portal` with extra `Host` settings and, when given, another plugin call timeout.
-async fn portal_with(backend: &Backend, host: Value, call_timeout_ms: Option<u64>) -> Portal {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
-    seed(&store).await;
-    let scene = Scene::new();
-    let mut config = scene.portal_config(&db.url, Some(TEST_TOKEN), host);
-    if let Some(ms) = call_timeout_ms {
-        let text = std::fs::read_to_string(&config).expect("config");
-        let mut v: Value = serde_json::from_str(&text).expect("json");
-        v["Plugins"]["CallTimeoutMs"] = ms.into();
-        config = scene.write("appsettings.json", &v.to_string());
-    }
-    let server = Server::start(&config).unwrap_or_else(|e| panic!("[{}] {e}", backend.name()));
-    Portal {
-        server,
-        store,
-        _scene: scene,
-        config,
-        _db: db,
-    }
-}
-
-impl Portal {
-    fn password(&self, name: &str, password: &str) -> (u16, String) {
-        self.server.post(
-            "/api/login/password",
-            &json!({"login_name": name, "password": password}),
-        )
-    }
-    fn passcode(&self, name: &str, passcode: &str) -> (u16, String) {
-        self.server.post(
-            "/api/login/passcode",
-            &json!({"login_name": name, "passcode": passcode}),
-        )
-    }
-    fn challenge(&self, name: &str) -> Vec<(String, String)> {
-        let (status, body) = self.server.post(
-            "/api/login/questions/challenge",
-            &json!({"login_name": name}),
-        );
-        assert_eq!(status, 200, "{body}");
-        let v: Value = serde_json::from_str(&body).expect("json");
-        v["questions"]
-            .as_array()
-            .expect("questions")
-            .iter()
-            .map(|q| {
-                (
-                    q["id"].as_str().unwrap_or_default().to_owned(),
-                    q["question"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect()
-    }
-    fn answer(&self, name: &str, answers: &[(String, &str)]) -> (u16, String) {
-        let answers: Vec<Value> = answers
-            .iter()
-            .map(|(id, a)| json!({"question_id": id, "answer": a}))
-            .collect();
-        self.server.post(
-            "/api/login/questions",
-            &json!({"login_name": name, "answers": answers}),
-        )
-    }
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        host_command(&self.config, args)
-            .output()
-            .expect("prp-host runs")
-    }
-    async fn last_reason(&self) -> String {
-        let e = self.store.audit_tail(1).await.expect("audit");
-        e.first().and_then(|e| e.reason.clone()).unwrap_or_default()
-    }
-}
 
 fn token_of(body: &str) -> String {
     let v: Value = serde_json::from_str(body).expect("json");
@@ -111,10 +22,9 @@ fn quinn_answer(question: &str) -> &'static str {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_way_in_works() {
-    for b in backends() {
-        let p = portal(&b).await;
+prp_tests::on_each_backend! {
+    async fn each_way_in_works(b: Backend) {
+        let p = Portal::start(&b).await;
         let tag = b.name();
         // User name and password: central account (any case of A-Z), and the ADS account by
         // either search column.
@@ -197,10 +107,9 @@ async fn each_way_in_works() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn refusals_ambiguity_flags_and_inactive_persons() {
-    for b in backends() {
-        let p = portal(&b).await;
+prp_tests::on_each_backend! {
+    async fn refusals_ambiguity_flags_and_inactive_persons(b: Backend) {
+        let p = Portal::start(&b).await;
         let tag = b.name();
         // "shared" is P-SAM's central account and P-DAN's SamAccountName: never pick one.
         assert_eq!(p.password("shared", "anything").0, 401, "[{tag}]");
@@ -246,10 +155,9 @@ async fn refusals_ambiguity_flags_and_inactive_persons() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_failure_gets_the_same_answer() {
-    for b in backends() {
-        let p = portal(&b).await;
+prp_tests::on_each_backend! {
+    async fn every_failure_gets_the_same_answer(b: Backend) {
+        let p = Portal::start(&b).await;
         let tag = b.name();
         // Lock P-OKKO's password method (MaxFailures 3).
         for _ in 0..3 {
@@ -302,10 +210,9 @@ async fn every_failure_gets_the_same_answer() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn lockout_counts_failures_across_the_login_names_of_one_person() {
-    for b in backends() {
-        let p = portal(&b).await;
+prp_tests::on_each_backend! {
+    async fn lockout_counts_failures_across_the_login_names_of_one_person(b: Backend) {
+        let p = Portal::start(&b).await;
         let tag = b.name();
         assert_eq!(p.password("carol", "wrong-1").0, 401);
         assert_eq!(p.password("cexample", "wrong-2").0, 401);
@@ -328,10 +235,9 @@ async fn lockout_counts_failures_across_the_login_names_of_one_person() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_passcode_raced_by_20_logins_is_used_exactly_once() {
-    for b in backends() {
-        let p = portal(&b).await;
+prp_tests::on_each_backend! {
+    async fn a_passcode_raced_by_20_logins_is_used_exactly_once(b: Backend) {
+        let p = Portal::start(&b).await;
         let tag = b.name();
         let code = prp_host::security::new_passcode();
         let normalized = prp_host::security::normalize_passcode(&code).expect("passcode");
@@ -385,10 +291,9 @@ async fn a_passcode_raced_by_20_logins_is_used_exactly_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn wrong_passcode_guesses_invalidate_it_and_a_new_one_replaces_it() {
-    for b in backends() {
-        let p = portal(&b).await;
+prp_tests::on_each_backend! {
+    async fn wrong_passcode_guesses_invalidate_it_and_a_new_one_replaces_it(b: Backend) {
+        let p = Portal::start(&b).await;
         let tag = b.name();
         let issue = |code: String| {
             let store = p.store.clone();
@@ -417,10 +322,9 @@ async fn wrong_passcode_guesses_invalidate_it_and_a_new_one_replaces_it() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn questions_decoys_locks_and_invalidation() {
-    for b in backends() {
-        let p = portal(&b).await;
+prp_tests::on_each_backend! {
+    async fn questions_decoys_locks_and_invalidation(b: Backend) {
+        let p = Portal::start(&b).await;
         let tag = b.name();
         let first = p.challenge("quinn");
         assert_eq!(first, p.challenge("QUINN"), "[{tag}] stable across calls");
@@ -513,10 +417,9 @@ async fn questions_decoys_locks_and_invalidation() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn local_keys_override_global_ones_and_parameters_follow_their_parents() {
-    for b in backends() {
-        let p = portal(&b).await;
+prp_tests::on_each_backend! {
+    async fn local_keys_override_global_ones_and_parameters_follow_their_parents(b: Backend) {
+        let p = Portal::start(&b).await;
         let tag = b.name();
         let out = p.cli(&["keys", "set", "EnablePasscodeLogin", "false", "--global"]);
         assert!(out.status.success(), "[{tag}] {}", prp_tests::stderr(&out));
@@ -572,9 +475,8 @@ async fn local_keys_override_global_ones_and_parameters_follow_their_parents() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_misconfigured_search_table_is_reported_and_refused() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_misconfigured_search_table_is_reported_and_refused(b: Backend) {
         let tag = b.name();
         for (param, value, expected) in [
             (
@@ -638,9 +540,8 @@ async fn a_misconfigured_search_table_is_reported_and_refused() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_missing_or_wrong_application_token_fails_closed() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_missing_or_wrong_application_token_fails_closed(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
@@ -716,9 +617,8 @@ async fn a_missing_or_wrong_application_token_fails_closed() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_flood_of_logins_gets_a_fast_503_and_every_attempt_is_audited() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_flood_of_logins_gets_a_fast_503_and_every_attempt_is_audited(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
@@ -792,12 +692,11 @@ fn hashes(server: &Server) -> u64 {
         .expect("prp_argon2_hashes_total")
 }
 
-/// Timing follows the work done, so every login costs the same number of argon2 hashes,
-/// whatever its outcome: one for a password or passcode, one per answer for questions.
-#[tokio::test(flavor = "multi_thread")]
-async fn every_login_costs_the_same_number_of_hashes() {
-    for b in backends() {
-        let p = portal(&b).await;
+prp_tests::on_each_backend! {
+    /// Timing follows the work done, so every login costs the same number of argon2 hashes,
+    /// whatever its outcome: one for a password or passcode, one per answer for questions.
+    async fn every_login_costs_the_same_number_of_hashes(b: Backend) {
+        let p = Portal::start(&b).await;
         let tag = b.name();
         // P-OKKO's central account name is also his ADS login name: the name matches two of
         // his accounts, and still only one password is checked.
@@ -900,13 +799,21 @@ fn wait_for_hashes(server: &Server, before: u64, n: u64) {
     std::thread::sleep(std::time::Duration::from_millis(1500));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_login_that_runs_out_of_time_consumes_nothing() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_login_that_runs_out_of_time_consumes_nothing(b: Backend) {
         let tag = b.name();
         // Stored secrets with t = 200 take seconds to verify; the authenticator gets 1.5 s.
         // (Host:Argon2Iterations 50 lets hashes of up to four times that cost be verified.)
-        let p = portal_with(&b, json!({"Argon2Iterations": 50}), Some(1500)).await;
+        let p = Portal::start_with(
+            &b,
+            PortalOptions {
+                host: json!({"Argon2Iterations": 50}),
+                plugins: json!({"CallTimeoutMs": 1500}),
+                ..Default::default()
+            },
+            |_| async {},
+        )
+        .await;
         let slow = slow_hasher();
 
         let code = prp_host::security::new_passcode();
@@ -955,11 +862,10 @@ async fn a_login_that_runs_out_of_time_consumes_nothing() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_questions_attempt_costs_the_same_whatever_is_sent() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_questions_attempt_costs_the_same_whatever_is_sent(b: Backend) {
         let tag = b.name();
-        let p = portal(&b).await;
+        let p = Portal::start(&b).await;
         let asked = p.challenge("quinn");
         assert_eq!(asked.len(), 2, "[{tag}] QueryAnswerRequests");
         // Two questions are asked, so every attempt costs two hashes: more answers (up to and
@@ -988,12 +894,19 @@ async fn a_questions_attempt_costs_the_same_whatever_is_sent() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn foreign_hashes_fail_closed_and_weak_ones_are_rehashed() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn foreign_hashes_fail_closed_and_weak_ones_are_rehashed(b: Backend) {
         let tag = b.name();
         // The portal hashes with t = 3; the seeded hashes have t = 2 (weaker, still accepted).
-        let p = portal_with(&b, json!({"Argon2Iterations": 3}), None).await;
+        let p = Portal::start_with(
+            &b,
+            PortalOptions {
+                host: json!({"Argon2Iterations": 3}),
+                ..Default::default()
+            },
+            |_| async {},
+        )
+        .await;
         let central = |store: &Store| {
             let store = store.clone();
             async move {
@@ -1038,11 +951,10 @@ async fn foreign_hashes_fail_closed_and_weak_ones_are_rehashed() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn passwords_are_compared_in_nfkc_and_old_unnormalised_ones_still_work() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn passwords_are_compared_in_nfkc_and_old_unnormalised_ones_still_work(b: Backend) {
         let tag = b.name();
-        let p = portal(&b).await;
+        let p = Portal::start(&b).await;
         // Set with a decomposed "é" (e + U+0301); logged in with the composed one.
         let decomposed = "Cafe\u{301}-orchard-velvet-42";
         let composed = "Caf\u{e9}-orchard-velvet-42";

@@ -6,83 +6,54 @@
 
 use prp_host::store::Store;
 use prp_tests::{
-    artifacts, backends, host_command, request, seed, stdout, Backend, Client, Scene, Server,
-    TestDb, CAROL_ADS, CAROL_CENTRAL, FLAG_PW, TEST_TOKEN,
+    artifacts, host_command, request, stdout, Backend, Client, Portal, PortalOptions, CAROL_ADS,
+    CAROL_CENTRAL, FLAG_PW,
 };
 use serde_json::{json, Value};
-
-struct Portal {
-    server: Server,
-    store: Store,
-    config: std::path::PathBuf,
-    _scene: Scene,
-    _db: TestDb,
-}
 
 async fn portal(backend: &Backend) -> Portal {
     portal_with(backend, json!({})).await
 }
 
-/// `portal` with extra `Host` settings.
+/// A seeded portal where P-MARTA manages P-CAROL, with the third-party directory resolver
+/// (used because `Plugins:Resolvers` lists it), and extra `Host` settings.
 async fn portal_with(backend: &Backend, host: Value) -> Portal {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
-    seed(&store).await;
-    // P-MARTA manages P-CAROL.
-    prp_host::demo::insert_person(
-        &store,
-        &prp_host::demo::NewPerson {
-            uid: "P-MARTA",
-            central_account: "marta",
-            first_name: "Marta",
-            last_name: "Manager",
-            manager_uid: None,
-            inactive: false,
-        },
-    )
-    .await
-    .expect("marta");
-    prp_host::demo::set_central_password(
-        &store,
-        &prp_tests::hasher(),
-        "P-MARTA",
-        "marta-central-pw",
-    )
-    .await
-    .expect("pw");
-    sqlx::query(
-        "UPDATE \"Person\" SET \"UID_PersonHead\" = 'P-MARTA' WHERE \"UID_Person\" = 'P-CAROL'",
-    )
-    .execute(store.pool())
-    .await
-    .expect("manager");
-    let scene = Scene::new();
     let directory = artifacts().lib("fixture-directory-resolver");
-    let config = scene.portal_config_with(&db.url, Some(TEST_TOKEN), host, &[directory]);
-    // A third-party resolver is used only when Plugins:Resolvers lists it.
-    let mut cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(&config).expect("config")).expect("json");
-    cfg["Plugins"]["Resolvers"] = json!(["central-account", "search-table", "directory"]);
-    std::fs::write(&config, cfg.to_string()).expect("config");
-    let server = Server::start(&config).unwrap_or_else(|e| panic!("[{}] {e}", backend.name()));
-    Portal {
-        server,
-        store,
-        config,
-        _scene: scene,
-        _db: db,
-    }
-}
-
-impl Portal {
-    fn login_status(&self, name: &str, password: &str) -> u16 {
-        self.server
-            .post(
-                "/api/login/password",
-                &json!({"login_name": name, "password": password}),
-            )
-            .0
-    }
+    let options = PortalOptions {
+        host,
+        plugins: json!({"Resolvers": ["central-account", "search-table", "directory"]}),
+        extra_plugins: &[directory],
+    };
+    Portal::start_with(backend, options, |store| async move {
+        prp_host::demo::insert_person(
+            &store,
+            &prp_host::demo::NewPerson {
+                uid: "P-MARTA",
+                central_account: "marta",
+                first_name: "Marta",
+                last_name: "Manager",
+                manager_uid: None,
+                inactive: false,
+            },
+        )
+        .await
+        .expect("marta");
+        prp_host::demo::set_central_password(
+            &store,
+            &prp_tests::hasher(),
+            "P-MARTA",
+            "marta-central-pw",
+        )
+        .await
+        .expect("pw");
+        sqlx::query(
+            "UPDATE \"Person\" SET \"UID_PersonHead\" = 'P-MARTA' WHERE \"UID_Person\" = 'P-CAROL'",
+        )
+        .execute(store.pool())
+        .await
+        .expect("manager");
+    })
+    .await
 }
 
 fn ids(v: &Value) -> Vec<String> {
@@ -111,9 +82,8 @@ fn rules(v: &Value, id: &str) -> Vec<String> {
 
 const GOOD: &str = "orchard-velvet-lantern-42";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn items_policies_history_and_the_all_or_nothing_reset() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn items_policies_history_and_the_all_or_nothing_reset(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
@@ -339,9 +309,8 @@ async fn items_policies_history_and_the_all_or_nothing_reset() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn another_persons_items_and_questions_are_out_of_reach() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn another_persons_items_and_questions_are_out_of_reach(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
@@ -420,9 +389,8 @@ async fn another_persons_items_and_questions_are_out_of_reach() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn browser_requests_need_the_csrf_token() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn browser_requests_need_the_csrf_token(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
@@ -485,19 +453,24 @@ async fn browser_requests_need_the_csrf_token() {
             Some(&json!({"login_name": "carol", "password": CAROL_CENTRAL})),
         );
         let head = head.to_ascii_lowercase();
-        assert!(
-            head.contains("set-cookie: prp_session=") && head.contains("httponly; ")
-                || head.contains("; httponly"),
-            "[{tag}] {head}"
-        );
-        assert!(head.contains("samesite=strict"), "[{tag}] {head}");
-        assert!(head.contains("set-cookie: prp_csrf="), "[{tag}] {head}");
+        let cookie = |name: &str| {
+            head.lines()
+                .find(|l| l.starts_with(&format!("set-cookie: {name}=")))
+                .unwrap_or_else(|| panic!("[{tag}] no {name} cookie: {head}"))
+                .to_owned()
+        };
+        // The session cookie is HttpOnly; the CSRF cookie must be readable by the page.
+        let session = cookie("prp_session");
+        assert!(session.contains("; httponly"), "[{tag}] {session}");
+        assert!(session.contains("samesite=strict"), "[{tag}] {session}");
+        let csrf = cookie("prp_csrf");
+        assert!(!csrf.contains("httponly"), "[{tag}] {csrf}");
+        assert!(csrf.contains("samesite=strict"), "[{tag}] {csrf}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_password_change_revokes_the_other_sessions_and_logout_ends_this_one() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_password_change_revokes_the_other_sessions_and_logout_ends_this_one(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         let first = Client::password(&p.server, "carol", CAROL_CENTRAL);
@@ -533,9 +506,8 @@ async fn a_password_change_revokes_the_other_sessions_and_logout_ends_this_one()
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_password_reset_clears_the_password_lock() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_password_reset_clears_the_password_lock(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         for _ in 0..3 {
@@ -576,9 +548,8 @@ async fn a_password_reset_clears_the_password_lock() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn managers_issue_passcodes_to_their_reports_only() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn managers_issue_passcodes_to_their_reports_only(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         let marta = Client::password(&p.server, "marta", "marta-central-pw");
@@ -641,9 +612,8 @@ async fn managers_issue_passcodes_to_their_reports_only() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn four_eyes_passcodes_are_split_between_issuer_and_manager() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn four_eyes_passcodes_are_split_between_issuer_and_manager(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         p.store
@@ -737,9 +707,8 @@ async fn four_eyes_passcodes_are_split_between_issuer_and_manager() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn questions_are_managed_within_their_limits() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn questions_are_managed_within_their_limits(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         // Quinn has three questions and QueryAnswerDefinitions is 3: log in with them.
@@ -931,9 +900,8 @@ async fn halves_in_clear(p: &Portal) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn passcodes_end_with_a_password_change_and_their_halves_leave_the_outbox() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn passcodes_end_with_a_password_change_and_their_halves_leave_the_outbox(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         p.store
@@ -1025,9 +993,8 @@ fn quinn_reset_session(p: &Portal) -> Client {
     Client::from_login(p.server.addr, &body)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn replacing_or_unlocking_a_question_tells_the_person() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn replacing_or_unlocking_a_question_tells_the_person(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         let quinn = quinn_reset_session(&p);
@@ -1066,9 +1033,8 @@ async fn replacing_or_unlocking_a_question_tells_the_person() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reject_names_looks_at_every_login_name_of_the_person() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn reject_names_looks_at_every_login_name_of_the_person(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
@@ -1113,9 +1079,8 @@ async fn break_password_changes(store: &Store) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_resolver_change_whose_database_step_fails_is_audited_and_explained() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_resolver_change_whose_database_step_fails_is_audited_and_explained(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
@@ -1150,9 +1115,8 @@ async fn a_resolver_change_whose_database_step_fails_is_audited_and_explained() 
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_flood_of_checks_is_turned_away_and_a_login_still_gets_through() {
-    for b in backends() {
+prp_tests::on_each_backend! {
+    async fn a_flood_of_checks_is_turned_away_and_a_login_still_gets_through(b: Backend) {
         let tag = b.name();
         // One hashing worker: requests other than logins may keep one hash going at a time.
         let p = portal_with(&b, json!({"HashWorkers": 1})).await;

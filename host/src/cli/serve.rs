@@ -1,4 +1,5 @@
-//! `prp-host serve`: build the portal, bind, serve until SIGTERM or SIGINT.
+//! `prp-host serve`: build the portal, bind, serve until SIGTERM or SIGINT; SIGHUP reloads the
+//! TLS certificate and key.
 
 use anyhow::Context;
 use prp_host::config::{self, Environment};
@@ -28,11 +29,46 @@ pub async fn run(config_path: &Path, env: &Environment) -> anyhow::Result<ExitCo
         tracing::info!(%admin, "admin listener (/metrics, /health/ready detail)");
         println!("prp-host admin listener on http://{admin}");
     }
-    println!("prp-host listening on http://{addr}");
+    let tls = listeners.tls();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("prp-host listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
+    reload_on_sighup(tls)?;
     prp_host::serve(service, listeners, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// On each SIGHUP, reads the certificate and key again. New connections get the new ones; open
+/// connections keep theirs. A reload that fails keeps the old certificate and says why. Without
+/// TLS, SIGHUP is logged and ignored (rather than ending the process, its default).
+fn reload_on_sighup(tls: Option<std::sync::Arc<prp_host::Tls>>) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot install the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let Some(tls) = tls.clone() else {
+                    tracing::info!("SIGHUP: nothing to reload (no Host:Certificate)");
+                    continue;
+                };
+                // Reading files blocks: off the async threads.
+                match tokio::task::spawn_blocking(move || tls.reload()).await {
+                    Ok(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                    Ok(Err(e)) => {
+                        tracing::error!("SIGHUP: {e}; still serving the previous certificate")
+                    }
+                    Err(e) => tracing::error!(
+                        "SIGHUP: reload failed: {e}; still serving the previous certificate"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tls);
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

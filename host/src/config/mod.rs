@@ -49,6 +49,8 @@ pub enum ConfigError {
     },
     #[error("environment variable {var}: {message}")]
     Environment { var: String, message: String },
+    #[error("config file {}: {message}", .path.display())]
+    Inconsistent { path: PathBuf, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +99,20 @@ pub struct HostSettings {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// Serve https directly with this certificate and key (`Host:Certificate`, `Host:PrivateKey`).
+    pub tls: Option<TlsFiles>,
 }
+
+/// The PEM files of the public listener's TLS (resolved against the config file's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+/// Where plugins are loaded from when neither `Plugins:Directory` nor `Plugins:Files` is set.
+pub const DEFAULT_PLUGIN_DIRECTORY: &str = "/usr/lib/prp/plugins";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggingSettings {
@@ -231,6 +246,13 @@ pub fn load(path: &Path, env: &Environment) -> Result<LoadedConfig, ConfigError>
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
+    let set = |k: &str| merged.contains_key(&k.to_ascii_lowercase());
+    if set("Host:Certificate") != set("Host:PrivateKey") {
+        return Err(ConfigError::Inconsistent {
+            path: path.to_owned(),
+            message: "Host:Certificate and Host:PrivateKey go together: set both to serve https, or neither".into(),
+        });
+    }
     Ok(LoadedConfig {
         settings: bind(merged, base_dir),
         sources,
@@ -373,12 +395,18 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
         .collect();
     connection_strings.sort_by_key(|c| c.name().to_ascii_lowercase());
 
+    let files: Vec<PathBuf> = indexed("Plugins:Files:")
+        .iter()
+        .map(|p| resolve(p))
+        .collect();
     let plugins = PluginSettings {
-        directory: get("Plugins:Directory").map(resolve),
-        files: indexed("Plugins:Files:")
-            .iter()
-            .map(|p| resolve(p))
-            .collect(),
+        // Neither a directory nor files: the installed layout's plugin directory.
+        directory: match get("Plugins:Directory") {
+            Some(d) => Some(resolve(d)),
+            None if files.is_empty() => Some(PathBuf::from(DEFAULT_PLUGIN_DIRECTORY)),
+            None => None,
+        },
+        files,
         required: indexed("Plugins:Required:"),
         sha256: with_prefix("Plugins:Sha256:")
             .into_iter()
@@ -443,6 +471,12 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
         body_timeout: get("Host:BodyTimeoutMs")
             .and_then(|v| schema::parse_timeout_ms(v).ok())
             .map_or(Duration::from_secs(10), Duration::from_millis),
+        tls: get("Host:Certificate")
+            .zip(get("Host:PrivateKey"))
+            .map(|(c, k)| TlsFiles {
+                certificate: resolve(c),
+                private_key: resolve(k),
+            }),
     };
     let logging = LoggingSettings {
         level: get("Logging:Level").unwrap_or("info").trim().to_owned(),
@@ -515,6 +549,32 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:3");
         assert_eq!(s.plugins.call_timeout, Duration::from_millis(200));
         assert_eq!(s.plugins.required, vec!["a".to_owned()]);
+    }
+
+    #[test]
+    fn plugin_directory_default_and_tls_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("appsettings.json");
+        fs::write(&base, "{}").unwrap();
+        let s = load(&base, &env(&[])).unwrap().settings;
+        assert_eq!(
+            s.plugins.directory.as_deref(),
+            Some(Path::new(DEFAULT_PLUGIN_DIRECTORY))
+        );
+        assert_eq!(s.host.tls, None);
+        fs::write(
+            &base,
+            r#"{"Plugins":{"Files":["a.so"]},"Host":{"Certificate":"tls/c.pem","PrivateKey":"/k.pem"}}"#,
+        )
+        .unwrap();
+        let s = load(&base, &env(&[])).unwrap().settings;
+        assert_eq!(s.plugins.directory, None);
+        let tls = s.host.tls.unwrap();
+        assert_eq!(tls.certificate, s.base_dir.join("tls/c.pem"));
+        assert_eq!(tls.private_key, PathBuf::from("/k.pem"));
+        fs::write(&base, r#"{"Host":{"PrivateKey":"k.pem"}}"#).unwrap();
+        let err = load(&base, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("go together"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,17 @@ const SETTINGS: &[Setting] = &[
     Setting {
         pattern: "Host:Listen",
         check: check_listen,
-        help: "address to serve HTTP on, e.g. 127.0.0.1:8080 or http://*:8080",
+        help: "address to serve HTTP on, e.g. 127.0.0.1:8080 or http://*:8080 (https with Host:Certificate and Host:PrivateKey)",
+    },
+    Setting {
+        pattern: "Host:Certificate",
+        check: check_non_empty,
+        help: "PEM certificate chain (leaf first) to serve https with; needs Host:PrivateKey; reloaded on SIGHUP",
+    },
+    Setting {
+        pattern: "Host:PrivateKey",
+        check: check_non_empty,
+        help: "PEM private key of Host:Certificate; reloaded on SIGHUP",
     },
     Setting {
         pattern: "Host:ServerName",
@@ -102,7 +112,7 @@ const SETTINGS: &[Setting] = &[
     Setting {
         pattern: "Plugins:Directory",
         check: check_non_empty,
-        help: "directory whose every shared library is loaded as a plugin",
+        help: "directory whose every shared library is loaded as a plugin (default: /usr/lib/prp/plugins when Plugins:Files is empty too)",
     },
     Setting {
         pattern: "Plugins:Files:#",
@@ -309,7 +319,7 @@ pub(super) fn parse_listen(v: &str) -> Result<std::net::SocketAddr, String> {
     let raw = v.trim();
     if raw.starts_with("https://") {
         return Err(
-            "https is not served directly; terminate TLS in a reverse proxy and listen on http"
+            "give the address as host:port or http://host:port; https is served when Host:Certificate and Host:PrivateKey are set"
                 .into(),
         );
     }
@@ -410,7 +420,7 @@ mod tests {
         assert!(validate("Logging:Format", "xml").is_err());
         assert!(validate("Host:Listen", "https://x:1")
             .unwrap_err()
-            .contains("reverse proxy"));
+            .contains("Host:Certificate"));
     }
 
     #[test]

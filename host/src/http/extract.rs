@@ -165,11 +165,13 @@ pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
 impl WebPolicy {
     pub(crate) fn from_settings(settings: &crate::config::Settings) -> Self {
-        let https = settings
-            .host
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"));
+        // Served over TLS directly, the portal is https whatever PublicUrl says.
+        let https = settings.host.tls.is_some()
+            || settings
+                .host
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"));
         let loopback = match settings.host.public_url.as_deref() {
             Some(url) => url_host_is_loopback(url),
             None => settings.listen.ip().is_loopback(),
@@ -311,6 +313,25 @@ mod tests {
         );
         h.insert("x-forwarded-for", "garbage".parse().unwrap());
         assert_eq!(client_ip(proxy, &h, &[proxy]), proxy);
+    }
+
+    #[test]
+    fn served_tls_makes_the_portal_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appsettings.json");
+        let policy = |host: &str| {
+            std::fs::write(&path, format!(r#"{{"Host":{host}}}"#)).unwrap();
+            let env = crate::config::Environment::from_process();
+            WebPolicy::from_settings(&crate::config::load(&path, &env).unwrap().settings)
+        };
+        // Plain http on loopback: a developer's machine.
+        let dev = policy(r#"{"Listen":"127.0.0.1:8080"}"#);
+        assert!(!dev.secure && !dev.hsts);
+        // The same with a certificate, and no PublicUrl: https.
+        let tls =
+            policy(r#"{"Listen":"127.0.0.1:8443","Certificate":"c.pem","PrivateKey":"k.pem"}"#);
+        assert!(tls.secure && tls.hsts);
+        assert_eq!(tls.session_cookie, "__Host-prp_session");
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn check_login_name(name: &str) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "Logged in: a full session (also set as cookies)", body = LoginResponse),
         (status = 401, description = "Any failure, whatever the reason", body = ErrorBody),
-        (status = 503, description = "Too many logins in progress (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Too many logins in progress, or the database is unavailable (Retry-After)", body = ErrorBody),
     ))]
 pub(crate) async fn password(
     State(svc): State<Arc<Service>>,
@@ -75,7 +75,7 @@ pub(crate) async fn password(
     responses(
         (status = 200, description = "Logged in: a reset session", body = LoginResponse),
         (status = 401, description = "Any failure, whatever the reason", body = ErrorBody),
-        (status = 503, description = "Too many logins in progress (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Too many logins in progress, or the database is unavailable (Retry-After)", body = ErrorBody),
     ))]
 pub(crate) async fn passcode(
     State(svc): State<Arc<Service>>,
@@ -100,7 +100,7 @@ pub(crate) async fn passcode(
         (status = 200, description = "Logged in: a reset session", body = LoginResponse),
         (status = 400, description = "More answers than a login takes", body = ErrorBody),
         (status = 401, description = "Any failure, whatever the reason", body = ErrorBody),
-        (status = 503, description = "Too many logins in progress (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Too many logins in progress, or the database is unavailable (Retry-After)", body = ErrorBody),
     ))]
 pub(crate) async fn questions(
     State(svc): State<Arc<Service>>,
@@ -162,6 +162,7 @@ async fn login(
             ("success", Ok((jar, Json(body))))
         }
         LoginResult::Denied => ("failure", Err(ApiError::login_failed())),
+        LoginResult::Unavailable => ("unavailable", Err(ApiError::unavailable())),
         LoginResult::Busy => (
             "busy",
             Err(ApiError::busy(

@@ -1,7 +1,7 @@
 //! The HTTP layer: typed handlers over [`Service`], the OpenAPI document generated from them
 //! and their routes, the layers every answer passes (security headers, the JSON error shape,
 //! request ids, the request log, body limits and timeouts), and the accept loop (header read
-//! timeout, a cap on open connections, graceful shutdown).
+//! timeout, a cap on open connections, graceful shutdown, TLS when `Host:Certificate` is set).
 //!
 //! Two routers: the public one (the API, `/health/live`, a bare `/health/ready`,
 //! `/openapi.json`) and the admin one (`/metrics` and `/health/ready` with its detail), served
@@ -13,8 +13,10 @@ mod flows;
 mod login;
 mod ops;
 mod portal;
+mod tls;
 
 pub(crate) use extract::WebPolicy;
+pub use tls::{Tls, TlsError};
 
 use crate::service::Service;
 use axum::extract::{ConnectInfo, Request, State};
@@ -225,11 +227,13 @@ async fn finish(State(svc): State<Arc<Service>>, response: Response) -> Response
     response
 }
 
-/// Serves the public router on `public` and the admin router on `admin` until `shutdown`
-/// resolves; then stops accepting, and waits (up to 30 s) for the requests in flight.
+/// Serves the public router on `public` (over TLS when `tls` is given) and the admin router on
+/// `admin` until `shutdown` resolves; then stops accepting, and waits (up to 30 s) for the
+/// requests in flight.
 pub(crate) async fn run(
     svc: Arc<Service>,
     public: tokio::net::TcpListener,
+    tls: Option<Arc<Tls>>,
     admin: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -242,10 +246,16 @@ pub(crate) async fn run(
         max_connections: svc.settings().host.max_connections,
         header_timeout: svc.settings().host.header_timeout,
     };
-    let public = accept_loop(public, public_router(Arc::clone(&svc)), limits, rx.clone());
+    let public = accept_loop(
+        public,
+        public_router(Arc::clone(&svc)),
+        tls,
+        limits,
+        rx.clone(),
+    );
     match admin {
         Some(listener) => {
-            let admin = accept_loop(listener, admin_router(svc), limits, rx);
+            let admin = accept_loop(listener, admin_router(svc), None, limits, rx);
             tokio::try_join!(public, admin).map(drop)
         }
         None => public.await,
@@ -261,6 +271,7 @@ struct ConnLimits {
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: Router,
+    tls: Option<Arc<Tls>>,
     limits: ConnLimits,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -302,17 +313,53 @@ async fn accept_loop(
                 req
             },
         );
-        let conn = http.serve_connection(
-            TokioIo::new(stream),
-            hyper_util::service::TowerToHyperService::new(service),
-        );
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        match &tls {
+            None => {
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            Some(tls) => {
+                // The configuration in force now; a reload only affects later connections.
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                let mut stop = shutdown.clone();
+                tokio::spawn(async move {
+                    // The handshake counts against the header timeout, and a shutdown ends it.
+                    let handshake = tokio::select! {
+                        r = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)) => r,
+                        _ = stop.wait_for(|s| *s) => {
+                            drop(permit);
+                            return;
+                        }
+                    };
+                    let stream = match handshake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            drop(permit);
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            drop(permit);
+                            return;
+                        }
+                    };
+                    let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     tokio::select! {

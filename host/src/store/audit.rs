@@ -107,54 +107,224 @@ impl From<&AuditEvent<'_>> for OwnedEvent {
     }
 }
 
-type Pending = (OwnedEvent, tokio::sync::oneshot::Sender<Result<(), String>>);
+/// What the writer is asked to do with an event.
+enum Job {
+    /// Write it and say when it is committed (or why it can't be).
+    Wait(OwnedEvent, tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Write it when the database allows: kept (bounded) and retried while it doesn't.
+    Keep(OwnedEvent),
+}
 
 /// Writes audit events in batches: every event waiting when a write starts goes into the same
 /// transaction, so a flood of logins costs one commit per batch instead of one per event.
-/// `write` returns once its event is committed: nothing is answered before it is audited.
+///
+/// [`AuditWriter::write`] returns once its event is committed, or with an error when it can't
+/// be: the login pipeline answers nothing decided before it is audited (an answer whose record
+/// can't be written becomes a `503`). [`AuditWriter::keep`] is for answers that decided
+/// nothing (`503` because the database is away): those events are kept in memory, at most
+/// [`BACKLOG`] of them, and written once the database is back.
 #[derive(Clone)]
 pub struct AuditWriter {
-    queue: tokio::sync::mpsc::Sender<Pending>,
+    queue: tokio::sync::mpsc::Sender<Job>,
 }
 
 /// Events in one transaction at most.
 const BATCH: usize = 512;
+/// Kept events at most; beyond this the oldest are dropped (and counted in the log).
+pub const BACKLOG: usize = 10_000;
+/// One write attempt may take this long at most (the pool's acquire timeout and SQLite's busy
+/// timeout are shorter; this bounds a connection that hangs).
+const ATTEMPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether an error means the database is away (unreachable, shutting down, locked), rather
+/// than that these events can't be written.
+fn is_unavailable(e: &StoreError) -> bool {
+    let StoreError::Db(e) = e else {
+        return false;
+    };
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.parse::<u32>() {
+                // SQLite: BUSY and LOCKED, with their extended codes.
+                Ok(n) => matches!(n & 0xff, 5 | 6),
+                // PostgreSQL: connection exceptions, shutdown, insufficient resources.
+                Err(_) => {
+                    code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The writer task's state.
+struct Writer {
+    store: Store,
+    /// Kept events not yet written, oldest first.
+    backlog: std::collections::VecDeque<OwnedEvent>,
+    dropped: u64,
+}
+
+impl Writer {
+    fn keep(&mut self, event: OwnedEvent) {
+        if self.backlog.len() >= BACKLOG {
+            self.backlog.pop_front();
+            self.dropped += 1;
+            if self.dropped == 1 || self.dropped.is_power_of_two() {
+                tracing::error!(
+                    "audit log: {} kept events of refused requests dropped (more than {BACKLOG} waiting for the database)",
+                    self.dropped
+                );
+            }
+        }
+        self.backlog.push_back(event);
+    }
+
+    async fn attempt<'a>(
+        &self,
+        events: impl Iterator<Item = &'a OwnedEvent>,
+    ) -> Result<(), (String, bool)> {
+        match tokio::time::timeout(ATTEMPT, self.store.audit_batch(events)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err((e.to_string(), is_unavailable(&e))),
+            Err(_) => Err((
+                format!("no answer from the database within {ATTEMPT:?}"),
+                true,
+            )),
+        }
+    }
+
+    /// Writes the waiting events and as much of the backlog as fits in a batch. Returns whether
+    /// the database answered (false: keep the backlog and retry later).
+    async fn flush(
+        &mut self,
+        waiting: Vec<(OwnedEvent, tokio::sync::oneshot::Sender<Result<(), String>>)>,
+    ) -> bool {
+        let kept = self.backlog.len().min(BATCH.saturating_sub(waiting.len()));
+        let result = self
+            .attempt(
+                waiting
+                    .iter()
+                    .map(|(e, _)| e)
+                    .chain(self.backlog.iter().take(kept)),
+            )
+            .await;
+        match result {
+            Ok(()) => {
+                self.backlog.drain(..kept);
+                for (_, done) in waiting {
+                    let _ = done.send(Ok(()));
+                }
+                true
+            }
+            Err((e, true)) => {
+                tracing::error!("audit log write failed, the database is unavailable: {e}");
+                for (_, done) in waiting {
+                    let _ = done.send(Err(e.clone()));
+                }
+                false
+            }
+            Err((e, false)) => {
+                // One bad event must not take the others with it: write them one by one.
+                tracing::error!("audit log batch failed, writing its events one by one: {e}");
+                let mut away: Option<String> = None;
+                for (event, done) in waiting {
+                    let one = match &away {
+                        Some(e) => Err(e.clone()),
+                        None => match self.attempt(std::iter::once(&event)).await {
+                            Ok(()) => Ok(()),
+                            Err((e, unavailable)) => {
+                                tracing::error!("audit log write failed: {e}");
+                                if unavailable {
+                                    away = Some(e.clone());
+                                }
+                                Err(e)
+                            }
+                        },
+                    };
+                    let _ = done.send(one);
+                }
+                let mut left = std::collections::VecDeque::new();
+                for event in self.backlog.drain(..kept).collect::<Vec<_>>() {
+                    if away.is_some() {
+                        left.push_back(event);
+                        continue;
+                    }
+                    match self.attempt(std::iter::once(&event)).await {
+                        Ok(()) => {}
+                        Err((e, true)) => {
+                            away = Some(e);
+                            left.push_back(event);
+                        }
+                        // It can never be written: say so rather than retry it forever.
+                        Err((e, false)) => tracing::error!(
+                            "audit log: a kept event can't be written and is dropped: {e}"
+                        ),
+                    }
+                }
+                while let Some(e) = left.pop_back() {
+                    self.backlog.push_front(e);
+                }
+                away.is_none()
+            }
+        }
+    }
+}
 
 impl AuditWriter {
     /// Starts the writer task on the current runtime. It ends when every handle is dropped,
-    /// after writing what is queued.
+    /// after writing what is queued (and one last try for what is kept).
     pub fn start(store: Store) -> Self {
-        let (queue, mut rx) = tokio::sync::mpsc::channel::<Pending>(16 * BATCH);
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Job>(16 * BATCH);
         tokio::spawn(async move {
-            let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
+            let mut w = Writer {
+                store,
+                backlog: std::collections::VecDeque::new(),
+                dropped: 0,
+            };
+            // While events are kept, retry after this (doubling up to 5 s while it fails).
+            let mut retry = std::time::Duration::from_millis(250);
+            loop {
+                let first = if w.backlog.is_empty() {
+                    match rx.recv().await {
+                        Some(j) => Some(j),
+                        None => break,
                     }
-                }
-                let mut result = store
-                    .audit_batch(batch.iter().map(|(e, _)| e))
-                    .await
-                    .map_err(|e| e.to_string());
-                if result.is_err() && batch.len() > 1 {
-                    // One bad event must not take the others with it: write them one by one.
-                    for (event, done) in batch.drain(..) {
-                        let one = store
-                            .audit_batch(std::iter::once(&event))
-                            .await
-                            .map_err(|e| e.to_string());
-                        let _ = done.send(one);
+                } else {
+                    match tokio::time::timeout(retry, rx.recv()).await {
+                        Ok(Some(j)) => Some(j),
+                        Ok(None) => {
+                            w.flush(Vec::new()).await;
+                            break;
+                        }
+                        Err(_) => None,
                     }
-                    result = Ok(());
+                };
+                let mut waiting = Vec::new();
+                let mut next = first;
+                while let Some(job) = next {
+                    match job {
+                        Job::Wait(e, done) => waiting.push((e, done)),
+                        Job::Keep(e) => w.keep(e),
+                    }
+                    next = if waiting.len() < BATCH {
+                        rx.try_recv().ok()
+                    } else {
+                        None
+                    };
                 }
-                if let Err(e) = &result {
-                    tracing::error!("audit log write failed: {e}");
-                }
-                for (_, done) in batch.drain(..) {
-                    let _ = done.send(result.clone());
+                let had_backlog = !w.backlog.is_empty();
+                if w.flush(waiting).await {
+                    retry = std::time::Duration::from_millis(250);
+                } else if had_backlog {
+                    retry = (retry * 2).min(std::time::Duration::from_secs(5));
                 }
             }
         });
@@ -165,11 +335,21 @@ impl AuditWriter {
     pub async fn write(&self, event: &AuditEvent<'_>) -> Result<(), String> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.queue
-            .send((event.into(), done))
+            .send(Job::Wait(event.into(), done))
             .await
             .map_err(|_| "the audit writer has stopped".to_owned())?;
         wait.await
             .map_err(|_| "the audit writer has stopped".to_owned())?
+    }
+
+    /// Queues an event to be written when the database allows, without waiting for it: for
+    /// requests answered `503` because the database is away.
+    pub fn keep(&self, event: &AuditEvent<'_>) {
+        if self.queue.try_send(Job::Keep(event.into())).is_err() {
+            tracing::error!(
+                "audit log: the writer's queue is full; an event of a refused request is dropped"
+            );
+        }
     }
 }
 
@@ -199,5 +379,107 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    async fn store(url: &str) -> Store {
+        let store = Store::connect(url, Arc::new(crate::clock::SystemClock))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    fn event<'a>(reason: &'a str, outcome: &'a str) -> AuditEvent<'a> {
+        AuditEvent {
+            event: "login",
+            outcome,
+            reason: Some(reason),
+            ..AuditEvent::default()
+        }
+    }
+
+    #[test]
+    fn a_database_away_is_told_from_an_event_it_refuses() {
+        let db = |e| StoreError::Db(e);
+        assert!(is_unavailable(&db(sqlx::Error::PoolTimedOut)));
+        assert!(is_unavailable(&db(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        )))));
+        assert!(!is_unavailable(&db(sqlx::Error::RowNotFound)));
+        assert!(!is_unavailable(&StoreError::Invalid("x".into())));
+    }
+
+    #[tokio::test]
+    async fn the_backlog_is_bounded_and_drops_the_oldest() {
+        let mut w = Writer {
+            store: store("sqlite::memory:").await,
+            backlog: std::collections::VecDeque::new(),
+            dropped: 0,
+        };
+        for i in 0..=BACKLOG {
+            w.keep(OwnedEvent {
+                reason: Some(i.to_string()),
+                ..OwnedEvent::default()
+            });
+        }
+        assert_eq!(w.backlog.len(), BACKLOG);
+        assert_eq!(w.dropped, 1);
+        assert_eq!(w.backlog[0].reason.as_deref(), Some("1"));
+    }
+
+    /// A locked SQLite file: a write waited for fails within a bound (the caller answers 503
+    /// and is not recorded as written), a kept event is written once the lock is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kept_events_are_written_when_the_database_is_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+        let store = store(&url).await;
+        let writer = AuditWriter::start(store.clone());
+        writer
+            .write(&event("before", "success"))
+            .await
+            .expect("write before the lock");
+        let mut lock = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("second connection");
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut lock)
+            .await
+            .expect("lock");
+        writer.keep(&event("kept", "unavailable"));
+        let started = Instant::now();
+        let refused = writer.write(&event("refused", "failure")).await;
+        assert!(refused.is_err(), "a write under the lock succeeded");
+        assert!(started.elapsed() < Duration::from_secs(2 * ATTEMPT.as_secs()));
+        sqlx::query("ROLLBACK")
+            .execute(&mut lock)
+            .await
+            .expect("unlock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let reasons: Vec<String> = store
+                .audit_tail(10)
+                .await
+                .expect("tail")
+                .into_iter()
+                .filter_map(|r| r.reason)
+                .collect();
+            if reasons.contains(&"kept".to_owned()) {
+                assert!(!reasons.contains(&"refused".to_owned()), "{reasons:?}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kept event not written: {reasons:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

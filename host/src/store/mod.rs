@@ -35,6 +35,11 @@ use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a request waits for a database connection before it is answered `503`. A pool
+/// that can't connect (the server is down) keeps retrying for this long, so it is also how long
+/// a request waits while the database is away. SQLite's busy timeout (5 s) bounds a write lock.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -94,7 +99,7 @@ impl Store {
         let dialect = Dialect::of_url(url).ok_or(StoreError::Unsupported)?;
         let mut options = AnyPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(ACQUIRE_TIMEOUT);
         if dialect == Dialect::Sqlite {
             // With WAL, NORMAL syncs at checkpoints instead of every commit: a crash of the
             // process loses nothing; a power cut may lose the last commits.
