@@ -90,6 +90,12 @@ struct ResolveError {
     unavailable: bool,
 }
 
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// A plugin call that failed because its backing service (the database) is away.
 fn is_unavailable(e: &CallError) -> bool {
     matches!(e, CallError::Plugin(p) if p.kind == ErrorKind::UNAVAILABLE)
