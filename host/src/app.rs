@@ -314,6 +314,7 @@ pub async fn run_checks(config_path: &Path, env: &Environment) -> Vec<CheckLine>
     };
     let portal = assemble(settings, store, hasher).await;
     lines.extend(plugin_lines(&portal));
+    lines.extend(crate::flows::check_lines(&portal).await);
     lines
 }
 

@@ -156,6 +156,9 @@ impl LoginService {
                 if let Err(e) = sweeping.purge_expired_passcodes().await {
                     tracing::warn!("purging expired passcodes failed: {e}");
                 }
+                if let Err(e) = sweeping.purge_expired_attempts().await {
+                    tracing::warn!("purging expired login attempts failed: {e}");
+                }
             }
         });
         Self {

@@ -46,6 +46,8 @@ pub fn artifacts() -> &'static Artifacts {
             &[
                 "prp-host",
                 "password-reset-authenticator",
+                "totp-authenticator",
+                "fixture-v1-0-plugin",
                 "fixture-old-abi",
                 "fixture-init-error",
                 "fixture-init-panic",

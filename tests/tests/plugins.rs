@@ -97,7 +97,7 @@ fn the_real_plugin_loads_and_answers() {
 }
 
 fn prp_host_abi_version() -> &'static str {
-    "1.0.0"
+    prp_plugin_api::ABI_VERSION
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn older_abi_version_is_rejected() {
     rejected_beside_real(
         artifacts().lib("fixture-old-abi"),
         "version-mismatch",
-        "built for ABI 0.9.0, this host speaks ABI 1.0.0",
+        "built for ABI 0.9.0, this host speaks ABI 1.1.0",
     );
 }
 
@@ -280,7 +280,7 @@ fn every_library_in_the_plugin_directory_is_loaded() {
     assert_eq!(lines.len(), 2, "{text}");
     assert!(
         lines[0].starts_with(
-            "loaded    password-reset-authenticator 0.1.0 (ABI 1.0.0), provides authenticator, resolver:"
+            "loaded    password-reset-authenticator 0.1.0 (ABI 1.1.0), provides authenticator, resolver:"
         ),
         "{text}"
     );
@@ -291,8 +291,8 @@ fn every_library_in_the_plugin_directory_is_loaded() {
     );
 }
 
-/// A plugin built against ABI 1.0 loads in a host whose root module has one more function
-/// (as ABI 1.1 would), and that host sees the function as absent.
+/// A plugin built against ABI 1.1 loads in a host whose root module has one more function
+/// (as ABI 1.2 would), and that host sees the function as absent.
 #[test]
 fn a_plugin_built_against_the_previous_abi_loads_in_a_newer_host() {
     let a = artifacts();
@@ -311,7 +311,7 @@ fn a_plugin_built_against_the_previous_abi_loads_in_a_newer_host() {
         "the appended function must read as absent"
     );
 
-    // Positive control: the same host reads the function from a plugin built against 1.1.
+    // Positive control: the same host reads the function from a plugin built against 1.2.
     let out = std::process::Command::new(&a.abi_next_host)
         .arg(a.lib("fixture-next-abi-plugin"))
         .output()
@@ -335,7 +335,7 @@ fn a_plugin_built_against_a_newer_minor_abi_loads() {
     let lib = a.lib("fixture-next-abi-plugin");
     let (report, code) = report(&scene, &[lib], &["fixture-next-abi-plugin"]);
     assert_eq!(code, 0, "{report}");
-    assert_eq!(report["loaded"][0]["abi_version"], "1.1.0");
+    assert_eq!(report["loaded"][0]["abi_version"], "1.2.0");
 }
 
 /// Rewrites the `Plugins` section of a JSON config with `changes` merged in.

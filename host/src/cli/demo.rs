@@ -41,6 +41,7 @@ pub async fn run(reset: bool, settings: &Settings, store: &Store) -> anyhow::Res
     println!("             then POST /api/login/questions with the ids; Alice's answers: first pet Rex, born in Lisbon, favourite book Dune");
     println!("  target-system account (SearchTable ADSAccount): login_name \"cexample\" or \"Carol Example\", password \"{}\"", DemoPeople::CAROL_ADS_PASSWORD);
     println!("  disabled account: \"dexample\" (ADSAccount.Disabled) is refused; try `prp-host explain-login dexample`");
+    totp_demo(settings, store, &url).await;
     println!("\nAfter logging in (send the token as `Authorization: Bearer <token>`):");
     println!("  GET  {url}/api/password-items             the passwords you may reset, with their policies");
     println!("  POST {url}/api/password-items/check       {{\"items\": [ids], \"password\": \"...\"}}: what a new password breaks");
@@ -48,4 +49,58 @@ pub async fn run(reset: bool, settings: &Settings, store: &Store) -> anyhow::Res
     println!("  GET  {url}/api/questions                  your password questions");
     println!("  POST {url}/api/reports/P-ALICE/passcode   Marta (marta / {}) issues a passcode for Alice", DemoPeople::MARTA_PASSWORD);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The flow id the demo configures: password, then a TOTP code.
+const DEMO_FLOW: &str = "password-totp";
+
+/// Enrolls Alice in TOTP and configures the flow `password` then `totp`, when the TOTP plugin
+/// is loaded and a FactorKey is configured; says why not otherwise.
+async fn totp_demo(settings: &Settings, store: &Store, url: &str) {
+    let service = match prp_host::Service::for_admin(settings.clone(), store.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            println!("  two steps (password, then a TOTP code): skipped: {e}");
+            return;
+        }
+    };
+    let enrolled = match prp_host::flows::enroll_active(&service, "P-ALICE", "totp").await {
+        Ok(e) => e,
+        Err(e) => {
+            println!("  two steps (password, then a TOTP code): skipped: totp: {e} (load libtotp_authenticator.so and set ConnectionStrings:FactorKey)");
+            return;
+        }
+    };
+    for (path, value) in [
+        (
+            format!(r"{}\{DEMO_FLOW}\Steps", prp_host::flows::FLOWS_BRANCH),
+            "password,totp",
+        ),
+        (
+            format!(r"{}\{DEMO_FLOW}\Label", prp_host::flows::FLOWS_BRANCH),
+            "Password, then a code from your authenticator app",
+        ),
+        (
+            format!(r"{}\{DEMO_FLOW}\Session", prp_host::flows::FLOWS_BRANCH),
+            "full",
+        ),
+    ] {
+        if let Err(e) = store.set_parameter(&path, Some(value)).await {
+            println!("  two steps: skipped: cannot set {path}: {e}");
+            return;
+        }
+    }
+    let secret = enrolled
+        .shown
+        .iter()
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    println!("  two steps, flow id {DEMO_FLOW}: password, then a TOTP code");
+    println!("    Alice's totp secret (base32, add it to an authenticator app): {secret}");
+    println!(
+        "    POST {url}/api/login/start {{\"flow\":\"{DEMO_FLOW}\",\"login_name\":\"alice\"}}"
+    );
+    println!("    POST {url}/api/login/step  {{\"attempt\":\"...\",\"method\":\"password\",\"values\":{{\"password\":\"{}\"}}}}", DemoPeople::ALICE_PASSWORD);
+    println!("    POST {url}/api/login/step  {{\"attempt\":\"...\",\"method\":\"totp\",\"values\":{{\"code\":\"123456\"}}}}");
 }

@@ -14,5 +14,8 @@ pub async fn run(name: &str, settings: Settings, store: Store) -> anyhow::Result
     {
         println!("{line}");
     }
+    for line in prp_host::flows::explain_for_name(&service, name).await {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }

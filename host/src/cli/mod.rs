@@ -5,6 +5,7 @@ mod audit;
 mod check;
 mod demo;
 mod explain;
+mod flows;
 mod import;
 mod keys;
 mod params;
@@ -86,6 +87,9 @@ enum Command {
     /// any row is malformed. Never creates, alters or deletes.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Login flows (steps of plugin methods, in the PRP\Flows parameters).
+    #[command(subcommand)]
+    Flows(flows::FlowsCommand),
     /// Show the latest audit events.
     Audit {
         /// How many events, newest last.
@@ -130,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Demo { reset } => demo::run(reset, &settings, &store).await,
                 Command::Audit { limit, format } => audit::run(limit, format, &store).await,
                 Command::Import(c) => import::run(c, &store).await,
+                Command::Flows(c) => flows::run(c, settings, store).await,
                 Command::Serve | Command::Check | Command::Plugins { .. } => {
                     unreachable!("dispatched above")
                 }

@@ -8,8 +8,9 @@
 //! through the login pipeline ([`LoginService::identify`]); later steps are `CONTINUES` methods
 //! ([`prp_plugin_api::Authenticator::step`]) for the known person, whose failures the host
 //! counts towards the person's lock (the passcode scope: codes the person didn't choose) and
-//! whose one-time counters it accepts once. Every step costs the highest hash cost among its
-//! methods, passed or failed; every failure is the same 401.
+//! whose one-time counters it accepts once. A step costs the highest hash cost among its
+//! methods, and every failure costs the flow's cost (the highest of its steps), so a failure
+//! costs the same whichever step failed; every failure is the same 401.
 //!
 //! Flows are parameters: `PRP\Flows\<Id>\Steps` (steps separated by `,`, alternatives by `|`),
 //! `PRP\Flows\<Id>\Label`, `PRP\Flows\<Id>\Session` (`full` or `reset`, the default). The
@@ -299,6 +300,14 @@ impl FlowSet {
             .collect()
     }
 
+    /// What a failure anywhere in the flow costs: the highest cost of its steps.
+    pub fn flow_cost(&self, flow: &Flow) -> usize {
+        (0..flow.steps.len())
+            .map(|i| self.step_cost(flow, i))
+            .max()
+            .unwrap_or(1)
+    }
+
     /// What one attempt at a step costs: the highest cost among its methods.
     pub fn step_cost(&self, flow: &Flow, index: usize) -> usize {
         self.step_methods(flow, index)
@@ -501,7 +510,10 @@ pub async fn step(
         return StepResult::Denied;
     };
     audit.flow = &flow.id;
+    // A step costs its own hashes when it passes; a failure, the flow's (the first step, which
+    // identifies the person, costs the flow's either way).
     let cost = set.step_cost(flow, attempt.step);
+    let fail_cost = set.flow_cost(flow);
     let allowed = flow
         .steps
         .get(attempt.step)
@@ -512,7 +524,7 @@ pub async fn step(
             .any(|(k, v)| k.len() > MAX_VALUE || v.len() > MAX_VALUE);
     let offered = set.catalog.get(method).filter(|_| allowed && !too_much);
     let Some(offered) = offered else {
-        login.pad_hashes(cost).await;
+        login.pad_hashes(fail_cost).await;
         audit
             .write(
                 login,
@@ -526,10 +538,10 @@ pub async fn step(
     // The step itself: identify the person, or continue for the known one.
     let (person_uid, full_grant, consumed) = if attempt.step == 0 {
         let Some(input) = classic_input(method, &attempt.login_name, values, remote) else {
-            login.pad_hashes(cost).await;
+            login.pad_hashes(fail_cost).await;
             return StepResult::Denied;
         };
-        match login.identify(&input, cost).await {
+        match login.identify(&input, fail_cost).await {
             Identified::Denied => return StepResult::Denied,
             Identified::Person {
                 person_uid,
@@ -550,7 +562,7 @@ pub async fn step(
         }
     } else {
         let Some(person_uid) = attempt.person_uid.clone() else {
-            login.pad_hashes(cost).await;
+            login.pad_hashes(fail_cost).await;
             return StepResult::Denied;
         };
         match continue_step(svc, offered, &person_uid, values, cost).await {
@@ -566,6 +578,8 @@ pub async fn step(
                 (person_uid, attempt.full_grant, Vec::new())
             }
             Err(why) => {
+                // continue_step spent the step's cost: the rest of the flow's on top.
+                login.pad_hashes(fail_cost.saturating_sub(cost)).await;
                 audit.write(login, Some(&person_uid), "failure", &why).await;
                 return StepResult::Denied;
             }
@@ -1081,6 +1095,137 @@ pub async fn explain_lines(svc: &Service, person_uids: &[String]) -> Vec<String>
                 )
             });
         }
+    }
+    out
+}
+
+/// Enrolls a person in a method and activates it at once, without a confirming code: for the
+/// demo (and operators), never reachable over HTTP. Returns what the person must be shown.
+pub async fn enroll_active(
+    svc: &Service,
+    person_uid: &str,
+    method: &str,
+) -> Result<Enrolled, FlowError> {
+    let offered = enrollable(svc, method).await?;
+    let key = FactorKey::from_settings(&svc.portal.settings).ok_or(FactorCryptoError::NoKey)?;
+    let auth = Arc::clone(&offered.authenticator);
+    let (m, p) = (method.to_owned(), person_uid.to_owned());
+    let enrollment = svc
+        .portal
+        .gate
+        .call(move || auth.enroll(m.as_str().into(), p.as_str().into()))
+        .await
+        .map_err(|e| FlowError::Plugin(e.to_string()))?;
+    let sealed = key.seal(person_uid, method, enrollment.factor_data.as_str())?;
+    let store = svc.store();
+    store
+        .set_pending_factor(person_uid, method, &sealed)
+        .await?;
+    if !store
+        .confirm_factor(person_uid, method, &sealed, None)
+        .await?
+    {
+        return Err(FlowError::NothingPending);
+    }
+    Ok(Enrolled {
+        shown: enrollment
+            .shown
+            .iter()
+            .map(|v| (v.name.to_string(), v.value.to_string()))
+            .collect(),
+        confirm_fields: Vec::new(),
+    })
+}
+
+/// The flows in force for a service (for the CLI).
+pub async fn flow_set_of(svc: &Service) -> Result<FlowSet, StoreError> {
+    flow_set(&svc.portal, &svc.login).await
+}
+
+/// For `explain-login NAME`: which flows the persons the name resolves to can complete.
+pub async fn explain_for_name(svc: &Service, name: &str) -> Vec<String> {
+    let mut persons: Vec<String> = match svc.login.resolve(name).await {
+        Ok(c) => c.into_iter().map(|a| a.person_uid.to_string()).collect(),
+        Err(e) => return vec![format!("flows: the name can't be resolved: {e}")],
+    };
+    persons.sort();
+    persons.dedup();
+    if persons.is_empty() {
+        return vec!["flows: the name matches no person, so no flow can be completed".into()];
+    }
+    explain_lines(svc, &persons).await
+}
+
+/// `prp-host check`'s lines about flows: a flow naming a method no loaded plugin offers (or in
+/// the wrong place) fails, as does an enrollable method in use without a FactorKey.
+pub async fn check_lines(portal: &crate::app::Portal) -> Vec<crate::app::CheckLine> {
+    use crate::app::{CheckLine, Status};
+    let line = |status, detail: String| CheckLine {
+        status,
+        name: "login flows".into(),
+        detail,
+    };
+    let Some(store) = portal.store.as_ref() else {
+        return Vec::new();
+    };
+    let catalog = Arc::new(Catalog::of(portal).await);
+    let params = match store.list_parameters(Some(FLOWS_BRANCH)).await {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![line(
+                Status::Failed,
+                format!("cannot read {FLOWS_BRANCH}: {e}"),
+            )]
+        }
+    };
+    let (configured, problems) = configured_flows(&params);
+    let mut out: Vec<CheckLine> = problems
+        .into_iter()
+        .map(|p| line(Status::Failed, p))
+        .collect();
+    out.extend(
+        catalog
+            .problems
+            .iter()
+            .map(|p| line(Status::Warn, p.clone())),
+    );
+    let has_key = FactorKey::from_settings(&portal.settings).is_some();
+    for flow in &configured {
+        let wrong = flow_problems(flow, &catalog);
+        if !wrong.is_empty() {
+            out.extend(wrong.into_iter().map(|p| line(Status::Failed, p)));
+            continue;
+        }
+        let enrollable: Vec<&str> = flow
+            .steps
+            .iter()
+            .flatten()
+            .filter(|m| catalog.get(m).is_some_and(|o| o.descriptor.enrollable))
+            .map(String::as_str)
+            .collect();
+        if !enrollable.is_empty() && !has_key {
+            out.push(line(
+                Status::Failed,
+                format!(
+                    "flow \"{}\" uses {}, whose data is kept encrypted, but no ConnectionStrings:{FACTOR_KEY} is configured",
+                    flow.id,
+                    enrollable.join(", ")
+                ),
+            ));
+            continue;
+        }
+        out.push(line(
+            Status::Ok,
+            format!(
+                "flow \"{}\": {}",
+                flow.id,
+                flow.steps
+                    .iter()
+                    .map(|s| s.join("|"))
+                    .collect::<Vec<_>>()
+                    .join(" then ")
+            ),
+        ));
     }
     out
 }
