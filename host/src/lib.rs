@@ -22,6 +22,7 @@ pub(crate) mod portal;
 pub mod security;
 mod service;
 pub mod store;
+mod web;
 
 pub use http::{openapi, Tls, TlsError};
 /// Single-use secrets a plugin's checks verified are consumed only when the login is granted:
