@@ -25,7 +25,7 @@ fn workspace() -> PathBuf {
 }
 
 /// Builds the release host and plugin; returns their paths.
-fn build() -> anyhow::Result<(PathBuf, PathBuf)> {
+pub(crate) fn build() -> anyhow::Result<(PathBuf, PathBuf)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace())
@@ -71,9 +71,9 @@ fn build() -> anyhow::Result<(PathBuf, PathBuf)> {
     ))
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The admin listener (`/metrics`).
     admin: SocketAddr,
 }
@@ -282,7 +282,7 @@ fn post(addr: SocketAddr, path: &str, body: &Value) -> Value {
 }
 
 /// Starts the server and returns it with the time from spawn to `/health/ready` = 200.
-fn start(host: &Path, config: &Path) -> anyhow::Result<(Server, Duration)> {
+pub(crate) fn start(host: &Path, config: &Path) -> anyhow::Result<(Server, Duration)> {
     let t = Instant::now();
     let mut child = Command::new(host)
         .args(["serve", "--config"])
