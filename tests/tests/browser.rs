@@ -444,7 +444,27 @@ async fn sign_in_with_password_questions() {
         b.axe("My passwords after questions").await?;
         b.click("nav a[href='/questions']").await?;
         b.wait_text("#question-rules", "Keep at least 3").await?;
-        b.axe("My password questions").await
+        b.axe("My password questions").await?;
+        // 320 px wide: nothing scrolls sideways.
+        b.client
+            .set_window_size(320, 900)
+            .await
+            .map_err(err("narrow the window"))?;
+        let widths = b
+            .client
+            .execute(
+                "return [window.innerWidth, document.documentElement.scrollWidth];",
+                vec![],
+            )
+            .await
+            .map_err(err("widths"))?;
+        let widths: Vec<u64> = serde_json::from_value(widths).map_err(err("widths"))?;
+        if widths.first().is_none_or(|w| *w > 400) || widths.get(1) > widths.first() {
+            return Err(format!(
+                "at 320 px: [inner width, scroll width] = {widths:?}"
+            ));
+        }
+        b.axe("My password questions at 320 px").await
     }
     .await;
     b.finish(journey).await;
@@ -553,12 +573,11 @@ async fn a_wrong_password_looks_like_an_unknown_name() {
         let wrong = b.wait_text("#live", "did not work").await?;
         let wrong_at = b.path().await?;
         b.axe("a failed sign-in").await?;
-        b.sign_in(
-            "password",
-            "nobody-here",
-            &[("#password-password", "whatever-it-is")],
-        )
-        .await?;
+        // By keyboard alone: Enter in the password field submits the form.
+        b.goto("/sign-in?flow=password").await?;
+        b.fill("#login_name", "nobody-here").await?;
+        b.fill("#password-password", "whatever-it-is\u{E007}")
+            .await?;
         let unknown = b.wait_text("#live", "did not work").await?;
         let unknown_at = b.path().await?;
         if (wrong, wrong_at) != (unknown.clone(), unknown_at.clone()) {
