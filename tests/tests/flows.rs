@@ -498,3 +498,97 @@ fn start_flow(server: &Server, flow: &str, name: &str) -> String {
     assert_eq!(status, 200, "{body}");
     json_of(&body)["attempt"].as_str().unwrap().to_owned()
 }
+
+prp_tests::on_each_backend! {
+    async fn questions_are_a_flow_step_too(b: Backend) {
+        let p = portal(&b).await;
+        let (s, body) = p.server.post("/api/login/questions/challenge", &json!({"login_name": "quinn"}));
+        assert_eq!(s, 200, "{body}");
+        let asked = json_of(&body)["questions"].as_array().unwrap().clone();
+        assert_eq!(asked.len(), 2);
+        let answer = |q: &str| match q {
+            "Colour of the sky?" => "blue",
+            "Best number?" => "seven",
+            _ => "porto",
+        };
+        let right: serde_json::Map<String, Value> = asked
+            .iter()
+            .map(|q| (q["id"].as_str().unwrap().to_owned(), json!(answer(q["question"].as_str().unwrap()))))
+            .collect();
+        let mut wrong = right.clone();
+        if let Some(v) = wrong.values_mut().next() {
+            *v = json!("not it");
+        }
+        let before = hash_count(&p.server);
+        let attempt = start_flow(&p.server, "questions", "quinn");
+        let (s, _) = step(&p.server, &attempt, "questions", Value::Object(wrong));
+        assert_eq!(s, 401);
+        assert_eq!(hash_count(&p.server) - before, 2, "one hash per question asked");
+        let attempt = start_flow(&p.server, "questions", "quinn");
+        let (s, done) = step(&p.server, &attempt, "questions", Value::Object(right));
+        assert_eq!(s, 200, "{done}");
+        assert_eq!(done["session_kind"], "reset");
+    }
+}
+
+/// The 1.0 plugin also loads in a host of the next minor ABI (1.2, the test-only probe), which
+/// reads it through the same frozen 1.0 layouts.
+#[test]
+fn a_1_0_plugin_loads_in_the_next_minor_host_too() {
+    let a = artifacts();
+    let out = std::process::Command::new(&a.abi_next_host)
+        .arg(a.lib("fixture-v1-0-plugin"))
+        .output()
+        .expect("abi-next-host runs");
+    let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("json");
+    assert_eq!(v["loaded"], true, "{v}");
+    assert_eq!(v["name"], "fixture-v1-0-plugin");
+    assert_eq!(v["next_probe"], Value::Null);
+}
+
+prp_tests::on_each_backend! {
+    async fn an_attempt_token_is_taken_once_even_by_parallel_steps(b: Backend) {
+        let p = portal(&b).await;
+        let attempt = start(&p.server, "carol");
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (server, attempt) = (&p.server, attempt.as_str());
+                    s.spawn(move || {
+                        step(server, attempt, "password", json!({"password": CAROL_CENTRAL})).0
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 3, "{statuses:?}");
+    }
+}
+
+prp_tests::on_each_backend! {
+    async fn wrong_codes_lock_the_code_step_like_any_method(b: Backend) {
+        let p = portal(&b).await;
+        p.store
+            .set_parameter(r"PRP\Lockout\Passcode\MaxFailures", Some("2"))
+            .await
+            .unwrap();
+        let secret = enroll_carol(&p);
+        let right = code(&secret, now() + 30);
+        let bad = if right == "000000" { "111111" } else { "000000" };
+        for _ in 0..2 {
+            let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
+            let (s, _) = step(&p.server, &attempt, "totp", json!({"code": bad}));
+            assert_eq!(s, 401);
+        }
+        // Locked: even the right code fails now, and isn't used up by the refusal.
+        let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
+        let (s, _) = step(&p.server, &attempt, "totp", json!({"code": right}));
+        assert_eq!(s, 401);
+        let last: Option<i64> = sqlx::query_scalar("SELECT last_step FROM prp_factor WHERE person_uid = 'P-CAROL'")
+            .fetch_one(p.store.pool())
+            .await
+            .unwrap();
+        assert!(last.is_some_and(|l| l < (now() + 30) / 30), "{last:?}");
+    }
+}
