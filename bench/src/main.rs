@@ -6,6 +6,7 @@
 //! cargo run --release -p prp-bench -- portal         # hashing limit, saturation, server CPU
 //!                                                    # per login, overload, cold start,
 //!                                                    # non-hashing endpoints
+//! cargo run --release -p prp-bench -- pages          # the web portal's page weights and render times
 //! cargo run --release -p prp-bench -- resolve        # 1M-account SearchTable lookups
 //! cargo run --release -p prp-bench -- load URL ...   # the load generator on its own
 //! cargo run --release -p prp-bench -- enumeration    # failed logins: same time every reason
@@ -14,6 +15,7 @@
 mod abi;
 mod enumeration;
 mod load;
+mod pages;
 mod portal;
 mod resolve;
 
@@ -37,6 +39,9 @@ enum Bench {
     /// The release portal over HTTP: cold start, hashing limit, saturation and the server's CPU
     /// per login, overload, the endpoints that don't hash.
     Portal(portal::Args),
+    /// The web portal's pages: weight (HTML + CSS + JS) and render time at load, next to
+    /// `GET /api/password-items`.
+    Pages(pages::Args),
     /// A one-million-account SearchTable searched by two columns, against the raw SQL.
     Resolve(resolve::Args),
     /// The load generator on its own, against any running portal.
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().bench {
         Bench::Abi(a) => abi::run(&a),
         Bench::Portal(a) => portal::run(&a),
+        Bench::Pages(a) => pages::run(&a),
         Bench::Resolve(a) => resolve::run(&a),
         Bench::Load(a) => load::run_cli(&a),
         Bench::Enumeration(a) => enumeration::run(&a),

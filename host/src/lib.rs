@@ -24,6 +24,7 @@ pub mod security;
 mod service;
 pub mod store;
 pub mod throttle;
+mod web;
 
 pub use http::{openapi, Tls, TlsError};
 /// Single-use secrets a plugin's checks verified are consumed only when the login is granted:

@@ -34,6 +34,7 @@ pub async fn run(reset: bool, settings: &Settings, store: &Store) -> anyhow::Res
         .issue_passcode("P-BOB", &hash, 8 * 3600, "demo")
         .await?;
     let url = format!("http://{}", settings.listen);
+    println!("\nIn a browser: {url}/ (the web portal; sign in as alice / {}, or bob with the passcode below, or marta / {} to issue passcodes for her team)", DemoPeople::ALICE_PASSWORD, DemoPeople::MARTA_PASSWORD);
     println!("\nHow to log in ({url}):");
     println!("  password:  curl -s {url}/api/login/password -H 'content-type: application/json' -d '{{\"login_name\":\"alice\",\"password\":\"{}\"}}'", DemoPeople::ALICE_PASSWORD);
     println!("  passcode:  curl -s {url}/api/login/passcode -H 'content-type: application/json' -d '{{\"login_name\":\"bob\",\"passcode\":\"{passcode}\"}}'");

@@ -8,7 +8,7 @@
 //! on `Host:AdminListen` when that is set, and nowhere otherwise.
 
 mod error;
-mod extract;
+pub(crate) mod extract;
 mod flows;
 mod login;
 mod ops;
@@ -114,6 +114,8 @@ pub(crate) fn public_router(svc: Arc<Service>) -> Router {
     let (router, doc) = api_routes().split_for_parts();
     let doc = Arc::new(doc);
     let router = router
+        // The web portal's pages (not part of the OpenAPI document).
+        .merge(crate::web::routes())
         .fallback(not_found)
         .layer(axum::Extension(doc))
         .with_state(Arc::clone(&svc));
@@ -184,24 +186,27 @@ impl MakeRequestId for RandomRequestId {
 /// browser rules (no sniffing, no referrer, no framing, HSTS over https).
 async fn finish(State(svc): State<Arc<Service>>, response: Response) -> Response {
     let status = response.status();
-    let is_json = response
+    let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let mut response = if (status.is_client_error() || status.is_server_error()) && !is_json {
-        let keep: Vec<(HeaderName, HeaderValue)> = [header::ALLOW, header::RETRY_AFTER]
-            .into_iter()
-            .filter_map(|h| response.headers().get(&h).map(|v| (h, v.clone())))
-            .collect();
-        let mut shaped = error::for_status(status).into_response();
-        for (h, v) in keep {
-            shaped.headers_mut().insert(h, v);
-        }
-        shaped
-    } else {
-        response
-    };
+        .and_then(|v| v.to_str().ok());
+    let is_json = content_type.is_some_and(|v| v.starts_with("application/json"));
+    // A page's error (web::) is a page for people, with its own headers.
+    let is_page = content_type.is_some_and(|v| v.starts_with("text/html"));
+    let mut response =
+        if (status.is_client_error() || status.is_server_error()) && !is_json && !is_page {
+            let keep: Vec<(HeaderName, HeaderValue)> = [header::ALLOW, header::RETRY_AFTER]
+                .into_iter()
+                .filter_map(|h| response.headers().get(&h).map(|v| (h, v.clone())))
+                .collect();
+            let mut shaped = error::for_status(status).into_response();
+            for (h, v) in keep {
+                shaped.headers_mut().insert(h, v);
+            }
+            shaped
+        } else {
+            response
+        };
     let h = response.headers_mut();
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
