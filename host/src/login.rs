@@ -112,6 +112,26 @@ pub struct LoginInput {
     pub pow: Option<(String, String)>,
 }
 
+impl LoginInput {
+    /// The request the authenticator decides, with the accounts the name resolved to.
+    fn request(&self, candidates: Vec<ResolvedAccount>) -> LoginRequest {
+        LoginRequest {
+            method: self.method,
+            login_name: self.login_name.as_str().into(),
+            secret: self.secret.as_str().into(),
+            answers: self
+                .answers
+                .iter()
+                .map(|(id, a)| QuestionAnswer {
+                    question_id: id.as_str().into(),
+                    answer: a.as_str().into(),
+                })
+                .collect::<RVec<_>>(),
+            candidates: candidates.into_iter().collect(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum LoginResult {
     Granted {
@@ -399,20 +419,7 @@ impl LoginService {
                     .await;
             }
         };
-        let request = LoginRequest {
-            method: input.method,
-            login_name: input.login_name.as_str().into(),
-            secret: input.secret.as_str().into(),
-            answers: input
-                .answers
-                .iter()
-                .map(|(id, a)| QuestionAnswer {
-                    question_id: id.as_str().into(),
-                    answer: a.as_str().into(),
-                })
-                .collect::<RVec<_>>(),
-            candidates: candidates.into_iter().collect(),
-        };
+        let request = input.request(candidates);
         let auth = Arc::clone(&self.authenticator);
         let hasher = Arc::clone(&self.hasher);
         let context = gate.context.clone();
@@ -1102,20 +1109,7 @@ impl LoginService {
                 return Identified::Denied;
             }
         };
-        let request = LoginRequest {
-            method: input.method,
-            login_name: input.login_name.as_str().into(),
-            secret: input.secret.as_str().into(),
-            answers: input
-                .answers
-                .iter()
-                .map(|(id, a)| QuestionAnswer {
-                    question_id: id.as_str().into(),
-                    answer: a.as_str().into(),
-                })
-                .collect::<RVec<_>>(),
-            candidates: candidates.into_iter().collect(),
-        };
+        let request = input.request(candidates);
         let auth = Arc::clone(&self.authenticator);
         let hasher = Arc::clone(&self.hasher);
         let decided = self
