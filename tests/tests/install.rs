@@ -145,9 +145,10 @@ async fn installs_and_serves_from_the_documented_layout() {
     );
 
     // serve, from the installed layout.
+    let log = std::fs::File::create(tmp.path().join("serve.log")).expect("log file");
     let mut child = prp(&root, &["serve"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("serve");
     let stdout = child.stdout.take().expect("stdout");
@@ -163,7 +164,8 @@ async fn installs_and_serves_from_the_documented_layout() {
     let Ok(addr) = addr else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("the installed server did not start");
+        let log = std::fs::read_to_string(tmp.path().join("serve.log")).unwrap_or_default();
+        panic!("the installed server did not start ({addr:?}); its log:\n{log}");
     };
     let addr = addr.parse().expect("address");
     let (status, body) = prp_tests::http(addr, "GET", "/health/ready", None);
