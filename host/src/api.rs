@@ -380,6 +380,10 @@ pub struct FlowStep {
     pub method: String,
     /// The method's fields by name (for questions: each answer by its question's id).
     pub values: std::collections::BTreeMap<String, String>,
+    /// The solved proof of work a failed first step asked for, if it asked for one (sent with
+    /// the first step of a new attempt: the failed one is over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pow: Option<PowSolution>,
 }
 
 /// What a step answers: the next step, or after the last one the session, as a login does.

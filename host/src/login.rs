@@ -1026,6 +1026,8 @@ pub(crate) enum Identified {
         reason: String,
     },
     Denied,
+    /// Denied, and the next first step for this name must carry this proof of work solved.
+    Challenged(crate::api::PowChallenge),
 }
 
 // Login flows (ABI 1.1, `crate::flows`) run their steps through the same pipeline pieces.
@@ -1066,8 +1068,8 @@ impl LoginService {
             return Identified::Denied;
         }
         // The same throttle as the classic logins: the name's, the source's and the device's
-        // counters, and their locks. A flow carries no proof of work, so where a classic login
-        // would ask for one, the flow's step is refused (fail closed).
+        // counters, their locks, and the proof of work asked of clients without a device
+        // cookie once the name or the source is over its limit.
         let (scope, policy) = self.scope_and_policy().await;
         let Some(policy) = policy else {
             self.pad(hashes).await;
@@ -1081,7 +1083,10 @@ impl LoginService {
             Ok(Err(refused)) => {
                 self.pad(hashes).await;
                 let _ = self.audit(input, None, "failure", &refused.why).await;
-                return Identified::Denied;
+                return match refused.result {
+                    LoginResult::Challenged(pow) => Identified::Challenged(pow),
+                    _ => Identified::Denied,
+                };
             }
             Err(e) => {
                 tracing::error!("login throttle unavailable: {e}");
@@ -1112,20 +1117,23 @@ impl LoginService {
         let request = input.request(candidates);
         let auth = Arc::clone(&self.authenticator);
         let hasher = Arc::clone(&self.hasher);
+        let context = gate.context.clone();
         let decided = self
             .gate
             .call(move || {
                 take_hash_count();
                 begin_deferring();
+                begin_attempt(context);
                 let outcome = scope.run("login", || auth.login(&request));
                 let consumed = take_deferred();
+                let attempt = take_attempt();
                 for _ in take_hash_count() as usize..hashes {
                     hasher.dummy_verify();
                 }
-                outcome.map(|o| (o, consumed))
+                outcome.map(|o| (o, consumed, attempt))
             })
             .await;
-        let (outcome, consumed) = match decided {
+        let (outcome, consumed, attempt) = match decided {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!("flow step denied because a plugin failed: {e}");
@@ -1158,10 +1166,27 @@ impl LoginService {
                 let _ = self
                     .audit(input, person.as_deref(), "failure", reason)
                     .await;
-                let _ = self.after_failure(&gate, &policy, false).await;
-                Identified::Denied
+                match self.after_failure(&gate, &policy, attempt.pow_wanted).await {
+                    LoginResult::Challenged(pow) => Identified::Challenged(pow),
+                    _ => Identified::Denied,
+                }
             }
         }
+    }
+
+    /// A fresh proof of work for attempts on `login_name` (for a page that knows the name
+    /// needs one), or `None` when proofs of work are off or the keys can't be read.
+    pub(crate) async fn pow_for(&self, login_name: &str) -> Option<crate::api::PowChallenge> {
+        let (_, policy) = self.scope_and_policy().await;
+        let bits = u32::try_from(policy?.pow_bits).ok().filter(|b| *b > 0)?;
+        let key = self.store.server_key(throttle::NAME_KEY).await.ok()?;
+        let name = format!("n:{}", throttle::name_key(&key, login_name));
+        self.new_pow(&name, bits).await.ok()
+    }
+
+    /// A device cookie for the client that completed a flow for the person.
+    pub(crate) async fn device_for(&self, person_uid: &str) -> Option<String> {
+        self.new_device(person_uid, None).await
     }
 
     /// One request's scope, for a flow step's plugin calls.

@@ -116,6 +116,34 @@ impl Portal {
         }
     }
 
+    /// A one-step flow (`/api/login/start`, then `/api/login/step` with `values` and `pow`).
+    fn flow(
+        &self,
+        from: &str,
+        device: Option<&str>,
+        flow: &str,
+        name: &str,
+        values: Value,
+        pow: Option<Value>,
+    ) -> Answer {
+        let started = self.post(
+            "/api/login/start",
+            from,
+            device,
+            &json!({"flow": flow, "login_name": name}),
+        );
+        assert_eq!(started.status, 200, "{}", started.body);
+        let mut step = json!({
+            "attempt": started.body["attempt"],
+            "method": flow,
+            "values": values,
+        });
+        if let Some(pow) = pow {
+            step["pow"] = pow;
+        }
+        self.post("/api/login/step", from, device, &step)
+    }
+
     async fn issue(&self, person: &str) -> String {
         let code = prp_host::security::new_passcode();
         let hash = hasher()
@@ -202,8 +230,9 @@ on_each_backend! {
         );
         assert_eq!(other.status, 401, "{}", other.body);
         assert!(other.body.get("pow").is_some(), "{}", other.body);
-        // A forged device cookie is no device.
-        let forged = format!("{}0", &device[..device.len() - 1]);
+        // A forged device cookie is no device (its last digit changed).
+        let last = if device.ends_with('0') { '1' } else { '0' };
+        let forged = format!("{}{last}", &device[..device.len() - 1]);
         let a = p.post(
             "/api/login/password",
             "192.0.2.45",
@@ -373,5 +402,43 @@ on_each_backend! {
         // Spent: the same solution doesn't buy a second challenge.
         let a = p.post("/api/login/questions/challenge", "192.0.2.80", None, &again);
         assert_eq!(a.status, 401, "[{tag}] {}", a.body);
+    }
+}
+
+on_each_backend! {
+    /// Login flows are throttled as the classic logins are: once the name is over its limit, a
+    /// first step from a client without a device cookie is answered with a proof of work; the
+    /// next attempt's first step carries it solved and gets in, and the device cookie that
+    /// comes with the session lets that client in by itself while the name stays over.
+    async fn flows_ask_a_proof_of_work_and_honour_device_cookies(b: Backend) {
+        let p = portal(&b, &[(r"PRP\Lockout\Password\MaxFailures", "3")]).await;
+        let wrong = || json!({"login_name": "carol", "password": "not-carols-password"});
+        for _ in 0..4 {
+            let a = p.post("/api/login/password", ATTACKER, None, &wrong());
+            assert_eq!(a.status, 401, "{}", a.body);
+        }
+        let right = || json!({"password": CAROL_CENTRAL});
+        let first = p.flow(PERSON, None, "password", "carol", right(), None);
+        assert_eq!(first.status, 401, "[{}] {}", b.name(), first.body);
+        assert_eq!(first.body["error"], "login_failed", "{}", first.body);
+        let pow = first.solved().expect("a proof of work is asked for");
+        // A solution that doesn't solve it is no better than none.
+        let mut bad = pow.clone();
+        bad["solution"] = "x".into();
+        let refused = p.flow(PERSON, None, "password", "carol", right(), Some(bad));
+        assert_eq!(refused.status, 401, "{}", refused.body);
+        let second = p.flow(PERSON, None, "password", "carol", right(), Some(pow));
+        assert_eq!(second.status, 200, "[{}] {}", b.name(), second.body);
+        assert_eq!(second.body["session_kind"], "full", "{}", second.body);
+        let device = second.device.expect("a device cookie comes with the flow's session");
+        for _ in 0..4 {
+            p.post("/api/login/password", ATTACKER, None, &wrong());
+        }
+        let third = p.flow(PERSON, Some(&device), "password", "carol", right(), None);
+        assert_eq!(third.status, 200, "[{}] the device gets in by itself: {}", b.name(), third.body);
+        // Without it, the same client is asked again.
+        let fourth = p.flow(PERSON, None, "password", "carol", right(), None);
+        assert_eq!(fourth.status, 401, "{}", fourth.body);
+        assert!(fourth.body.get("pow").is_some(), "{}", fourth.body);
     }
 }

@@ -596,6 +596,57 @@ async fn a_wrong_password_looks_like_an_unknown_name() {
     b.finish(journey).await;
 }
 
+/// After repeated failed sign-ins for a name, the next one is answered with the page again,
+/// the name filled in, and a proof of work the page's script solves before the form can be
+/// sent; then the right password gets in, and the browser keeps a device cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_failures_the_browser_solves_a_proof_of_work_and_signs_in() {
+    let p = portal().await;
+    for (path, value) in [
+        (r"PRP\Lockout\Password\MaxFailures", "2"),
+        (r"PRP\Lockout\ProofOfWorkBits", "8"),
+    ] {
+        p.store.set_parameter(path, Some(value)).await.expect("param");
+    }
+    let Some(mut b) = Browser::open("proof_of_work", &p.server).await else {
+        return;
+    };
+    let journey = async {
+        for _ in 0..2 {
+            b.sign_in("password", "carol", &[("#password-password", "not-her-password")])
+                .await?;
+            b.wait_text("#live", "did not work").await?;
+        }
+        b.sign_in("password", "carol", &[("#password-password", CAROL_CENTRAL)])
+            .await?;
+        b.wait_text("#live", "did not work").await?;
+        b.wait_text(".pow-status", "Done").await?;
+        b.axe("the proof of work").await?;
+        let name = b
+            .client
+            .find(Locator::Css("#login_name"))
+            .await
+            .map_err(err("the name field"))?
+            .prop("value")
+            .await
+            .map_err(err("its value"))?
+            .unwrap_or_default();
+        if name != "carol" {
+            return Err(format!("the name is kept: {name:?}"));
+        }
+        b.fill("#password-password", CAROL_CENTRAL).await?;
+        b.click("form button[type=submit]").await?;
+        b.wait_text("main h1", "My passwords").await?;
+        let cookies = b.client.get_all_cookies().await.map_err(err("cookies"))?;
+        if !cookies.iter().any(|c| c.name() == "prp_device") {
+            return Err(format!("no device cookie: {cookies:?}"));
+        }
+        Ok(())
+    }
+    .await;
+    b.finish(journey).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_without_its_csrf_field_is_refused() {
     let p = portal().await;

@@ -1,7 +1,9 @@
 //! Notifications delivered over SMTP to a real server the test starts on a loopback port
 //! (Postfix's `smtp-sink`, which writes each message it accepts to a file): delivery in
 //! people's words and their language, the server down and back, no second copy after a
-//! restart, the four-eyes half to the manager (then purged), and no address.
+//! restart, the four-eyes half to the manager (then purged), no address, and a lock told in
+//! the person's language; and over STARTTLS and TLS with a login, to Debian's aiosmtpd
+//! (`tests/support/tls_smtp_server.py`), checking the server's certificate.
 
 use prp_tests::{
     hasher, host_command, merge_config, on_each_backend, seed, sink_messages, stdout, Backend,
@@ -234,6 +236,47 @@ on_each_backend! {
 }
 
 on_each_backend! {
+    /// A lock that wrong passwords put on Carol's password logins reaches her in German, saying
+    /// for how long and what still works.
+    async fn a_lockout_is_told_in_the_persons_language(b: Backend) {
+        if !SmtpSink::available("a_lockout_is_told_in_the_persons_language") {
+            return;
+        }
+        let s = setup(&b).await;
+        sqlx::query("UPDATE \"Person\" SET \"PreferredLanguage\" = 'de' WHERE \"UID_Person\" = 'P-CAROL'")
+            .execute(s.store.pool())
+            .await
+            .expect("german");
+        for (k, v) in [
+            (r"PRP\Lockout\Password\MaxFailures", "2"),
+            (r"PRP\Lockout\Password\LockMinutes", "120"),
+        ] {
+            s.store.set_parameter(k, Some(v)).await.expect("param");
+        }
+        let _sink = s.start_sink();
+        let server = start(&s.config);
+        for _ in 0..2 {
+            let (st, v) = server.post(
+                "/api/login/password",
+                &json!({"login_name": "carol", "password": "not-carols-password-1"}),
+            );
+            assert_eq!(st, 401, "{v}");
+        }
+        let messages = wait_messages(&s, 1, "the lockout message").await;
+        let m = decoded(&messages[0]);
+        for want in [
+            "Guten Tag Carol Example,",
+            "mit Ihrem Passwort wurden nach wiederholten Fehlversuchen für bis zu 2 Stunden angehalten",
+            "Uhr UTC",
+            "wenden Sie sich an den Helpdesk (+49 30 1234-0)",
+        ] {
+            assert!(m.contains(want), "[{}] {want:?} missing in:\n{m}", b.name());
+        }
+        assert!(!m.contains("paused"), "[{}] not the stored English text:\n{m}", b.name());
+    }
+}
+
+on_each_backend! {
     async fn the_server_down_then_back_gets_the_message_once(b: Backend) {
         if !SmtpSink::available("the_server_down_then_back_gets_the_message_once") {
             return;
@@ -371,7 +414,7 @@ on_each_backend! {
         prp_host::demo::set_email(&s.store, "P-CAROL", None).await.expect("no email");
         // And a message for Marta queued long before delivery was set up: too old to send.
         s.store
-            .notify("P-MARTA", "question.replaced", "old", "old", None)
+            .notify("P-MARTA", "question.replaced", "old", "old", None, None)
             .await
             .expect("queue");
         sqlx::query("UPDATE prp_notification_outbox SET created_at = created_at - 100 * 3600 WHERE recipient_uid = 'P-MARTA'")
@@ -492,5 +535,165 @@ on_each_backend! {
         refusing.stop();
         let _sink = s.start_sink();
         wait_messages(&s, 1, "delivery once the server accepts the login").await;
+    }
+}
+
+/// Debian's aiosmtpd (`python3-aiosmtpd`) run by `tests/support/tls_smtp_server.py`: an SMTP
+/// server that requires TLS (STARTTLS, or TLS from the first byte) and a login, and writes
+/// each message it accepts to a file headed by how it arrived (`X-Test-Tls`, `X-Test-Auth`).
+struct TlsSmtp {
+    child: std::process::Child,
+}
+
+impl TlsSmtp {
+    const PYTHON: &'static str = "/usr/bin/python3";
+
+    /// Whether Debian's Python has aiosmtpd; like [`SmtpSink::available`], a test without it
+    /// prints SKIPPED, and fails under CI (`.ci/run` installs it).
+    fn available(test: &str) -> bool {
+        let ok = std::process::Command::new(Self::PYTHON)
+            .args(["-c", "import aiosmtpd"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: python3-aiosmtpd is missing (apt-get install python3-aiosmtpd); CI must run this test"
+            );
+            eprintln!("SKIPPED {test}: python3-aiosmtpd is not installed");
+        }
+        ok
+    }
+
+    /// Starts it on 127.0.0.1:`port` in `mode` (`starttls` or `tls`) with the certificate in
+    /// `cert`/`key`, accepting only `prp` with `password`, and waits until it is ready.
+    fn start(port: u16, mode: &str, cert: &Path, key: &Path, password: &str, dir: &Path) -> Self {
+        use std::io::BufRead;
+        std::fs::create_dir_all(dir).expect("mail dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/tls_smtp_server.py");
+        let mut child = std::process::Command::new(Self::PYTHON)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(mode)
+            .arg(cert)
+            .arg(key)
+            .arg("prp")
+            .arg(password)
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the TLS SMTP server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line.trim(), "ready", "the TLS SMTP server did not start");
+        Self { child }
+    }
+}
+
+impl Drop for TlsSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The messages the TLS server wrote to `dir`.
+fn eml_messages(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    files.sort();
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+/// Delivery over STARTTLS and over TLS from the first byte, with a login, to a server whose
+/// certificate an in-house CA signed (`Notify:Smtp:CaFile`). Without that CA, or with a wrong
+/// password, nothing is delivered: the message waits in the outbox, with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn delivery_over_starttls_and_tls_logs_in_and_checks_the_certificate() {
+    let test = "delivery_over_starttls_and_tls_logs_in_and_checks_the_certificate";
+    if !TlsSmtp::available(test) {
+        return;
+    }
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("a certificate");
+    for mode in ["starttls", "tls"] {
+        let s = setup(&Backend::Sqlite).await;
+        let cert = s.scene.write("smtp-cert.pem", &ck.cert.pem());
+        let key = s.scene.write("smtp-key.pem", &ck.key_pair.serialize_pem());
+        let mail = s.scene.path("tls-mail");
+        let server_cfg = |ca: Option<&Path>, password: &str| {
+            let mut smtp = json!({
+                "Host": "127.0.0.1", "Port": s.port, "Security": mode, "User": "prp", "TimeoutMs": 5000,
+            });
+            if let Some(ca) = ca {
+                smtp["CaFile"] = ca.display().to_string().into();
+            }
+            let text = std::fs::read_to_string(&s.config).expect("config");
+            let mut cfg: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            cfg["Notify"]["Smtp"] = smtp;
+            cfg["ConnectionStrings"]["Smtp"] = password.into();
+            std::fs::write(&s.config, cfg.to_string()).expect("config");
+        };
+        let _smtp = TlsSmtp::start(s.port, mode, &cert, &key, "smtp-secret", &mail);
+
+        // 1. The certificate is not trusted: nothing is sent, the reason is kept.
+        server_cfg(None, "smtp-secret");
+        let server = start(&s.config);
+        change_carols_password(&server);
+        wait_for(30, "a failed attempt", || async {
+            s.store.outbox_states("P-CAROL").await.expect("outbox")[0].last_error.is_some()
+        })
+        .await;
+        drop(server);
+        let row = &s.store.outbox_states("P-CAROL").await.expect("outbox")[0];
+        assert!(row.delivered_at.is_none(), "[{mode}] not trusted, not sent: {row:?}");
+        let why = row.last_error.clone().unwrap_or_default().to_lowercase();
+        assert!(why.contains("certificate"), "[{mode}] the reason: {why}");
+        assert!(eml_messages(&mail).is_empty(), "[{mode}] nothing reached the server");
+
+        // 2. Trusted, but the wrong password: refused, still waiting.
+        server_cfg(Some(&cert), "not-the-smtp-secret");
+        let server = start(&s.config);
+        let before = s.store.outbox_states("P-CAROL").await.expect("outbox")[0].attempts;
+        wait_for(30, "an attempt with the wrong password", || async {
+            s.store.outbox_states("P-CAROL").await.expect("outbox")[0].attempts > before
+        })
+        .await;
+        drop(server);
+        let row = &s.store.outbox_states("P-CAROL").await.expect("outbox")[0];
+        assert!(row.delivered_at.is_none(), "[{mode}] wrong login, not sent: {row:?}");
+        let why = row.last_error.clone().unwrap_or_default().to_lowercase();
+        assert!(why.contains("535") || why.contains("credentials"), "[{mode}] the reason: {why}");
+        assert!(eml_messages(&mail).is_empty(), "[{mode}] nothing accepted");
+
+        // 3. Trusted, the right password: delivered over TLS, logged in as prp.
+        server_cfg(Some(&cert), "smtp-secret");
+        let server = start(&s.config);
+        wait_for(30, "the delivered mark", || async {
+            s.store.outbox_states("P-CAROL").await.expect("outbox")[0].delivered_at.is_some()
+        })
+        .await;
+        drop(server);
+        let messages = eml_messages(&mail);
+        assert_eq!(messages.len(), 1, "[{mode}] once: {messages:?}");
+        let m = decoded(&messages[0]);
+        for want in [
+            "X-Test-Tls: yes",
+            "X-Test-Auth: prp",
+            "X-Test-Rcpt: carol@example.test",
+            "Subject: Your password was changed",
+        ] {
+            assert!(m.contains(want), "[{mode}] {want:?} missing in:\n{m}");
+        }
     }
 }

@@ -135,6 +135,9 @@ pub struct SmtpSettings {
     pub security: SmtpSecurity,
     /// Authenticate as this user, with `ConnectionStrings:Smtp` as the password.
     pub user: Option<String>,
+    /// PEM certificates of the CAs that sign the server's certificate, trusted besides the
+    /// public roots (an in-house relay's CA).
+    pub ca_file: Option<PathBuf>,
     pub timeout: Duration,
 }
 
@@ -547,6 +550,8 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
                 }),
             security,
             user: text("Notify:Smtp:User"),
+            ca_file: text("Notify:Smtp:CaFile").map(|f| resolve(&f)),
+            ca_file: text("Notify:Smtp:CaFile").map(|f| resolve(&f)),
             timeout: ms_or("Notify:Smtp:TimeoutMs", 30_000),
         }),
         from: text("Notify:From"),

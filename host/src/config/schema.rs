@@ -165,6 +165,11 @@ const SETTINGS: &[Setting] = &[
         help: "the user to authenticate as; its password is ConnectionStrings:Smtp",
     },
     Setting {
+        pattern: "Notify:Smtp:CaFile",
+        check: check_non_empty,
+        help: "PEM certificates of the CAs that sign the SMTP server's certificate, trusted besides the public roots (relative to the configuration file)",
+    },
+    Setting {
         pattern: "Notify:Smtp:TimeoutMs",
         check: check_timeout_ms,
         help: "one SMTP conversation must end within this (default: 30000)",

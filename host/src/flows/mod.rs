@@ -393,9 +393,23 @@ pub enum StepResult {
     Granted {
         session: NewSession,
         kind: SessionKind,
+        /// A new device cookie for the client (see `throttle`).
+        device: Option<String>,
     },
     Denied,
+    /// Denied, like `Denied`; the first step of the next attempt for this name must carry
+    /// this proof of work solved.
+    Challenged(crate::api::PowChallenge),
     Busy,
+}
+
+/// The client taking a step, as the throttle judges it: its address, its device cookie, and
+/// the proof of work it solved (both count at the first step, which names the person).
+#[derive(Debug, Clone, Default)]
+pub struct StepClient {
+    pub remote: Option<String>,
+    pub device: Option<String>,
+    pub pow: Option<(String, String)>,
 }
 
 /// Starts an attempt. Nothing here depends on the login name beyond its length: it is not
@@ -460,8 +474,9 @@ pub async fn step(
     token: &str,
     method: &str,
     values: Vec<(String, String)>,
-    remote: Option<&str>,
+    client: StepClient,
 ) -> StepResult {
+    let remote = client.remote.as_deref();
     let login = &svc.login;
     let Some(_pending) = login.admit_step() else {
         return StepResult::Busy;
@@ -537,12 +552,13 @@ pub async fn step(
     };
     // The step itself: identify the person, or continue for the known one.
     let (person_uid, full_grant, consumed) = if attempt.step == 0 {
-        let Some(input) = classic_input(method, &attempt.login_name, values, remote) else {
+        let Some(input) = classic_input(method, &attempt.login_name, values, &client) else {
             login.pad_hashes(fail_cost).await;
             return StepResult::Denied;
         };
         match login.identify(&input, fail_cost).await {
             Identified::Denied => return StepResult::Denied,
+            Identified::Challenged(pow) => return StepResult::Challenged(pow),
             Identified::Person {
                 person_uid,
                 full,
@@ -652,7 +668,12 @@ pub async fn step(
                     "flow completed: session opened",
                 )
                 .await;
-            StepResult::Granted { session, kind }
+            let device = login.device_for(&person_uid).await;
+            StepResult::Granted {
+                session,
+                kind,
+                device,
+            }
         }
         Ok(None) => {
             audit
@@ -678,7 +699,7 @@ fn classic_input(
     method: &str,
     login_name: &str,
     values: Vec<(String, String)>,
-    remote: Option<&str>,
+    client: &StepClient,
 ) -> Option<LoginInput> {
     let method = LoginMethod::parse(method)?;
     let take = |name: &str| {
@@ -698,9 +719,9 @@ fn classic_input(
         login_name: login_name.to_owned(),
         secret,
         answers,
-        remote_addr: remote.map(str::to_owned),
-        device: None,
-        pow: None,
+        remote_addr: client.remote.clone(),
+        device: client.device.clone(),
+        pow: client.pow.clone(),
     })
 }
 
@@ -1001,14 +1022,7 @@ pub async fn confirm(
             "factor enrolled",
         ))
         .await;
-    notify(
-        svc,
-        person_uid,
-        "factor.enrolled",
-        &format!("A login factor ({method}) was added to your account"),
-        "If this wasn't you, tell the help desk at once.",
-    )
-    .await;
+    notify_factor(svc, person_uid, method, true).await;
     Ok(())
 }
 
@@ -1026,21 +1040,34 @@ pub async fn remove(svc: &Service, person_uid: &str, method: &str) -> Result<(),
             "factor removed",
         ))
         .await;
-    notify(
-        svc,
-        person_uid,
-        "factor.removed",
-        &format!("A login factor ({method}) was removed from your account"),
-        "If this wasn't you, tell the help desk at once.",
-    )
-    .await;
+    notify_factor(svc, person_uid, method, false).await;
     Ok(())
 }
 
-async fn notify(svc: &Service, person_uid: &str, kind: &str, subject: &str, body: &str) {
+/// Tells the person a factor was added or removed (rendered in their language at delivery).
+async fn notify_factor(svc: &Service, person_uid: &str, method: &str, added: bool) {
+    let (kind, subject) = if added {
+        (
+            "factor.enrolled",
+            format!("A login factor ({method}) was added to your account"),
+        )
+    } else {
+        (
+            "factor.removed",
+            format!("A login factor ({method}) was removed from your account"),
+        )
+    };
+    let data = serde_json::json!({ "method": method });
     if let Err(e) = svc
         .store()
-        .notify(person_uid, kind, subject, body, None)
+        .notify(
+            person_uid,
+            kind,
+            &subject,
+            "If this wasn't you, tell the help desk at once.",
+            None,
+            Some(&data),
+        )
         .await
     {
         tracing::error!("cannot queue a notification: {e}");

@@ -3,12 +3,13 @@
 
 use super::error::ApiError;
 use super::extract::{Authed, ClientAddr, JsonBody, RequestBody};
+use super::login::{granted_cookies, login_response, Client};
 use crate::api::{
     ErrorBody, FactorConfirm, FactorEnrollment, FactorInfo, FactorList, FieldInfo, FlowInfo,
     FlowStart, FlowStep, FlowStepResponse, FlowsResponse, LoginResponse, MethodInfo, StepInfo,
     StepResponse,
 };
-use crate::flows::{self, FactorCryptoError, FlowError, NextStep, StepResult};
+use crate::flows::{self, FactorCryptoError, FlowError, NextStep, StepClient, StepResult};
 use crate::service::Service;
 use crate::store::SessionKind;
 use axum::extract::{Path, State};
@@ -147,18 +148,24 @@ pub(crate) async fn start(
     request_body = FlowStep,
     responses(
         (status = 200, description = "The next step, or after the last one the session (also set as cookies)", body = FlowStepResponse),
-        (status = 401, description = "Any failure, at any step, whatever the reason: the attempt is over", body = ErrorBody),
+        (status = 401, description = "Any failure, at any step, whatever the reason: the attempt is over. With a `pow`, the first step of the next attempt for this name must carry it solved", body = ErrorBody),
         (status = 503, description = "Too many logins in progress (Retry-After)", body = ErrorBody),
     ))]
 pub(crate) async fn step(
     State(svc): State<Arc<Service>>,
     ClientAddr(ip): ClientAddr,
+    jar: CookieJar,
     JsonBody(req): JsonBody<FlowStep>,
 ) -> Result<(CookieJar, Json<FlowStepResponse>), ApiError> {
     let started = Instant::now();
-    let remote = ip.to_string();
+    let client = Client::new(&svc, ip, &jar, req.pow);
+    let client = StepClient {
+        remote: Some(client.ip.to_string()),
+        device: client.device,
+        pow: client.pow,
+    };
     let values = req.values.into_iter().collect();
-    let result = flows::step(&svc, &req.attempt, &req.method, values, Some(&remote)).await;
+    let result = flows::step(&svc, &req.attempt, &req.method, values, client).await;
     let (outcome, answer) = match result {
         StepResult::Next(next) => (
             "step",
@@ -167,22 +174,17 @@ pub(crate) async fn step(
                 Json(FlowStepResponse::Next(step_response(next))),
             )),
         ),
-        StepResult::Granted { session, kind } => {
-            let max_age = session.expires_at - svc.store().now();
-            let web = svc.web();
-            let jar = CookieJar::new()
-                .add(web.cookie(web.session_cookie, session.token.clone(), max_age, true))
-                .add(web.cookie(web.csrf_cookie, session.csrf_token.clone(), max_age, false));
-            let body = LoginResponse {
-                token: session.token.clone(),
-                token_type: "Bearer".into(),
-                csrf_token: session.csrf_token.clone(),
-                expires_at: session.expires_at,
-                session_kind: kind.name().into(),
-            };
+        StepResult::Granted {
+            session,
+            kind,
+            device,
+        } => {
+            let jar = granted_cookies(&svc, CookieJar::new(), &session, device);
+            let body = login_response(&session, kind);
             ("success", Ok((jar, Json(FlowStepResponse::Done(body)))))
         }
         StepResult::Denied => ("failure", Err(ApiError::login_failed())),
+        StepResult::Challenged(pow) => ("failure", Err(ApiError::login_failed().with_pow(pow))),
         StepResult::Busy => (
             "busy",
             Err(ApiError::busy(

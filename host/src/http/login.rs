@@ -39,7 +39,7 @@ impl RequestBody for QuestionsLogin {
 }
 
 /// The device cookie's name: `__Host-` and `Secure` as the session cookie is.
-fn device_cookie(svc: &Service) -> &'static str {
+pub(crate) fn device_cookie(svc: &Service) -> &'static str {
     if svc.web().secure {
         "__Host-prp_device"
     } else {
@@ -49,14 +49,14 @@ fn device_cookie(svc: &Service) -> &'static str {
 
 /// What the client sent that the throttle judges it by: its device cookie and its solved
 /// proof of work.
-struct Client {
-    ip: std::net::IpAddr,
-    device: Option<String>,
-    pow: Option<(String, String)>,
+pub(super) struct Client {
+    pub(super) ip: std::net::IpAddr,
+    pub(super) device: Option<String>,
+    pub(super) pow: Option<(String, String)>,
 }
 
 impl Client {
-    fn new(
+    pub(super) fn new(
         svc: &Service,
         ip: std::net::IpAddr,
         jar: &CookieJar,
@@ -193,27 +193,8 @@ async fn login(
             kind,
             device,
         } => {
-            let max_age = session.expires_at - svc.store().now();
-            let web = svc.web();
-            let mut jar = CookieJar::new()
-                .add(web.cookie(web.session_cookie, session.token.clone(), max_age, true))
-                .add(web.cookie(web.csrf_cookie, session.csrf_token.clone(), max_age, false));
-            if let Some(device) = device {
-                jar = jar.add(web.cookie(
-                    device_cookie(svc),
-                    device,
-                    crate::throttle::DEVICE_LIFETIME,
-                    true,
-                ));
-            }
-            let body = LoginResponse {
-                token: session.token.clone(),
-                token_type: "Bearer".into(),
-                csrf_token: session.csrf_token.clone(),
-                expires_at: session.expires_at,
-                session_kind: kind.name().into(),
-            };
-            ("success", Ok((jar, Json(body))))
+            let jar = granted_cookies(svc, CookieJar::new(), &session, device);
+            ("success", Ok((jar, Json(login_response(&session, kind)))))
         }
         LoginResult::Denied => ("failure", Err(ApiError::login_failed())),
         LoginResult::Unavailable => ("unavailable", Err(ApiError::unavailable())),
@@ -228,6 +209,44 @@ async fn login(
     svc.metrics
         .login(method.name(), outcome, started.elapsed().as_secs_f64());
     result
+}
+
+/// The cookies of a granted login (or completed flow) added to `jar`: the session, its CSRF
+/// token, and the new device cookie when there is one.
+pub(crate) fn granted_cookies(
+    svc: &Service,
+    jar: CookieJar,
+    session: &crate::store::NewSession,
+    device: Option<String>,
+) -> CookieJar {
+    let max_age = session.expires_at - svc.store().now();
+    let web = svc.web();
+    let mut jar = jar
+        .add(web.cookie(web.session_cookie, session.token.clone(), max_age, true))
+        .add(web.cookie(web.csrf_cookie, session.csrf_token.clone(), max_age, false));
+    if let Some(device) = device {
+        jar = jar.add(web.cookie(
+            device_cookie(svc),
+            device,
+            crate::throttle::DEVICE_LIFETIME,
+            true,
+        ));
+    }
+    jar
+}
+
+/// The body of a granted login.
+pub(super) fn login_response(
+    session: &crate::store::NewSession,
+    kind: crate::store::SessionKind,
+) -> LoginResponse {
+    LoginResponse {
+        token: session.token.clone(),
+        token_type: "Bearer".into(),
+        csrf_token: session.csrf_token.clone(),
+        expires_at: session.expires_at,
+        session_kind: kind.name().into(),
+    }
 }
 
 #[utoipa::path(post, path = "/api/login/questions/challenge", tag = "login",

@@ -10,7 +10,7 @@
 mod error;
 pub(crate) mod extract;
 mod flows;
-mod login;
+pub(crate) mod login;
 mod ops;
 mod portal;
 mod tls;

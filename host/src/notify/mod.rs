@@ -17,6 +17,7 @@ use crate::config::{NotifySettings, Settings, SmtpSecurity, SmtpSettings, SMTP_P
 use crate::store::{AuditEvent, OutboxMessage, Store, StoreError};
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
@@ -103,17 +104,41 @@ struct Mailer {
     lease: i64,
 }
 
+/// How the server's certificate is checked: against the public roots, and the CAs of
+/// `Notify:Smtp:CaFile` when set; its name must match `Notify:Smtp:Host`.
+fn tls_parameters(smtp: &SmtpSettings) -> Result<TlsParameters, NotifyError> {
+    let mut builder = TlsParameters::builder(smtp.host.clone());
+    if let Some(path) = &smtp.ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            NotifyError::Smtp(format!("CaFile {} can't be read: {e}", path.display()))
+        })?;
+        let not_pem = |why: String| {
+            NotifyError::Smtp(format!(
+                "CaFile {} is not a PEM file of certificates: {why}",
+                path.display()
+            ))
+        };
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(not_pem("it holds no BEGIN CERTIFICATE block".into()));
+        }
+        let certs = Certificate::from_pem(&pem).map_err(|e| not_pem(e.to_string()))?;
+        builder = builder.add_root_certificate(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| NotifyError::Smtp(format!("TLS: {e}")))
+}
+
 fn transport(
     smtp: &SmtpSettings,
     password: Option<&str>,
     hello: &str,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, NotifyError> {
+    let plain = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host);
     let builder = match smtp.security {
-        SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-            .map_err(|e| NotifyError::Smtp(e.to_string()))?,
-        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-            .map_err(|e| NotifyError::Smtp(e.to_string()))?,
-        SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+        SmtpSecurity::StartTls => plain.tls(Tls::Required(tls_parameters(smtp)?)),
+        SmtpSecurity::Tls => plain.tls(Tls::Wrapper(tls_parameters(smtp)?)),
+        SmtpSecurity::None => plain,
     };
     let mut builder = builder
         .port(smtp.port)
@@ -399,6 +424,16 @@ impl Mailer {
                     })
                     .unwrap_or_default(),
             },
+            "lockout" if data.get("method").is_some() => Event::Lockout {
+                method: data["method"].as_str().unwrap_or("all").to_owned(),
+                minutes: data["minutes"].as_i64().unwrap_or(0),
+            },
+            kind @ ("factor.enrolled" | "factor.removed") if data.get("method").is_some() => {
+                Event::FactorChanged {
+                    method: data["method"].as_str().unwrap_or_default().to_owned(),
+                    added: kind == "factor.enrolled",
+                }
+            }
             "question.replaced" => Event::QuestionChanged { unlocked: false },
             "question.unlocked" => Event::QuestionChanged { unlocked: true },
             "passcode.half" => {
@@ -499,6 +534,11 @@ pub async fn check_lines(settings: &Settings, store: Option<&Store>) -> Vec<Chec
                 SmtpSecurity::Tls => "TLS",
                 SmtpSecurity::None => "no TLS",
             };
+            if smtp.security != SmtpSecurity::None {
+                if let Err(e) = tls_parameters(smtp) {
+                    lines.push(line(Status::Failed, e.to_string()));
+                }
+            }
             let insecure = smtp.security == SmtpSecurity::None
                 && !matches!(smtp.host.as_str(), "localhost" | "127.0.0.1" | "::1");
             lines.push(line(

@@ -40,6 +40,17 @@ pub enum Event {
     QuestionChanged {
         unlocked: bool,
     },
+    /// Logins by `method` (`password`, `passcode`, `questions` or `all`) were paused after
+    /// repeated failures, for up to `minutes`.
+    Lockout {
+        method: String,
+        minutes: i64,
+    },
+    /// A login factor (`method`, e.g. `totp`) was added to or removed from the account.
+    FactorChanged {
+        method: String,
+        added: bool,
+    },
     /// To the manager: the second half of a four-eyes passcode for `person`.
     PasscodeHalf {
         person: String,
@@ -133,6 +144,33 @@ fn help_desk(c: &Context<'_>) -> String {
     }
 }
 
+/// A duration in whole minutes, or hours when it is a whole number of them.
+fn minutes_words(lang: Lang, minutes: i64) -> String {
+    let minutes = minutes.max(1);
+    let (n, unit) = if minutes >= 60 && minutes % 60 == 0 {
+        let h = minutes / 60;
+        match lang {
+            Lang::En => (h, if h == 1 { "hour" } else { "hours" }),
+            Lang::De => (h, if h == 1 { "Stunde" } else { "Stunden" }),
+        }
+    } else {
+        match lang {
+            Lang::En => (minutes, if minutes == 1 { "minute" } else { "minutes" }),
+            Lang::De => (minutes, if minutes == 1 { "Minute" } else { "Minuten" }),
+        }
+    };
+    format!("{n} {unit}")
+}
+
+/// A factor's method id in words; an id the portal doesn't know is shown as it is.
+fn factor_name(lang: Lang, method: &str) -> String {
+    match (method, lang) {
+        ("totp", Lang::En) => "authenticator app (TOTP)".into(),
+        ("totp", Lang::De) => "Authenticator-App (TOTP)".into(),
+        (other, _) => other.to_owned(),
+    }
+}
+
 fn account_line(lang: Lang, a: &ChangedAccount) -> String {
     match (lang, a.central) {
         (Lang::En, true) => format!("  - your central account \"{}\"", a.name),
@@ -187,6 +225,56 @@ pub fn render(event: &Event, c: &Context<'_>) -> Rendered {
             body: format!(
                 "{hello}\n\neine Ihrer Sicherheitsfragen wurde im Password Reset Portal {}.\n\nWann: {when}\n\nWenn Sie das waren, ist nichts zu tun.\nWenn nicht, wenden Sie sich sofort an {desk}: jemand anderes kann womöglich Ihr Passwort zurücksetzen.\n\n{SIGNATURE_DE}\n",
                 if *unlocked { "entsperrt" } else { "ersetzt" },
+            ),
+        },
+        (Event::Lockout { method, minutes }, Lang::En) => Rendered {
+            subject: "Failed logins to the Password Reset Portal".into(),
+            body: format!(
+                "{hello}\n\nlogins to the Password Reset Portal with your {} were paused for up to {} after repeated failed attempts.\n\nWhen: {when}\n\nDevices you have logged in from before keep working, and so does a passcode from {desk}.\nIf these attempts weren't yours, someone may be guessing: tell {desk}.\n\n{SIGNATURE_EN}\n",
+                match method.as_str() {
+                    "password" => "password",
+                    "passcode" => "passcode",
+                    "questions" => "password questions",
+                    _ => "login methods",
+                },
+                minutes_words(Lang::En, *minutes),
+            ),
+        },
+        (Event::Lockout { method, minutes }, Lang::De) => Rendered {
+            subject: "Fehlgeschlagene Anmeldungen am Password Reset Portal".into(),
+            body: format!(
+                "{hello}\n\nAnmeldungen am Password Reset Portal {} wurden nach wiederholten Fehlversuchen für bis zu {} angehalten.\n\nWann: {when}\n\nGeräte, von denen Sie sich schon angemeldet haben, funktionieren weiter, ebenso ein Passcode vom Helpdesk.\nWenn diese Versuche nicht von Ihnen waren, versucht womöglich jemand zu raten: wenden Sie sich an {desk}.\n\n{SIGNATURE_DE}\n",
+                match method.as_str() {
+                    "password" => "mit Ihrem Passwort",
+                    "passcode" => "mit einem Passcode",
+                    "questions" => "mit Ihren Sicherheitsfragen",
+                    _ => "auf jedem Weg",
+                },
+                minutes_words(Lang::De, *minutes),
+            ),
+        },
+        (Event::FactorChanged { method, added }, Lang::En) => Rendered {
+            subject: if *added {
+                "A login factor was added to your account".into()
+            } else {
+                "A login factor was removed from your account".into()
+            },
+            body: format!(
+                "{hello}\n\nthe login factor \"{}\" was {} in the Password Reset Portal.\n\nWhen: {when}\n\nIf this was you, there is nothing to do.\nIf it wasn't you, contact {desk} at once: someone else may be able to log in as you.\n\n{SIGNATURE_EN}\n",
+                factor_name(Lang::En, method),
+                if *added { "added to your account" } else { "removed from your account" },
+            ),
+        },
+        (Event::FactorChanged { method, added }, Lang::De) => Rendered {
+            subject: if *added {
+                "Ihrem Konto wurde ein Anmeldefaktor hinzugefügt".into()
+            } else {
+                "Von Ihrem Konto wurde ein Anmeldefaktor entfernt".into()
+            },
+            body: format!(
+                "{hello}\n\nder Anmeldefaktor \"{}\" wurde im Password Reset Portal {}.\n\nWann: {when}\n\nWenn Sie das waren, ist nichts zu tun.\nWenn nicht, wenden Sie sich sofort an {desk}: jemand anderes kann sich womöglich als Sie anmelden.\n\n{SIGNATURE_DE}\n",
+                factor_name(Lang::De, method),
+                if *added { "Ihrem Konto hinzugefügt" } else { "von Ihrem Konto entfernt" },
             ),
         },
         (
@@ -292,6 +380,60 @@ mod tests {
             "{}",
             de.body
         );
+    }
+
+    #[test]
+    fn lockout_says_what_still_works_in_words() {
+        let e = Event::Lockout {
+            method: "password".into(),
+            minutes: 60,
+        };
+        let en = render(&e, &ctx(Lang::En));
+        assert_eq!(en.subject, "Failed logins to the Password Reset Portal");
+        for want in [
+            "with your password were paused for up to 1 hour",
+            "30 November 2026, 06:28 UTC",
+            "a passcode from the help desk (+49 30 1234)",
+        ] {
+            assert!(en.body.contains(want), "{want} missing in {}", en.body);
+        }
+        let de = render(
+            &Event::Lockout {
+                method: "questions".into(),
+                minutes: 15,
+            },
+            &ctx(Lang::De),
+        );
+        assert!(
+            de.body
+                .contains("mit Ihren Sicherheitsfragen wurden nach wiederholten Fehlversuchen für bis zu 15 Minuten"),
+            "{}",
+            de.body
+        );
+    }
+
+    #[test]
+    fn factor_changes_name_the_factor() {
+        let e = Event::FactorChanged {
+            method: "totp".into(),
+            added: true,
+        };
+        let en = render(&e, &ctx(Lang::En));
+        assert_eq!(en.subject, "A login factor was added to your account");
+        assert!(
+            en.body
+                .contains("\"authenticator app (TOTP)\" was added to your account"),
+            "{}",
+            en.body
+        );
+        let de = render(
+            &Event::FactorChanged {
+                method: "webauthn".into(),
+                added: false,
+            },
+            &ctx(Lang::De),
+        );
+        assert!(de.body.contains("\"webauthn\" wurde im Password Reset Portal von Ihrem Konto entfernt"), "{}", de.body);
     }
 
     #[test]

@@ -211,12 +211,14 @@ impl Services {
                     LockScope::All => "login methods",
                 }
             );
+            let data = serde_json::json!({ "method": scope.name(), "minutes": minutes });
             if let Err(e) = self.block(store.notify(
                 person_uid,
                 "lockout",
                 "Failed logins to the password reset portal",
                 &body,
                 None,
+                Some(&data),
             )) {
                 tracing::warn!("cannot tell the person about a lock: {e}");
             }

@@ -405,7 +405,9 @@ impl Store {
         Ok(())
     }
 
-    /// Queues a notification (used for the second half of a four-eyes passcode).
+    /// Queues a notification: `subject` and `body` as a fallback in English, `data` the facts the
+    /// delivery worker renders the message from in the recipient's language, `secret` the second
+    /// half of a four-eyes passcode.
     pub async fn notify(
         &self,
         recipient_uid: &str,
@@ -413,10 +415,11 @@ impl Store {
         subject: &str,
         body: &str,
         secret: Option<&str>,
+        data: Option<&serde_json::Value>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO prp_notification_outbox (created_at, recipient_uid, kind, subject, body, secret)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO prp_notification_outbox (created_at, recipient_uid, kind, subject, body, secret, data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(self.now())
         .bind(recipient_uid)
@@ -424,6 +427,7 @@ impl Store {
         .bind(subject)
         .bind(body)
         .bind(secret)
+        .bind(data.map(|d| d.to_string()))
         .execute(self.pool())
         .await?;
         Ok(())

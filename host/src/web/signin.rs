@@ -5,8 +5,9 @@
 use super::i18n::Text;
 use super::layout::{page, Frame};
 use super::{cookie_name, field, page_response, see_other, signed_in, Fields, Lang, Notice};
-use crate::flows::{self, FlowError, StepResult};
+use crate::flows::{self, FlowError, StepClient, StepResult};
 use crate::http::extract::ClientAddr;
+use crate::http::login::{device_cookie, granted_cookies};
 use crate::service::Service;
 use crate::store::SessionKind;
 use axum::extract::{Query, State};
@@ -197,6 +198,89 @@ pub(crate) async fn form(
     jar: CookieJar,
     Query(q): Query<FlowQuery>,
 ) -> Response {
+    start_response(&svc, text, jar, &q.flow, "", None).await
+}
+
+/// The first page of a flow: the login name and, when the first step has one method that
+/// fits, its fields. After a failure that asked for a proof of work, again with the name
+/// filled in and the check the browser runs before the form can be sent.
+fn start_page(
+    text: Text,
+    csrf: &str,
+    set: &flows::FlowSet,
+    flow: &flows::Flow,
+    login_name: &str,
+    pow: Option<&crate::api::PowChallenge>,
+) -> Markup {
+    let methods = set.step_methods(flow, 0);
+    let inline = inline_method(&methods);
+    let title = text.f("signin.title", &[&flow_label(text, set, flow)]);
+    let content = html! {
+        @if flow.steps.len() > 1 { p.muted { (text.f("signin.step", &[&1, &flow.steps.len()])) } }
+        form.card method="post" action="/sign-in" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="flow" value=(flow.id);
+            label for="login_name" { (text.t("signin.login_name")) }
+            @if login_name.is_empty() {
+                input type="text" id="login_name" name="login_name" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus;
+            } @else {
+                input type="text" id="login_name" name="login_name" value=(login_name) autocomplete="username" autocapitalize="none" spellcheck="false" required;
+            }
+            @if let Some(m) = inline {
+                input type="hidden" name="method" value=(m.id.as_str());
+                (method_fields(text, m, &[]))
+            }
+            @if let Some(pow) = pow { (pow_fields(text, pow)) }
+            div { button type="submit" { (text.t("signin.continue")) } }
+        }
+        p { a href="/" { (text.t("signin.start_over")) } }
+    };
+    page(
+        Frame {
+            text,
+            title: &title,
+            who: None,
+            current: "",
+            flash: None,
+            notice: pow.map(|_| text.t("msg.failed")),
+        },
+        content,
+    )
+}
+
+/// The proof of work a form carries: the challenge, and the solution `portal.js` finds and
+/// fills in before it lets the form be sent (see `throttle`).
+fn pow_fields(text: Text, pow: &crate::api::PowChallenge) -> Markup {
+    html! {
+        div.pow data-bits=(pow.bits) {
+            input type="hidden" name="pow_challenge" value=(pow.challenge);
+            input type="hidden" name="pow_solution" value="";
+            p.pow-status aria-live="polite" data-working=(text.t("signin.pow_working")) data-done=(text.t("signin.pow_done")) {
+                (text.t("signin.pow"))
+            }
+            noscript { p { (text.t("signin.pow_nojs")) } }
+        }
+    }
+}
+
+/// The solved proof of work a form sent, if it sent one.
+fn form_pow(fields: &Fields) -> Option<(String, String)> {
+    let challenge = field(fields, "pow_challenge");
+    let solution = field(fields, "pow_solution");
+    (!challenge.is_empty() && !solution.is_empty())
+        .then(|| (challenge.to_owned(), solution.to_owned()))
+}
+
+/// A flow's first page; with a proof of work, what a sign-in that asked for one answers: the
+/// page again, for the same name, with the check (401).
+async fn start_response(
+    svc: &Service,
+    text: Text,
+    jar: CookieJar,
+    flow_id: &str,
+    login_name: &str,
+    pow: Option<&crate::api::PowChallenge>,
+) -> Response {
     let set = match flows::flow_set(&svc.portal, &svc.login).await {
         Ok(s) => s,
         Err(e) => {
@@ -204,43 +288,17 @@ pub(crate) async fn form(
             return unavailable(text);
         }
     };
-    let Some(flow) = set.get(&q.flow) else {
+    let Some(flow) = set.get(flow_id) else {
         return see_other("/");
     };
-    let (csrf, jar) = pre_token(&svc, jar);
-    let methods = set.step_methods(flow, 0);
-    let inline = inline_method(&methods);
-    let title = text.f("signin.title", &[&flow_label(text, &set, flow)]);
-    let content = html! {
-        @if flow.steps.len() > 1 { p.muted { (text.f("signin.step", &[&1, &flow.steps.len()])) } }
-        form.card method="post" action="/sign-in" {
-            input type="hidden" name="csrf" value=(csrf);
-            input type="hidden" name="flow" value=(flow.id);
-            label for="login_name" { (text.t("signin.login_name")) }
-            input type="text" id="login_name" name="login_name" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus;
-            @if let Some(m) = inline {
-                input type="hidden" name="method" value=(m.id.as_str());
-                (method_fields(text, m, &[]))
-            }
-            // PROOF-OF-WORK HOOK (issue: abuse resistance): when the login API asks for a
-            // challenge after failed logins, render it here from its descriptor and post the
-            // solution with this form; not on this branch's base yet.
-            div { button type="submit" { (text.t("signin.continue")) } }
-        }
-        p { a href="/" { (text.t("signin.start_over")) } }
+    let (csrf, jar) = pre_token(svc, jar);
+    let body = start_page(text, &csrf, &set, flow, login_name, pow);
+    let status = if pow.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
     };
-    let body = page(
-        Frame {
-            text,
-            title: &title,
-            who: None,
-            current: "",
-            flash: None,
-            notice: None,
-        },
-        content,
-    );
-    (jar, page_response(StatusCode::OK, body)).into_response()
+    (jar, page_response(status, body)).into_response()
 }
 
 use axum::response::IntoResponse;
@@ -251,30 +309,40 @@ struct Carried {
     index: usize,
     flow: String,
     login_name: String,
+    /// The proof of work the first page was sent with: the name needed one, so the questions
+    /// challenge gets this one and the first step's forms a fresh one.
+    pow: Option<(String, String)>,
 }
 
 impl Carried {
     fn encode(&self) -> String {
-        format!(
-            "{}.{}.{}.{}",
-            self.token,
-            self.index,
+        let (challenge, solution) = self.pow.clone().unwrap_or_default();
+        [
+            self.token.clone(),
+            self.index.to_string(),
             hex::encode(self.flow.as_bytes()),
-            hex::encode(self.login_name.as_bytes())
-        )
+            hex::encode(self.login_name.as_bytes()),
+            hex::encode(challenge.as_bytes()),
+            hex::encode(solution.as_bytes()),
+        ]
+        .join(".")
     }
 
     fn decode(v: &str) -> Option<Self> {
         let mut it = v.split('.');
         let token = it.next()?.to_owned();
         let index = it.next()?.parse().ok()?;
-        let flow = String::from_utf8(hex::decode(it.next()?).ok()?).ok()?;
-        let login_name = String::from_utf8(hex::decode(it.next()?).ok()?).ok()?;
+        let mut text = || String::from_utf8(hex::decode(it.next()?).ok()?).ok();
+        let flow = text()?;
+        let login_name = text()?;
+        let challenge = text().unwrap_or_default();
+        let solution = text().unwrap_or_default();
         Some(Self {
             token,
             index,
             flow,
             login_name,
+            pow: (!challenge.is_empty() && !solution.is_empty()).then_some((challenge, solution)),
         })
     }
 }
@@ -329,17 +397,19 @@ pub(crate) async fn submit(
             return see_other("/?m=unavailable");
         }
     };
+    let pow = form_pow(&fields);
     let carried = Carried {
         token: next.attempt,
         index: 0,
         flow,
         login_name,
+        pow: pow.clone(),
     };
     let method = field(&fields, "method");
     if method.is_empty() {
         return (carry(&svc, jar, &carried), see_other("/sign-in/step")).into_response();
     }
-    take_step(&svc, ip, jar, carried, method, values(&fields)).await
+    take_step(&svc, text, ip, jar, carried, method, values(&fields), pow).await
 }
 
 /// `GET /sign-in/step`: the current step's methods, each a form of its fields.
@@ -370,21 +440,21 @@ pub(crate) async fn step_form(
         .iter()
         .any(|m| m.fields.iter().any(|f| f.name.as_str() == EACH_QUESTION));
     let questions: Vec<(String, String)> = if wants_questions {
-        // Throttled like the API's challenge; the page carries no proof of work yet, so a
-        // challenge that wants one can't be shown (PROOF-OF-WORK HOOK).
+        // Throttled like the API's challenge, by the same device cookie and proof of work.
         let input = crate::login::ChallengeInput {
             login_name: carried.login_name.clone(),
             remote_addr: Some(ip.to_string()),
-            device: None,
-            pow: None,
+            device: device_of(&svc, &jar),
+            pow: carried.pow.clone(),
         };
         match svc.login.challenge_for(input).await {
             Ok(crate::login::ChallengeResult::Questions(qs)) => qs
                 .iter()
                 .map(|q| (q.id.to_string(), q.question.to_string()))
                 .collect(),
-            Ok(crate::login::ChallengeResult::Challenged(_)) => {
-                return see_other("/?m=failed");
+            Ok(crate::login::ChallengeResult::Challenged(pow)) => {
+                let jar = drop_attempt(&svc, jar);
+                return start_response(&svc, text, jar, &carried.flow, &carried.login_name, Some(&pow)).await;
             }
             Err(e) => {
                 tracing::error!("question challenge failed: {e}");
@@ -393,6 +463,12 @@ pub(crate) async fn step_form(
         }
     } else {
         Vec::new()
+    };
+    // The name needed a proof of work to get here: its first step needs one too.
+    let pow = if carried.index == 0 && carried.pow.is_some() {
+        svc.login.pow_for(&carried.login_name).await
+    } else {
+        None
     };
     let (csrf, jar) = pre_token(&svc, jar);
     let title = text.f("signin.title", &[&flow_label(text, &set, flow)]);
@@ -407,6 +483,7 @@ pub(crate) async fn step_form(
                 input type="hidden" name="csrf" value=(csrf);
                 input type="hidden" name="method" value=(m.id.as_str());
                 (method_fields(text, m, &questions))
+                @if let Some(pow) = &pow { (pow_fields(text, pow)) }
                 div { button type="submit" { (text.t("signin.continue")) } }
             }
         }
@@ -444,22 +521,35 @@ pub(crate) async fn step_submit(
         return see_other("/?m=attempt");
     };
     let method = field(&fields, "method").to_owned();
-    take_step(&svc, ip, jar, carried, &method, values(&fields)).await
+    let pow = form_pow(&fields);
+    take_step(&svc, text, ip, jar, carried, &method, values(&fields), pow).await
+}
+
+/// The device cookie the browser sent, if any.
+fn device_of(svc: &Service, jar: &CookieJar) -> Option<String> {
+    jar.get(device_cookie(svc)).map(|c| c.value().to_owned())
 }
 
 /// Takes a step through the flows pipeline (the one `POST /api/login/step` uses) and answers
 /// with a redirect: the next step, the portal, or the start with the one failure message.
+#[allow(clippy::too_many_arguments)]
 async fn take_step(
     svc: &Service,
+    text: Text,
     ip: std::net::IpAddr,
     jar: CookieJar,
     carried: Carried,
     method: &str,
     values: Vec<(String, String)>,
+    pow: Option<(String, String)>,
 ) -> Response {
     let started = Instant::now();
-    let remote = ip.to_string();
-    let result = flows::step(svc, &carried.token, method, values, Some(&remote)).await;
+    let client = StepClient {
+        remote: Some(ip.to_string()),
+        device: device_of(svc, &jar),
+        pow,
+    };
+    let result = flows::step(svc, &carried.token, method, values, client).await;
     let (outcome, answer) = match result {
         StepResult::Next(next) => {
             let carried = Carried {
@@ -472,18 +562,23 @@ async fn take_step(
                 (carry(svc, jar, &carried), see_other("/sign-in/step")).into_response(),
             )
         }
-        StepResult::Granted { session, .. } => {
-            let max_age = session.expires_at - svc.store().now();
-            let web = svc.web();
-            let jar = drop_attempt(svc, jar)
-                .add(web.cookie(web.session_cookie, session.token.clone(), max_age, true))
-                .add(web.cookie(web.csrf_cookie, session.csrf_token.clone(), max_age, false));
+        StepResult::Granted {
+            session, device, ..
+        } => {
+            let jar = granted_cookies(svc, drop_attempt(svc, jar), &session, device);
             ("success", (jar, see_other("/passwords")).into_response())
         }
         StepResult::Denied => (
             "failure",
             (drop_attempt(svc, jar), see_other("/?m=failed")).into_response(),
         ),
+        StepResult::Challenged(pow) => {
+            let jar = drop_attempt(svc, jar);
+            (
+                "failure",
+                start_response(svc, text, jar, &carried.flow, &carried.login_name, Some(&pow)).await,
+            )
+        }
         StepResult::Busy => (
             "busy",
             (drop_attempt(svc, jar), see_other("/?m=busy")).into_response(),
