@@ -606,19 +606,30 @@ async fn after_failures_the_browser_solves_a_proof_of_work_and_signs_in() {
         (r"PRP\Lockout\Password\MaxFailures", "2"),
         (r"PRP\Lockout\ProofOfWorkBits", "8"),
     ] {
-        p.store.set_parameter(path, Some(value)).await.expect("param");
+        p.store
+            .set_parameter(path, Some(value))
+            .await
+            .expect("param");
     }
     let Some(mut b) = Browser::open("proof_of_work", &p.server).await else {
         return;
     };
     let journey = async {
         for _ in 0..2 {
-            b.sign_in("password", "carol", &[("#password-password", "not-her-password")])
-                .await?;
+            b.sign_in(
+                "password",
+                "carol",
+                &[("#password-password", "not-her-password")],
+            )
+            .await?;
             b.wait_text("#live", "did not work").await?;
         }
-        b.sign_in("password", "carol", &[("#password-password", CAROL_CENTRAL)])
-            .await?;
+        b.sign_in(
+            "password",
+            "carol",
+            &[("#password-password", CAROL_CENTRAL)],
+        )
+        .await?;
         b.wait_text("#live", "did not work").await?;
         b.wait_text(".pow-status", "Done").await?;
         b.axe("the proof of work").await?;

@@ -624,8 +624,8 @@ async fn delivery_over_starttls_and_tls_logs_in_and_checks_the_certificate() {
     if !TlsSmtp::available(test) {
         return;
     }
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
-        .expect("a certificate");
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a certificate");
     for mode in ["starttls", "tls"] {
         let s = setup(&Backend::Sqlite).await;
         let cert = s.scene.write("smtp-cert.pem", &ck.cert.pem());
@@ -651,15 +651,23 @@ async fn delivery_over_starttls_and_tls_logs_in_and_checks_the_certificate() {
         let server = start(&s.config);
         change_carols_password(&server);
         wait_for(30, "a failed attempt", || async {
-            s.store.outbox_states("P-CAROL").await.expect("outbox")[0].last_error.is_some()
+            s.store.outbox_states("P-CAROL").await.expect("outbox")[0]
+                .last_error
+                .is_some()
         })
         .await;
         drop(server);
         let row = &s.store.outbox_states("P-CAROL").await.expect("outbox")[0];
-        assert!(row.delivered_at.is_none(), "[{mode}] not trusted, not sent: {row:?}");
+        assert!(
+            row.delivered_at.is_none(),
+            "[{mode}] not trusted, not sent: {row:?}"
+        );
         let why = row.last_error.clone().unwrap_or_default().to_lowercase();
         assert!(why.contains("certificate"), "[{mode}] the reason: {why}");
-        assert!(eml_messages(&mail).is_empty(), "[{mode}] nothing reached the server");
+        assert!(
+            eml_messages(&mail).is_empty(),
+            "[{mode}] nothing reached the server"
+        );
 
         // 2. Trusted, but the wrong password: refused, still waiting.
         server_cfg(Some(&cert), "not-the-smtp-secret");
@@ -671,16 +679,24 @@ async fn delivery_over_starttls_and_tls_logs_in_and_checks_the_certificate() {
         .await;
         drop(server);
         let row = &s.store.outbox_states("P-CAROL").await.expect("outbox")[0];
-        assert!(row.delivered_at.is_none(), "[{mode}] wrong login, not sent: {row:?}");
+        assert!(
+            row.delivered_at.is_none(),
+            "[{mode}] wrong login, not sent: {row:?}"
+        );
         let why = row.last_error.clone().unwrap_or_default().to_lowercase();
-        assert!(why.contains("535") || why.contains("credentials"), "[{mode}] the reason: {why}");
+        assert!(
+            why.contains("535") || why.contains("credentials"),
+            "[{mode}] the reason: {why}"
+        );
         assert!(eml_messages(&mail).is_empty(), "[{mode}] nothing accepted");
 
         // 3. Trusted, the right password: delivered over TLS, logged in as prp.
         server_cfg(Some(&cert), "smtp-secret");
         let server = start(&s.config);
         wait_for(30, "the delivered mark", || async {
-            s.store.outbox_states("P-CAROL").await.expect("outbox")[0].delivered_at.is_some()
+            s.store.outbox_states("P-CAROL").await.expect("outbox")[0]
+                .delivered_at
+                .is_some()
         })
         .await;
         drop(server);

@@ -551,7 +551,6 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
             security,
             user: text("Notify:Smtp:User"),
             ca_file: text("Notify:Smtp:CaFile").map(|f| resolve(&f)),
-            ca_file: text("Notify:Smtp:CaFile").map(|f| resolve(&f)),
             timeout: ms_or("Notify:Smtp:TimeoutMs", 30_000),
         }),
         from: text("Notify:From"),

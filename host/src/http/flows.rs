@@ -6,8 +6,7 @@ use super::extract::{Authed, ClientAddr, JsonBody, RequestBody};
 use super::login::{granted_cookies, login_response, Client};
 use crate::api::{
     ErrorBody, FactorConfirm, FactorEnrollment, FactorInfo, FactorList, FieldInfo, FlowInfo,
-    FlowStart, FlowStep, FlowStepResponse, FlowsResponse, LoginResponse, MethodInfo, StepInfo,
-    StepResponse,
+    FlowStart, FlowStep, FlowStepResponse, FlowsResponse, MethodInfo, StepInfo, StepResponse,
 };
 use crate::flows::{self, FactorCryptoError, FlowError, NextStep, StepClient, StepResult};
 use crate::service::Service;

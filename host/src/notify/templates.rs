@@ -433,7 +433,12 @@ mod tests {
             },
             &ctx(Lang::De),
         );
-        assert!(de.body.contains("\"webauthn\" wurde im Password Reset Portal von Ihrem Konto entfernt"), "{}", de.body);
+        assert!(
+            de.body
+                .contains("\"webauthn\" wurde im Password Reset Portal von Ihrem Konto entfernt"),
+            "{}",
+            de.body
+        );
     }
 
     #[test]

@@ -454,7 +454,15 @@ pub(crate) async fn step_form(
                 .collect(),
             Ok(crate::login::ChallengeResult::Challenged(pow)) => {
                 let jar = drop_attempt(&svc, jar);
-                return start_response(&svc, text, jar, &carried.flow, &carried.login_name, Some(&pow)).await;
+                return start_response(
+                    &svc,
+                    text,
+                    jar,
+                    &carried.flow,
+                    &carried.login_name,
+                    Some(&pow),
+                )
+                .await;
             }
             Err(e) => {
                 tracing::error!("question challenge failed: {e}");
@@ -576,7 +584,15 @@ async fn take_step(
             let jar = drop_attempt(svc, jar);
             (
                 "failure",
-                start_response(svc, text, jar, &carried.flow, &carried.login_name, Some(&pow)).await,
+                start_response(
+                    svc,
+                    text,
+                    jar,
+                    &carried.flow,
+                    &carried.login_name,
+                    Some(&pow),
+                )
+                .await,
             )
         }
         StepResult::Busy => (
