@@ -596,14 +596,14 @@ async fn a_wrong_password_looks_like_an_unknown_name() {
     b.finish(journey).await;
 }
 
-/// After repeated failed sign-ins for a name, the next one is answered with the page again,
-/// the name filled in, and a proof of work the page's script solves before the form can be
-/// sent; then the right password gets in, and the browser keeps a device cookie.
+/// After repeated failed sign-ins from the browser's address, its next one is answered with
+/// the page again, the name filled in, and a proof of work the page's script solves before the
+/// form can be sent; then the right password gets in, and the browser keeps a device cookie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_failures_the_browser_solves_a_proof_of_work_and_signs_in() {
     let p = portal().await;
     for (path, value) in [
-        (r"PRP\Lockout\Password\MaxFailures", "2"),
+        (r"PRP\Lockout\Source\MaxFailures", "2"),
         (r"PRP\Lockout\ProofOfWorkBits", "8"),
     ] {
         p.store
@@ -615,11 +615,12 @@ async fn after_failures_the_browser_solves_a_proof_of_work_and_signs_in() {
         return;
     };
     let journey = async {
-        for _ in 0..2 {
+        // Failures for other names from the same address put the source over its limit.
+        for name in ["nobody-one", "nobody-two"] {
             b.sign_in(
                 "password",
-                "carol",
-                &[("#password-password", "not-her-password")],
+                name,
+                &[("#password-password", "not-a-password")],
             )
             .await?;
             b.wait_text("#live", "did not work").await?;

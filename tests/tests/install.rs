@@ -153,8 +153,18 @@ async fn installs_and_serves_from_the_documented_layout() {
         .expect("serve");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let lines = std::sync::Arc::clone(&seen);
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let mut out = BufReader::new(stdout);
+        let mut raw = Vec::new();
+        // Every line, read as bytes: one that isn't UTF-8 doesn't end the watch.
+        while out.read_until(b'\n', &mut raw).is_ok_and(|n| n > 0) {
+            let line = String::from_utf8_lossy(&raw).into_owned();
+            raw.clear();
+            if let Ok(mut seen) = lines.lock() {
+                seen.push_str(&line);
+            }
             if let Some(a) = line.strip_prefix("prp-host listening on http://") {
                 let _ = tx.send(a.trim().to_owned());
             }
@@ -163,9 +173,10 @@ async fn installs_and_serves_from_the_documented_layout() {
     let addr = rx.recv_timeout(Duration::from_secs(60));
     let Ok(addr) = addr else {
         let _ = child.kill();
-        let _ = child.wait();
+        let ended = child.wait();
         let log = std::fs::read_to_string(tmp.path().join("serve.log")).unwrap_or_default();
-        panic!("the installed server did not start ({addr:?}); its log:\n{log}");
+        let out = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        panic!("the installed server did not start ({addr:?}, {ended:?}); its output:\n{out}\nits log:\n{log}");
     };
     let addr = addr.parse().expect("address");
     let (status, body) = prp_tests::http(addr, "GET", "/health/ready", None);

@@ -493,6 +493,31 @@ async fn check_says_whether_notifications_are_delivered() {
         !text.contains("SECRET"),
         "the SMTP password is never printed: {text}"
     );
+    // A CA file that isn't there, or holds no certificate, fails the check, naming it.
+    for (ca, why) in [
+        ("missing-ca.pem", "can't be read"),
+        ("appsettings.json", "holds no BEGIN CERTIFICATE block"),
+    ] {
+        merge_config(
+            &config,
+            &json!({"Notify": {"Smtp": {"Host": "smtp.example.org", "User": "prp", "CaFile": ca}, "From": "prp@example.org"}}),
+        );
+        let out = host_command(&config, &["check"]).output().expect("check");
+        let text = stdout(&out);
+        let line = text
+            .lines()
+            .find(|l| l.contains("CaFile"))
+            .unwrap_or_else(|| panic!("no CaFile line in:\n{text}"));
+        assert!(
+            line.starts_with("FAILED") && line.contains(ca) && line.contains(why),
+            "{line}"
+        );
+        assert!(!out.status.success(), "{text}");
+    }
+    merge_config(
+        &config,
+        &json!({"Notify": {"Smtp": {"Host": "smtp.example.org", "User": "prp"}, "From": "prp@example.org"}}),
+    );
     // A Person without the address column: a warning naming the column and its DDL.
     sqlx::query("ALTER TABLE \"Person\" DROP COLUMN \"DefaultEmailAddress\"")
         .execute(store.pool())
