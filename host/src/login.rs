@@ -1028,6 +1028,8 @@ pub(crate) enum Identified {
     Denied,
     /// Denied, and the next first step for this name must carry this proof of work solved.
     Challenged(crate::api::PowChallenge),
+    /// The decision could not be audited (the database is away): answered 503, never 401.
+    Unavailable,
 }
 
 // Login flows (ABI 1.1, `crate::flows`) run their steps through the same pipeline pieces.
@@ -1057,14 +1059,18 @@ impl LoginService {
                 .any(|(id, a)| id.len() > MAX_ANSWER || a.len() > MAX_ANSWER);
         if too_long || input.login_name.trim().is_empty() {
             self.pad(hashes).await;
-            let _ = self
-                .audit(
+            if self
+                .record_decision(
                     input,
                     None,
                     "failure",
                     "input over the length limits, or no name",
                 )
-                .await;
+                .await
+                .is_err()
+            {
+                return Identified::Unavailable;
+            }
             return Identified::Denied;
         }
         // The same throttle as the classic logins: the name's, the source's and the device's
@@ -1073,16 +1079,26 @@ impl LoginService {
         let (scope, policy) = self.scope_and_policy().await;
         let Some(policy) = policy else {
             self.pad(hashes).await;
-            let _ = self
-                .audit(input, None, "failure", "the lockout policy can't be read")
-                .await;
+            if self
+                .record_decision(input, None, "failure", "the lockout policy can't be read")
+                .await
+                .is_err()
+            {
+                return Identified::Unavailable;
+            }
             return Identified::Denied;
         };
         let gate = match self.gate(input, &policy, false).await {
             Ok(Ok(gate)) => gate,
             Ok(Err(refused)) => {
                 self.pad(hashes).await;
-                let _ = self.audit(input, None, "failure", &refused.why).await;
+                if self
+                    .record_decision(input, None, "failure", &refused.why)
+                    .await
+                    .is_err()
+                {
+                    return Identified::Unavailable;
+                }
                 return match refused.result {
                     LoginResult::Challenged(pow) => Identified::Challenged(pow),
                     _ => Identified::Denied,
@@ -1091,14 +1107,18 @@ impl LoginService {
             Err(e) => {
                 tracing::error!("login throttle unavailable: {e}");
                 self.pad(hashes).await;
-                let _ = self
-                    .audit(
+                if self
+                    .record_decision(
                         input,
                         None,
                         "failure",
                         &format!("throttle unavailable: {e}"),
                     )
-                    .await;
+                    .await
+                    .is_err()
+                {
+                    return Identified::Unavailable;
+                }
                 return Identified::Denied;
             }
         };
@@ -1107,9 +1127,13 @@ impl LoginService {
             Err(e) => {
                 tracing::error!("login name resolution failed: {e}");
                 self.pad(hashes).await;
-                let _ = self
-                    .audit(input, None, "failure", &format!("resolution failed: {e}"))
-                    .await;
+                if self
+                    .record_decision(input, None, "failure", &format!("resolution failed: {e}"))
+                    .await
+                    .is_err()
+                {
+                    return Identified::Unavailable;
+                }
                 let _ = self.after_failure(&gate, &policy, false).await;
                 return Identified::Denied;
             }
@@ -1137,7 +1161,13 @@ impl LoginService {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!("flow step denied because a plugin failed: {e}");
-                let _ = self.audit(input, None, "failure", &e.to_string()).await;
+                if self
+                    .record_decision(input, None, "failure", &e.to_string())
+                    .await
+                    .is_err()
+                {
+                    return Identified::Unavailable;
+                }
                 let _ = self.after_failure(&gate, &policy, false).await;
                 return Identified::Denied;
             }
@@ -1163,9 +1193,13 @@ impl LoginService {
                 } else {
                     outcome.reason.as_str()
                 };
-                let _ = self
-                    .audit(input, person.as_deref(), "failure", reason)
-                    .await;
+                if self
+                    .record_decision(input, person.as_deref(), "failure", reason)
+                    .await
+                    .is_err()
+                {
+                    return Identified::Unavailable;
+                }
                 match self.after_failure(&gate, &policy, attempt.pow_wanted).await {
                     LoginResult::Challenged(pow) => Identified::Challenged(pow),
                     _ => Identified::Denied,
@@ -1199,11 +1233,24 @@ impl LoginService {
         self.pad(hashes).await;
     }
 
-    /// Writes an audit record of a flow (steps, enrollment).
-    pub(crate) async fn audit_event(&self, event: &AuditEvent<'_>) {
-        if let Err(e) = self.audit.write(event).await {
-            tracing::error!("audit log write failed: {e}");
+    /// Writes an audit record of a flow (steps, enrollment). `false` when it could not be
+    /// committed: the event is kept to be written when the database is back, and a step
+    /// answers 503 rather than what it decided.
+    pub(crate) async fn audit_event(&self, event: &AuditEvent<'_>) -> bool {
+        match self.audit.write(event).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("audit log write failed: {e}");
+                self.audit.keep(event);
+                false
+            }
         }
+    }
+
+    /// Keeps the audit record of a request answered 503, to be written when the database is
+    /// back.
+    pub(crate) fn keep_audit_event(&self, event: &AuditEvent<'_>) {
+        self.audit.keep(event);
     }
 
     /// Opens the session a completed flow grants, consuming what its first step verified.

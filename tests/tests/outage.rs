@@ -435,48 +435,141 @@ fn sqlite_locked_by_another_connection() {
         seed(&db.store().await).await;
         db
     });
-    // The lock holder: a thread of its own with a connection that begins an exclusive
-    // transaction on `down` and rolls it back on `up`.
-    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<bool>();
-    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let url = db.url.clone();
-    let holder = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            sqlx::any::install_default_drivers();
-            let mut conn = match <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = ack_tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            while let Ok(lock) = cmd_rx.recv() {
-                let sql = if lock { "BEGIN EXCLUSIVE" } else { "ROLLBACK" };
-                let r = sqlx::query(sql)
-                    .execute(&mut conn)
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("{sql}: {e}"));
-                let _ = ack_tx.send(r);
-            }
-        });
+    let lock = WriteLock::new(&db.url);
+    outage("sqlite", &db, &rt, true, &|| lock.set(true), &|| {
+        lock.set(false)
     });
-    let command = |lock: bool| {
-        cmd_tx.send(lock).expect("lock holder");
-        ack_rx
+}
+
+/// A connection of its own, on a thread of its own, that begins an exclusive transaction on
+/// `set(true)` (no other connection can write) and rolls it back on `set(false)`.
+struct WriteLock {
+    cmd: Option<std::sync::mpsc::Sender<bool>>,
+    ack: std::sync::mpsc::Receiver<Result<(), String>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriteLock {
+    fn new(url: &str) -> Self {
+        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<bool>();
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let url = url.to_owned();
+        let holder = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                sqlx::any::install_default_drivers();
+                let mut conn = match <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ack_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                while let Ok(lock) = cmd_rx.recv() {
+                    let sql = if lock { "BEGIN EXCLUSIVE" } else { "ROLLBACK" };
+                    let r = sqlx::query(sql)
+                        .execute(&mut conn)
+                        .await
+                        .map(drop)
+                        .map_err(|e| format!("{sql}: {e}"));
+                    let _ = ack_tx.send(r);
+                }
+            });
+        });
+        Self {
+            cmd: Some(cmd_tx),
+            ack: ack_rx,
+            holder: Some(holder),
+        }
+    }
+
+    fn set(&self, lock: bool) {
+        self.cmd
+            .as_ref()
+            .expect("lock holder")
+            .send(lock)
+            .expect("lock holder");
+        self.ack
             .recv_timeout(Duration::from_secs(30))
             .expect("lock holder answers")
             .expect("lock command");
-    };
-    outage("sqlite", &db, &rt, true, &|| command(true), &|| {
-        command(false)
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        self.cmd.take();
+        if let Some(h) = self.holder.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A login flow's step while the database can't be written: `503` with `Retry-After` (never a
+/// `401`, never a session), and its audit record is written once the database is back.
+#[test]
+fn a_flow_step_during_an_outage_answers_503_and_is_audited() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let db = rt.block_on(async {
+        let db = TestDb::new(&Backend::Sqlite).await;
+        seed(&db.store().await).await;
+        db
     });
-    drop(cmd_tx);
-    holder.join().expect("lock holder");
+    let scene = Scene::new();
+    let config = scene.portal_config(&db.url, Some(TEST_TOKEN), serde_json::json!({}));
+    let server = Server::start(&config).expect("portal starts");
+    let (status, body) = server.post(
+        "/api/login/start",
+        &serde_json::json!({"flow": "password", "login_name": "carol"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let attempt = serde_json::from_str::<serde_json::Value>(&body).expect("json")["attempt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let steps = || {
+        rt.block_on(async {
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM prp_audit WHERE event = 'login.step'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .expect("count")
+        })
+    };
+    let before = steps();
+    let lock = WriteLock::new(&db.url);
+    lock.set(true);
+    let (status, head, body) = prp_tests::request(
+        server.addr,
+        "POST",
+        "/api/login/step",
+        &[],
+        Some(&serde_json::json!({
+            "attempt": attempt,
+            "method": "password",
+            "values": {"password": CAROL_CENTRAL},
+        })),
+    );
+    lock.set(false);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"error\""), "the JSON error shape: {body}");
+    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while steps() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the step's audit record was never written"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ use prp_plugin_api::{
     StepRequest,
 };
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The branch of the configuration store that holds the flows.
@@ -401,6 +402,8 @@ pub enum StepResult {
     /// this proof of work solved.
     Challenged(crate::api::PowChallenge),
     Busy,
+    /// The database is away, or the step's audit record could not be committed: 503.
+    Unavailable,
 }
 
 /// The client taking a step, as the throttle judges it: its address, its device cookie, and
@@ -448,12 +451,14 @@ struct StepAudit<'a> {
     method: &'a str,
     login_name: &'a str,
     remote: Option<&'a str>,
+    /// Set when a record could not be committed: the step then answers 503.
+    failed: &'a AtomicBool,
 }
 
 impl StepAudit<'_> {
     async fn write(&self, login: &LoginService, person: Option<&str>, outcome: &str, why: &str) {
         let reason = format!("flow {}: {why}", self.flow);
-        login
+        let written = login
             .audit_event(&AuditEvent {
                 event: "login.step",
                 outcome,
@@ -465,16 +470,52 @@ impl StepAudit<'_> {
                 remote_addr: self.remote,
             })
             .await;
+        if !written {
+            self.failed.store(true, Ordering::Relaxed);
+        }
     }
 }
 
-/// Takes a step of an attempt. Every failure ends the attempt and looks the same.
+/// Takes a step of an attempt. Every failure ends the attempt and looks the same. A step whose
+/// audit record can't be committed answers 503, whatever it decided (a session it opened is
+/// never handed out).
 pub async fn step(
     svc: &Service,
     token: &str,
     method: &str,
     values: Vec<(String, String)>,
     client: StepClient,
+) -> StepResult {
+    let failed = AtomicBool::new(false);
+    let remote = client.remote.clone();
+    let result = decide_step(svc, token, method, values, client, &failed).await;
+    if failed.load(Ordering::Relaxed) && !matches!(result, StepResult::Busy) {
+        // The record it could not commit is kept, and written when the database is back.
+        tracing::error!("a login step answered 503: its audit record could not be written");
+        return StepResult::Unavailable;
+    }
+    if matches!(result, StepResult::Unavailable) {
+        svc.login.keep_audit_event(&AuditEvent {
+            event: "login.step",
+            outcome: "unavailable",
+            method: Some(method),
+            login_name: None,
+            person_uid: None,
+            reason: Some("answered 503: the database is unavailable"),
+            actor: None,
+            remote_addr: remote.as_deref(),
+        });
+    }
+    result
+}
+
+async fn decide_step(
+    svc: &Service,
+    token: &str,
+    method: &str,
+    values: Vec<(String, String)>,
+    client: StepClient,
+    failed: &AtomicBool,
 ) -> StepResult {
     let remote = client.remote.as_deref();
     let login = &svc.login;
@@ -486,6 +527,7 @@ pub async fn step(
         method,
         login_name: "",
         remote,
+        failed,
     };
     let attempt = match svc.store().take_attempt(&token_digest(token)).await {
         Ok(Some(a)) => a,
@@ -500,7 +542,7 @@ pub async fn step(
         Err(e) => {
             tracing::error!("cannot take a login attempt: {e}");
             login.pad_hashes(1).await;
-            return StepResult::Denied;
+            return StepResult::Unavailable;
         }
     };
     audit.login_name = &attempt.login_name;
@@ -509,7 +551,7 @@ pub async fn step(
         Err(e) => {
             tracing::error!("cannot read the flows: {e}");
             login.pad_hashes(1).await;
-            return StepResult::Denied;
+            return StepResult::Unavailable;
         }
     };
     let Some(flow) = set.get(&attempt.flow) else {
@@ -559,6 +601,7 @@ pub async fn step(
         match login.identify(&input, fail_cost).await {
             Identified::Denied => return StepResult::Denied,
             Identified::Challenged(pow) => return StepResult::Challenged(pow),
+            Identified::Unavailable => return StepResult::Unavailable,
             Identified::Person {
                 person_uid,
                 full,
@@ -608,7 +651,11 @@ pub async fn step(
         for c in &consumed {
             match svc.store().consume_now(c).await {
                 Ok(true) => {}
-                _ => {
+                Err(e) => {
+                    tracing::error!("cannot consume what the first step verified: {e}");
+                    return StepResult::Unavailable;
+                }
+                Ok(false) => {
                     audit
                         .write(
                             login,
@@ -635,7 +682,7 @@ pub async fn step(
             .await
         {
             tracing::error!("cannot store a login attempt: {e}");
-            return StepResult::Denied;
+            return StepResult::Unavailable;
         }
         return StepResult::Next(NextStep {
             attempt: token,
@@ -688,7 +735,7 @@ pub async fn step(
         }
         Err(e) => {
             tracing::error!("cannot create a session: {e}");
-            StepResult::Denied
+            StepResult::Unavailable
         }
     }
 }

@@ -148,7 +148,7 @@ pub(crate) async fn start(
     responses(
         (status = 200, description = "The next step, or after the last one the session (also set as cookies)", body = FlowStepResponse),
         (status = 401, description = "Any failure, at any step, whatever the reason: the attempt is over. With a `pow`, the first step of the next attempt for this name must carry it solved", body = ErrorBody),
-        (status = 503, description = "Too many logins in progress (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Too many logins in progress, or the database is unavailable (Retry-After)", body = ErrorBody),
     ))]
 pub(crate) async fn step(
     State(svc): State<Arc<Service>>,
@@ -184,6 +184,7 @@ pub(crate) async fn step(
         }
         StepResult::Denied => ("failure", Err(ApiError::login_failed())),
         StepResult::Challenged(pow) => ("failure", Err(ApiError::login_failed().with_pow(pow))),
+        StepResult::Unavailable => ("unavailable", Err(ApiError::unavailable())),
         StepResult::Busy => (
             "busy",
             Err(ApiError::busy(

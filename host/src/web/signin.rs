@@ -599,6 +599,10 @@ async fn take_step(
             "busy",
             (drop_attempt(svc, jar), see_other("/?m=busy")).into_response(),
         ),
+        StepResult::Unavailable => (
+            "unavailable",
+            (drop_attempt(svc, jar), see_other("/?m=unavailable")).into_response(),
+        ),
     };
     svc.metrics
         .login("flow", outcome, started.elapsed().as_secs_f64());
