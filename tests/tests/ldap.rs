@@ -1,0 +1,466 @@
+//! The LDAP resolver plugin (`plugins/ldap-resolver`) against a real OpenLDAP: each test starts
+//! its own `slapd` (a slapd.conf in a scratch directory, mdb seeded with `slapadd`, the ppolicy
+//! overlay, TLS with a CA the test generates, loopback ports picked free; no system service)
+//! and the real host in process, whose demo persons the directory's entries map to by
+//! `employeeNumber` ↔ `UID_Person`.
+//!
+//! Journeys: a login with the directory password, a new one set through the portal (checked
+//! with `ldapwhoami`), disabled and ppolicy-locked entries refused, filter injection finding
+//! nothing, ldaps and StartTLS with the generated CA, and, with slapd stopped, an optional
+//! resolver leaving central logins working while a required one fails closed.
+//!
+//! Without slapd, slapadd and ldapwhoami (Debian's `slapd` and `ldap-utils`, which `.ci/run`
+//! installs) the tests print SKIPPED, or fail when `CI` is set.
+
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SLAPD: &str = "/usr/sbin/slapd";
+const SLAPADD: &str = "/usr/sbin/slapadd";
+const SUFFIX: &str = "dc=example,dc=org";
+const PEOPLE: &str = "ou=people,dc=example,dc=org";
+const SERVICE_DN: &str = "cn=portal,ou=services,dc=example,dc=org";
+const SERVICE_PW: &str = "portal-service-pw";
+const CAROL_DN: &str = "uid=cldap,ou=people,dc=example,dc=org";
+const CAROL_LDAP: &str = "carol-ldap-pw";
+const DORA_LDAP: &str = "dora-ldap-pw";
+const LARS_LDAP: &str = "lars-ldap-pw";
+const OKKO_LDAP: &str = "okko-ldap-pw";
+const NEW_PW: &str = "orchard-velvet-lantern-42";
+
+/// The directory: a service account, a password policy (ppolicy), and entries for demo persons.
+fn seed_ldif() -> String {
+    format!(
+        "dn: {SUFFIX}
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: Example
+
+dn: ou=people,{SUFFIX}
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=services,{SUFFIX}
+objectClass: organizationalUnit
+ou: services
+
+dn: ou=policies,{SUFFIX}
+objectClass: organizationalUnit
+ou: policies
+
+dn: cn=default,ou=policies,{SUFFIX}
+objectClass: applicationProcess
+objectClass: pwdPolicy
+cn: default
+pwdAttribute: userPassword
+pwdLockout: TRUE
+pwdMaxFailure: 5
+pwdLockoutDuration: 0
+
+dn: {SERVICE_DN}
+objectClass: applicationProcess
+objectClass: simpleSecurityObject
+cn: portal
+userPassword: {SERVICE_PW}
+
+dn: {CAROL_DN}
+objectClass: inetOrgPerson
+uid: cldap
+cn: Carol Example
+sn: Example
+employeeNumber: P-CAROL
+userPassword: {CAROL_LDAP}
+
+dn: uid=dldap,{PEOPLE}
+objectClass: inetOrgPerson
+uid: dldap
+cn: Dora
+sn: Disabled
+employeeNumber: P-DORA
+employeeType: disabled
+userPassword: {DORA_LDAP}
+
+dn: uid=lldap,{PEOPLE}
+objectClass: inetOrgPerson
+uid: lldap
+cn: Lars
+sn: Locked
+employeeNumber: P-LARS
+pwdAccountLockedTime: 000001010000Z
+userPassword: {LARS_LDAP}
+
+dn: uid=oldap,{PEOPLE}
+objectClass: inetOrgPerson
+uid: oldap
+cn: Okko
+sn: Ok
+employeeNumber: P-OKKO
+userPassword: {OKKO_LDAP}
+"
+    )
+}
+
+/// A CA and a server certificate it signed for localhost and 127.0.0.1: (CA PEM, cert PEM,
+/// key PEM).
+fn tls_material() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "prp test directory CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("server params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = params
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("server certificate");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `slapd` of the test's own; killed when dropped.
+struct Slapd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    tls_port: u16,
+}
+
+impl Slapd {
+    /// Whether slapd and the LDAP tools are installed; SKIPPED (or, under CI, a failure) when
+    /// they aren't.
+    fn available(test: &str) -> bool {
+        let missing: Vec<&str> = [SLAPD, SLAPADD]
+            .into_iter()
+            .filter(|p| !Path::new(p).exists())
+            .chain(
+                Command::new("ldapwhoami")
+                    .arg("-VV")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_err()
+                    .then_some("ldapwhoami"),
+            )
+            .collect();
+        if missing.is_empty() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: {missing:?} missing (apt-get install slapd ldap-utils); CI must run this test"
+        );
+        println!("SKIPPED {test}: {missing:?} not installed (apt-get install slapd ldap-utils)");
+        false
+    }
+
+    /// Writes the configuration, the certificates and the seed, loads it with slapadd, starts
+    /// slapd on two free loopback ports (ldap:// with StartTLS, ldaps://) and waits until the
+    /// service account can bind.
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let (ca, cert, key) = tls_material();
+        std::fs::write(d.join("ca.pem"), ca).expect("ca");
+        std::fs::write(d.join("server.pem"), cert).expect("cert");
+        std::fs::write(d.join("server.key"), key).expect("key");
+        std::fs::create_dir(d.join("data")).expect("data dir");
+        let conf = format!(
+            r#"include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload ppolicy
+pidfile {d}/slapd.pid
+argsfile {d}/slapd.args
+TLSCACertificateFile {d}/ca.pem
+TLSCertificateFile {d}/server.pem
+TLSCertificateKeyFile {d}/server.key
+
+database mdb
+maxsize 16777216
+suffix "{SUFFIX}"
+rootdn "cn=admin,{SUFFIX}"
+directory {d}/data
+overlay ppolicy
+ppolicy_default "cn=default,ou=policies,{SUFFIX}"
+ppolicy_use_lockout
+
+access to attrs=userPassword
+  by dn.exact="{SERVICE_DN}" write
+  by anonymous auth
+  by * none
+access to *
+  by dn.exact="{SERVICE_DN}" read
+  by * none
+"#,
+            d = d.display()
+        );
+        std::fs::write(d.join("slapd.conf"), conf).expect("slapd.conf");
+        std::fs::write(d.join("seed.ldif"), seed_ldif()).expect("seed");
+        let out = Command::new(SLAPADD)
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-l")
+            .arg(d.join("seed.ldif"))
+            .output()
+            .expect("slapadd runs");
+        assert!(
+            out.status.success(),
+            "slapadd failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut slapd = Self {
+            child: None,
+            dir,
+            port: free_port(),
+            tls_port: free_port(),
+        };
+        slapd.run();
+        slapd
+    }
+
+    fn run(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::File::create(d.join("slapd.log")).expect("log");
+        let child = Command::new(SLAPD)
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-h")
+            .arg(format!(
+                "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
+                self.port, self.tls_port
+            ))
+            .args(["-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start slapd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.whoami(SERVICE_DN, SERVICE_PW) {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("slapd exited ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "slapd did not answer: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+    }
+
+    fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// `ldapwhoami` binds as `dn` with `password`: whether the directory accepted it.
+    fn whoami(&self, dn: &str, password: &str) -> bool {
+        Command::new("ldapwhoami")
+            .args(["-x", "-H", &self.url(), "-D", dn, "-w", password])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The resolver's settings for this directory, with `extra` merged in.
+fn settings(slapd: &Slapd, extra: Value) -> Value {
+    let mut s = json!({
+        "Url": slapd.url(),
+        "BindDn": SERVICE_DN,
+        "BindPassword": SERVICE_PW,
+        "BaseDn": PEOPLE,
+        "PersonAttribute": "employeeNumber",
+        "PersonColumn": "UID_Person",
+        "DisabledAttribute": "employeeType",
+        "DisabledValues": "disabled|inactive",
+        "TimeoutMs": 3000,
+    });
+    if let (Some(s), Some(extra)) = (s.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    s
+}
+
+/// The resolver itself, in process, against the plugin API's fake host and the same slapd:
+/// what it finds, lists, verifies, sets and reports, without the portal around it.
+#[test]
+fn the_resolver_against_slapd_with_a_fake_host() {
+    use ldap_resolver::{new_resolver, PLUGIN};
+    use prp_plugin_api::testing::{person, FakeHost};
+    use prp_plugin_api::{ResolverImpl, SecretCheck, Severity};
+    if !Slapd::available("the_resolver_against_slapd_with_a_fake_host") {
+        return;
+    }
+    let mut slapd = Slapd::start();
+    let fake = FakeHost::new(PLUGIN);
+    for (k, v) in settings(&slapd, json!({})).as_object().expect("object") {
+        let v = v
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string());
+        fake.set_setting(k, &v);
+    }
+    for (uid, central) in [
+        ("P-CAROL", "carol"),
+        ("P-DORA", "dora"),
+        ("P-LARS", "lars"),
+        ("P-OKKO", "okko"),
+    ] {
+        fake.add_person(person(uid, central), &[]);
+    }
+    let r = new_resolver(fake.services()).expect("the settings are good");
+
+    let found = r.resolve("cldap").expect("resolve");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].person_uid.as_str(), "P-CAROL");
+    assert_eq!(found[0].source.as_str(), "LDAP");
+    assert_eq!(
+        found[0]
+            .account_uid
+            .as_ref()
+            .into_option()
+            .map(|s| s.as_str()),
+        Some(CAROL_DN)
+    );
+    assert!(found[0].refused_by.is_none(), "{found:?}");
+    // Case-insensitive as the directory's uid is.
+    assert_eq!(r.resolve("CLDAP").expect("resolve").len(), 1);
+
+    // Injection and wildcards find nothing: no account at all, refused or not.
+    for name in ["*", "*)(uid=*", "cld*", "cldap)(uid=*", "\\63ldap", "", " "] {
+        assert!(r.resolve(name).expect("resolve").is_empty(), "{name}");
+    }
+
+    // Refusals, with the reason.
+    let dora = r.resolve("dldap").expect("resolve");
+    assert_eq!(dora.len(), 1);
+    let why = dora[0].refused_by.as_ref().into_option().expect("refused");
+    assert!(why.as_str().contains("employeeType: disabled"), "{why}");
+    let lars = r.resolve("lldap").expect("resolve");
+    let why = lars[0].refused_by.as_ref().into_option().expect("refused");
+    assert!(why.as_str().contains("pwdAccountLockedTime"), "{why}");
+
+    // Passwords: bind as the entry; never an empty password.
+    let carol = &found[0];
+    assert_eq!(
+        r.verify_password(carol, CAROL_LDAP).expect("bind"),
+        SecretCheck::OK
+    );
+    assert_eq!(
+        r.verify_password(carol, "nope").expect("bind"),
+        SecretCheck::WRONG
+    );
+    assert_eq!(
+        r.verify_password(carol, "").expect("bind"),
+        SecretCheck::WRONG
+    );
+    // An account of another source isn't this resolver's.
+    let mut other = carol.clone();
+    other.source = "ADSAccount".into();
+    assert_eq!(
+        r.verify_password(&other, CAROL_LDAP).expect("no call"),
+        SecretCheck::UNSUPPORTED
+    );
+    // Nor is a DN outside BaseDn ever bound.
+    let mut outside = carol.clone();
+    outside.account_uid = prp_plugin_api::abi_stable::std_types::ROption::RSome(SERVICE_DN.into());
+    assert!(r.verify_password(&outside, SERVICE_PW).is_err());
+
+    // A person's accounts; disabled entries aren't listed, locked ones are.
+    let listed = r.accounts_of("P-CAROL").expect("accounts");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(r.accounts_of("P-DORA").expect("accounts").is_empty());
+    assert_eq!(r.accounts_of("P-LARS").expect("accounts").len(), 1);
+    assert!(r.accounts_of("P-NOBODY").expect("accounts").is_empty());
+
+    // Setting: Password Modify as the service account.
+    assert_eq!(
+        r.set_password(&listed[0], NEW_PW).expect("set"),
+        SecretCheck::OK
+    );
+    assert!(slapd.whoami(CAROL_DN, NEW_PW));
+    assert!(!slapd.whoami(CAROL_DN, CAROL_LDAP));
+    assert!(
+        r.set_password(&listed[0], "").is_err(),
+        "never an empty one"
+    );
+    let mut dora_account = dora[0].clone();
+    dora_account.refused_by = prp_plugin_api::abi_stable::std_types::ROption::RNone;
+    let e = r.set_password(&dora_account, NEW_PW).expect_err("disabled");
+    assert!(e.message.contains("disabled"), "{e:?}");
+    // A reset clears the ppolicy lock (OpenLDAP's ppolicy does that on a password change).
+    let lars_account = &r.accounts_of("P-LARS").expect("accounts")[0];
+    assert_eq!(
+        r.set_password(lars_account, NEW_PW).expect("set"),
+        SecretCheck::OK
+    );
+    let lars = r.resolve("lldap").expect("resolve");
+    assert!(lars[0].refused_by.is_none(), "{lars:?}");
+
+    // The self-check: fine while slapd answers; a clear finding when it doesn't.
+    let findings = r.self_check().expect("self-check");
+    assert!(
+        findings.iter().all(|f| !f.severity.is_error()),
+        "{findings:?}"
+    );
+    slapd.stop();
+    let findings = r.self_check().expect("self-check");
+    let error = findings
+        .iter()
+        .find(|f| f.severity == Severity::ERROR)
+        .unwrap_or_else(|| panic!("an error finding: {findings:?}"));
+    assert!(
+        error.message.contains(&slapd.url()) && error.message.contains(PLUGIN),
+        "{error:?}"
+    );
+    assert!(!error.message.contains(SERVICE_PW), "{error:?}");
+    let e = r.resolve("cldap").expect_err("the directory is away");
+    assert!(e.message.contains(&slapd.url()), "{e:?}");
+}
