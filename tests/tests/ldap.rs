@@ -464,3 +464,56 @@ fn the_resolver_against_slapd_with_a_fake_host() {
     let e = r.resolve("cldap").expect_err("the directory is away");
     assert!(e.message.contains(&slapd.url()), "{e:?}");
 }
+
+/// ldaps and StartTLS, trusting the CA file the test generated; without it (the system's
+/// roots) the server's certificate is refused, and the error says so.
+#[test]
+fn tls_with_a_ca_file_in_process() {
+    use ldap_resolver::{new_resolver, PLUGIN};
+    use prp_plugin_api::testing::{person, FakeHost};
+    use prp_plugin_api::{ResolverImpl, SecretCheck};
+    if !Slapd::available("tls_with_a_ca_file_in_process") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let ca = slapd.dir.path().join("ca.pem").display().to_string();
+    let ldaps = format!("ldaps://localhost:{}", slapd.tls_port);
+    let starttls = format!("ldap://localhost:{}", slapd.port);
+    let resolver = |extra: Value| {
+        let fake = FakeHost::new(PLUGIN);
+        for (k, v) in settings(&slapd, extra).as_object().expect("object") {
+            let v = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            fake.set_setting(k, &v);
+        }
+        fake.add_person(person("P-CAROL", "carol"), &[]);
+        new_resolver(fake.services()).expect("the settings are good")
+    };
+    for extra in [
+        json!({"Url": ldaps, "CaFile": ca}),
+        json!({"Url": starttls, "StartTls": true, "CaFile": ca}),
+    ] {
+        let r = resolver(extra.clone());
+        let found = r.resolve("cldap").expect("resolve");
+        assert_eq!(found.len(), 1, "{extra}: {found:?}");
+        assert_eq!(
+            r.verify_password(&found[0], CAROL_LDAP).expect("bind"),
+            SecretCheck::OK,
+            "{extra}"
+        );
+    }
+    for extra in [
+        json!({"Url": ldaps}),
+        json!({"Url": starttls, "StartTls": true}),
+    ] {
+        let e = resolver(extra.clone())
+            .resolve("cldap")
+            .expect_err("an unknown issuer");
+        assert!(
+            e.message.contains("certificate") || e.message.contains("Certificate"),
+            "{extra}: {e:?}"
+        );
+    }
+}
