@@ -2,12 +2,12 @@
 //! reset, check and set a new password under each item's policy, manage their password
 //! questions, and (managers) issue passcodes to their direct reports.
 
-use crate::plugins::CallGate;
+use crate::plugins::{CallGate, ResolverInUse};
 use crate::policy::{PasswordPolicy, Violation};
 use crate::security::{self, HashError, HashPermit, Hasher};
 use crate::store::{AuditEvent, ItemChange, PasswordChange, Person, Store, StoreError};
 use prp_plugin_api::abi_stable::std_types::RString;
-use prp_plugin_api::{ResolvedAccount, ResolverBox, SecretCheck};
+use prp_plugin_api::{ResolvedAccount, SecretCheck};
 use std::sync::Arc;
 
 /// The parameter that turns on four-eyes passcodes.
@@ -98,7 +98,7 @@ pub struct SelfService {
     pub store: Store,
     pub hasher: Arc<Hasher>,
     pub gate: CallGate,
-    pub resolvers: Vec<(String, Arc<ResolverBox>)>,
+    pub resolvers: Vec<ResolverInUse>,
     pub server_name: String,
 }
 
@@ -177,8 +177,9 @@ impl SelfService {
                 });
             }
         }
-        for (id, resolver) in &self.resolvers {
-            let r = Arc::clone(resolver);
+        for owner in &self.resolvers {
+            let id = &owner.id;
+            let r = Arc::clone(&owner.resolver);
             let uid = person.uid.clone();
             let accounts = match self
                 .gate
@@ -187,7 +188,29 @@ impl SelfService {
             {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::error!(resolver = %id, "listing accounts failed: {e}");
+                    // The person's other items are still listed; their accounts in this
+                    // resolver's system are not.
+                    let why = format!(
+                        "{}resolver \"{id}\" (plugin {}) failed to list a person's accounts, they are left out: {e}",
+                        if owner.optional { "optional " } else { "" },
+                        owner.plugin
+                    );
+                    if owner.optional {
+                        tracing::warn!(plugin = %owner.plugin, resolver = %id, "{why}");
+                    } else {
+                        tracing::error!(plugin = %owner.plugin, resolver = %id, "{why}");
+                    }
+                    let _ = self
+                        .store
+                        .audit(&AuditEvent {
+                            event: "resolver.dropped",
+                            outcome: "failure",
+                            person_uid: Some(&person.uid),
+                            reason: Some(&why),
+                            actor: Some("server"),
+                            ..Default::default()
+                        })
+                        .await;
                     continue;
                 }
             };
@@ -362,7 +385,12 @@ impl SelfService {
         for item in &items {
             let new_hash = match &item.kind {
                 ItemKind::Resolver { resolver, account } => {
-                    let Some((_, r)) = self.resolvers.iter().find(|(id, _)| id == resolver) else {
+                    let Some(r) = self
+                        .resolvers
+                        .iter()
+                        .find(|r| &r.id == resolver)
+                        .map(|r| &r.resolver)
+                    else {
                         return Err(PortalError::Upstream(format!(
                             "resolver {resolver} is not loaded"
                         )));

@@ -173,6 +173,7 @@ pub fn select_resolvers(
                 id: r.id().to_string(),
                 plugin: p.name.clone(),
                 resolver: Arc::clone(r),
+                optional: false,
             })
         })
         .collect();
