@@ -12,8 +12,9 @@
 //! Without slapd, slapadd and ldapwhoami (Debian's `slapd` and `ldap-utils`, which `.ci/run`
 //! installs) the tests print SKIPPED, or fail when `CI` is set.
 
+use prp_tests::{artifacts, Backend, Client, Portal, PortalOptions, CAROL_CENTRAL};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -282,6 +283,10 @@ access to *
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
     /// `ldapwhoami` binds as `dn` with `password`: whether the directory accepted it.
     fn whoami(&self, dn: &str, password: &str) -> bool {
         Command::new("ldapwhoami")
@@ -326,6 +331,272 @@ fn settings(slapd: &Slapd, extra: Value) -> Value {
         }
     }
     s
+}
+
+/// A seeded portal (SQLite) whose resolvers are the built-in ones and `ldap`, with these
+/// plugin settings and more `Plugins` entries (`Optional`).
+async fn portal(settings: Value, plugins: Value) -> Portal {
+    let lib = artifacts().lib("ldap-resolver");
+    let mut p = json!({
+        "Resolvers": ["central-account", "search-table", "ldap"],
+        "Settings": {"ldap-resolver": settings},
+    });
+    if let (Some(p), Some(extra)) = (p.as_object_mut(), plugins.as_object()) {
+        for (k, v) in extra {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    let options = PortalOptions {
+        host: json!({}),
+        plugins: p,
+        extra_plugins: &[lib],
+    };
+    Portal::start_with(&Backend::Sqlite, options, |store| async move {
+        for (uid, pw) in [("P-DORA", "dora-central-pw"), ("P-LARS", "lars-central-pw")] {
+            prp_host::demo::set_central_password(&store, &prp_tests::hasher(), uid, pw)
+                .await
+                .expect("pw");
+        }
+    })
+    .await
+}
+
+fn item_ids(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| i["id"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_password_login_and_reset_through_the_portal() {
+    if !Slapd::available("directory_password_login_and_reset_through_the_portal") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let p = portal(settings(&slapd, json!({})), json!({})).await;
+
+    // The directory's password logs in through the LDAP account.
+    let carol = Client::password(&p.server, "cldap", CAROL_LDAP);
+    assert_eq!(p.login_status("cldap", "not-the-password"), 401);
+    assert_eq!(
+        p.login_status("cldap", ""),
+        401,
+        "never an unauthenticated bind"
+    );
+
+    // Her directory entry is among her password items.
+    let item = format!("LDAP:{CAROL_DN}");
+    let (s, items) = carol.call("GET", "/api/password-items", None);
+    assert_eq!(s, 200, "{items}");
+    assert!(item_ids(&items).contains(&item), "{items}");
+
+    // A new password, set through the portal with Password Modify.
+    let (s, v) = carol.call(
+        "POST",
+        "/api/password-items/set",
+        Some(json!({"items": [item], "password": NEW_PW})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        slapd.whoami(CAROL_DN, NEW_PW),
+        "the directory took the new one"
+    );
+    assert!(!slapd.whoami(CAROL_DN, CAROL_LDAP), "the old one is gone");
+    assert_eq!(p.login_status("cldap", NEW_PW), 200);
+    assert_eq!(p.login_status("cldap", CAROL_LDAP), 401);
+    // The central password is untouched.
+    assert_eq!(p.login_status("carol", CAROL_CENTRAL), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabled_and_locked_entries_are_refused() {
+    if !Slapd::available("disabled_and_locked_entries_are_refused") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let p = portal(settings(&slapd, json!({})), json!({})).await;
+
+    // The right password, but the entry is disabled (employeeType: disabled).
+    assert!(slapd.whoami(&format!("uid=dldap,{PEOPLE}"), DORA_LDAP));
+    assert_eq!(p.login_status("dldap", DORA_LDAP), 401);
+    let reason = p.last_reason().await;
+    assert!(reason.contains("disabled in the directory"), "{reason}");
+    // Nor is it among Dora's items to reset.
+    let dora = Client::password(&p.server, "dora", "dora-central-pw");
+    let (s, items) = dora.call("GET", "/api/password-items", None);
+    assert_eq!(s, 200, "{items}");
+    assert!(
+        !item_ids(&items).iter().any(|i| i.starts_with("LDAP:")),
+        "{items}"
+    );
+
+    // Locked by the password policy (pwdAccountLockedTime): refused before any bind.
+    assert_eq!(p.login_status("lldap", LARS_LDAP), 401);
+    let reason = p.last_reason().await;
+    assert!(reason.contains("pwdAccountLockedTime"), "{reason}");
+
+    // Lars resets it through the portal (his central login): the directory's ppolicy clears
+    // the lock with the new password, and the entry logs in again.
+    let lars = Client::password(&p.server, "lars", "lars-central-pw");
+    let item = format!("LDAP:uid=lldap,{PEOPLE}");
+    let (s, items) = lars.call("GET", "/api/password-items", None);
+    assert_eq!(s, 200, "{items}");
+    assert!(item_ids(&items).contains(&item), "{items}");
+    let (s, v) = lars.call(
+        "POST",
+        "/api/password-items/set",
+        Some(json!({"items": [item], "password": NEW_PW})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(p.login_status("lldap", NEW_PW), 200);
+
+    // Okko's entry, neither disabled nor locked, logs in.
+    assert_eq!(p.login_status("oldap", OKKO_LDAP), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filter_injection_finds_nothing() {
+    if !Slapd::available("filter_injection_finds_nothing") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let p = portal(settings(&slapd, json!({})), json!({})).await;
+    // Unescaped, `cld*` would find Carol's entry alone and her password would log in; `*` and
+    // `*)(uid=*` would find every entry.
+    for name in ["cld*", "*", "*)(uid=*", "cldap)(uid=*", "\\63ldap"] {
+        assert_eq!(p.login_status(name, CAROL_LDAP), 401, "{name}");
+        let reason = p.last_reason().await;
+        assert!(
+            reason.contains("unknown login name"),
+            "{name}: no entry was found, so the name is unknown: {reason}"
+        );
+    }
+    // The same password under the real name logs in (the directory answers).
+    assert_eq!(p.login_status("cldap", CAROL_LDAP), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ldaps_and_starttls_with_a_ca_file() {
+    if !Slapd::available("ldaps_and_starttls_with_a_ca_file") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let ca = slapd.ca_file().display().to_string();
+    let ldaps = format!("ldaps://localhost:{}", slapd.tls_port);
+    let starttls = format!("ldap://localhost:{}", slapd.port);
+    for extra in [
+        json!({"Url": ldaps, "CaFile": ca}),
+        json!({"Url": starttls, "StartTls": true, "CaFile": ca}),
+    ] {
+        let p = portal(settings(&slapd, extra.clone()), json!({})).await;
+        assert_eq!(p.login_status("cldap", CAROL_LDAP), 200, "{extra}");
+        assert_eq!(p.login_status("cldap", "wrong"), 401, "{extra}");
+    }
+    // Without the CA (the system's roots), the certificate is refused: no login, no guess
+    // counted as a wrong password.
+    let p = portal(
+        settings(&slapd, json!({"Url": ldaps})),
+        json!({"Optional": ["ldap-resolver"]}),
+    )
+    .await;
+    assert_ne!(p.login_status("cldap", CAROL_LDAP), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_slapd_stopped_optional_keeps_central_logins_and_required_fails_closed() {
+    if !Slapd::available(
+        "with_slapd_stopped_optional_keeps_central_logins_and_required_fails_closed",
+    ) {
+        return;
+    }
+    let mut slapd = Slapd::start();
+    let optional = portal(
+        settings(&slapd, json!({})),
+        json!({"Optional": ["ldap-resolver"]}),
+    )
+    .await;
+    let required = portal(settings(&slapd, json!({})), json!({})).await;
+    for p in [&optional, &required] {
+        assert_eq!(p.login_status("cldap", CAROL_LDAP), 200);
+        assert_eq!(p.login_status("carol", CAROL_CENTRAL), 200);
+    }
+    // `check` runs the resolver's self-check: it binds and reads BaseDn.
+    let out = required.cli(&["check"]);
+    let text = prp_tests::stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(r#"resolver "ldap" (ldap-resolver) self-check: passed"#),
+        "{text}"
+    );
+    slapd.stop();
+    let out = required.cli(&["check"]);
+    let text = prp_tests::stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    let failed = text
+        .lines()
+        .find(|l| l.starts_with("FAILED"))
+        .unwrap_or_default();
+    assert!(
+        failed.contains("ldap-resolver")
+            && failed.contains(&slapd.url())
+            && failed.contains("connecting failed"),
+        "{text}"
+    );
+
+    // Optional: the directory's accounts drop out (audited, naming the resolver and why);
+    // central logins go on.
+    assert_eq!(optional.login_status("carol", CAROL_CENTRAL), 200);
+    assert_eq!(optional.login_status("cldap", CAROL_LDAP), 401);
+    let events = optional.store.audit_tail(10).await.expect("audit");
+    let dropped = events
+        .iter()
+        .find(|e| e.event == "resolver.dropped")
+        .unwrap_or_else(|| panic!("a resolver.dropped event: {events:?}"));
+    let why = dropped.reason.clone().unwrap_or_default();
+    assert!(
+        why.contains("ldap-resolver") && why.contains(&slapd.url()),
+        "{why}"
+    );
+
+    // Required: every login fails closed with 503 (not a 401 that counts against anyone), and
+    // the audit names the plugin, the server and the reason.
+    for (name, password) in [("cldap", CAROL_LDAP), ("carol", CAROL_CENTRAL)] {
+        let (status, body) = required.password(name, password);
+        assert_eq!(status, 503, "{name}: {body}");
+        let reason = unavailable_reason(&required, name).await;
+        assert!(
+            reason.contains("ldap-resolver")
+                && reason.contains(&slapd.url())
+                && reason.contains("connecting failed"),
+            "{name}: {reason}"
+        );
+        assert!(!reason.contains(SERVICE_PW), "{reason}");
+    }
+}
+
+/// The reason of the audit record of `name`'s login answered 503 (outcome `unavailable`; the
+/// portal may write it after answering, so this waits for it, up to 30 s).
+async fn unavailable_reason(p: &Portal, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = p.store.audit_tail(20).await.expect("audit");
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.outcome == "unavailable" && e.login_name.as_deref() == Some(name))
+        {
+            return e.reason.clone().unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit record of {name}'s unavailable login: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The resolver itself, in process, against the plugin API's fake host and the same slapd:
