@@ -788,3 +788,48 @@ fn tls_with_a_ca_file_in_process() {
         );
     }
 }
+
+/// A server that accepts connections and never answers: every call ends with an error that
+/// says it timed out (within `TimeoutMs`, or the call's shorter deadline), naming the server.
+#[test]
+fn a_directory_that_never_answers_times_out() {
+    use ldap_resolver::{new_resolver, PLUGIN};
+    use prp_plugin_api::testing::FakeHost;
+    use prp_plugin_api::{ErrorKind, ResolverImpl};
+    // The kernel completes the connections; nothing ever reads or answers them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let url = format!(
+        "ldap://127.0.0.1:{}",
+        silent.local_addr().expect("addr").port()
+    );
+    let fake = FakeHost::new(PLUGIN);
+    for (k, v) in [
+        ("Url", url.as_str()),
+        ("BindDn", SERVICE_DN),
+        ("BindPassword", SERVICE_PW),
+        ("BaseDn", PEOPLE),
+        ("PersonAttribute", "employeeNumber"),
+        ("PersonColumn", "UID_Person"),
+        ("TimeoutMs", "300"),
+    ] {
+        fake.set_setting(k, v);
+    }
+    fake.add_person(prp_plugin_api::testing::person("P-CAROL", "carol"), &[]);
+    let r = new_resolver(fake.services()).expect("the settings are good");
+    let e = r.resolve("cldap").expect_err("no answer");
+    assert_eq!(e.kind, ErrorKind::UNAVAILABLE);
+    assert!(
+        e.message.contains(&url) && e.message.contains("timed out"),
+        "{e:?}"
+    );
+    // The call's own deadline wins over a longer TimeoutMs.
+    fake.set_setting("TimeoutMs", "600000");
+    fake.set_time_left_ms(Some(400));
+    let r = new_resolver(fake.services()).expect("the settings are good");
+    let e = r.accounts_of("P-CAROL").expect_err("no answer");
+    assert!(
+        e.message.contains("timed out") || e.message.contains("no time left"),
+        "{e:?}"
+    );
+    drop(silent);
+}
