@@ -674,7 +674,7 @@ impl LoginService {
     ) -> LoginResult {
         tracing::error!(
             method = input.method.name(),
-            "login answered 503, the database is unavailable: {reason}"
+            "login answered 503, a backing service (the database, a resolver's system) is unavailable: {reason}"
         );
         self.audit
             .keep(&self.event(input, person_uid, "unavailable", reason));

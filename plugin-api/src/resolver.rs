@@ -55,6 +55,11 @@ impl ResolvedAccount {
         self
     }
 
+    /// The account's key in its source, `None` for the central account.
+    pub fn account_key(&self) -> Option<&str> {
+        self.account_uid.as_ref().map(|u| u.as_str()).into_option()
+    }
+
     /// Whether the account may log in (it is not refused).
     pub fn is_usable(&self) -> bool {
         self.refused_by.is_none()

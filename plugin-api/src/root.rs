@@ -183,6 +183,45 @@ macro_rules! export_plugin {
     };
 }
 
+/// Exports a plugin that provides one resolver, built by `resolver` from the host's services:
+///
+/// ```ignore
+/// prp_plugin_api::export_resolver! {
+///     name: "my-resolver",
+///     version: env!("CARGO_PKG_VERSION"),
+///     description: "What it does",
+///     resolver: MyResolver::new, // fn(HostServicesBox) -> Result<impl ResolverImpl, PluginError>
+/// }
+/// ```
+/// The same as [`crate::export_plugin!`] with an `init` that wraps the resolver with
+/// [`crate::resolver_box`] (panics caught at every entry point).
+#[macro_export]
+macro_rules! export_resolver {
+    (
+        name: $name:expr,
+        version: $version:expr,
+        description: $description:expr,
+        resolver: $new:path $(,)?
+    ) => {
+        fn __prp_resolver_init(
+            host: $crate::HostServicesBox,
+        ) -> ::core::result::Result<$crate::PluginInstance, $crate::PluginError> {
+            let resolver = $crate::resolver_box($new(host)?);
+            ::core::result::Result::Ok($crate::PluginInstance {
+                authenticators: $crate::abi_stable::std_types::RVec::new(),
+                resolvers: $crate::abi_stable::std_types::RVec::from(::std::vec![resolver]),
+            })
+        }
+        $crate::export_plugin! {
+            name: $name,
+            version: $version,
+            description: $description,
+            provides: $crate::Capabilities::RESOLVER,
+            init: __prp_resolver_init,
+        }
+    };
+}
+
 /// The symbol `export_plugin!` exports must be the one abi_stable looks up.
 #[cfg(test)]
 mod export_tests {

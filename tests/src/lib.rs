@@ -55,6 +55,7 @@ pub fn artifacts() -> &'static Artifacts {
                 "fixture-not-a-plugin",
                 "fixture-directory-resolver",
                 "ldap-resolver",
+                "template-resolver",
             ][..],
             &["fixture-changed-layout"][..],
             &["abi-next-host", "fixture-next-abi-plugin"][..],
