@@ -47,7 +47,7 @@ const MARGIN: Duration = Duration::from_millis(200);
 const MIN_STEP: Duration = Duration::from_millis(20);
 
 fn unavailable(url: &str, reason: &str) -> PluginError {
-    PluginError::new(ErrorKind::UNAVAILABLE, format!("{PLUGIN}: {url}: {reason}"))
+    PluginError::unavailable(format!("{PLUGIN}: {url}: {reason}"))
 }
 
 /// The name of an LDAP result code (RFC 4511, appendix A).

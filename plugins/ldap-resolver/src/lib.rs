@@ -23,8 +23,7 @@ pub mod directory;
 pub mod filter;
 pub mod resolver;
 
-use prp_plugin_api::abi_stable::std_types::RVec;
-use prp_plugin_api::{resolver_box, HostServicesBox, PluginError, PluginInstance, Settings};
+use prp_plugin_api::{HostServicesBox, PluginError, Settings};
 
 pub use config::{Config, PLUGIN};
 pub use directory::Directory;
@@ -37,17 +36,9 @@ pub fn new_resolver(host: HostServicesBox) -> Result<LdapResolver<HostServicesBo
     Ok(LdapResolver::new(Directory::new(config)?, host))
 }
 
-fn init(host: HostServicesBox) -> Result<PluginInstance, PluginError> {
-    Ok(PluginInstance {
-        authenticators: RVec::new(),
-        resolvers: RVec::from(vec![resolver_box(new_resolver(host)?)]),
-    })
-}
-
-prp_plugin_api::export_plugin! {
+prp_plugin_api::export_resolver! {
     name: PLUGIN,
     version: env!("CARGO_PKG_VERSION"),
     description: "Login names, accounts and passwords in an LDAP directory (bind, RFC 3062 Password Modify)",
-    provides: prp_plugin_api::Capabilities::RESOLVER,
-    init: init,
+    resolver: new_resolver,
 }

@@ -8,7 +8,7 @@ use ldap3::Scope;
 use prp_plugin_api::abi_stable::std_types::RStr;
 use prp_plugin_api::{
     CheckFinding, ErrorKind, HostServicesBox, LogLevel, PluginError, ResolvedAccount, ResolverImpl,
-    SecretCheck, Severity,
+    SecretCheck,
 };
 use std::time::Duration;
 
@@ -160,20 +160,19 @@ impl<H: Host> LdapResolver<H> {
         if account.source.as_str() != self.dir.config.source {
             return Ok(None);
         }
-        let Some(dn) = account.account_uid.as_ref().into_option() else {
+        let Some(dn) = account.account_key() else {
             return Ok(None);
         };
-        if !filter::dn_within(dn.as_str(), &self.dir.config.base_dn) {
+        if !filter::dn_within(dn, &self.dir.config.base_dn) {
             return Err(PluginError::new(
                 ErrorKind::INVALID_INPUT,
                 format!(
-                    "{PLUGIN}: {} is not under BaseDn {}",
-                    dn.as_str(),
+                    "{PLUGIN}: {dn} is not under BaseDn {}",
                     self.dir.config.base_dn
                 ),
             ));
         }
-        Ok(Some(dn.as_str()))
+        Ok(Some(dn))
     }
 }
 
@@ -330,28 +329,20 @@ impl<H: Host> ResolverImpl for LdapResolver<H> {
         let subject = |key: &str| format!("Plugins:Settings:{PLUGIN}:{key}");
         let mut findings = Vec::new();
         match self.dir.service(&self.budget()) {
-            Err(e) => findings.push(CheckFinding::new(
-                Severity::ERROR,
-                subject("Url"),
-                e.message.as_str(),
-            )),
+            Err(e) => findings.push(CheckFinding::error(subject("Url"), e.message.as_str())),
             Ok(mut session) => {
                 match session.search(&c.base_dn, Scope::Base, "(objectClass=*)", &[], 1) {
-                    Err(e) => findings.push(CheckFinding::new(
-                        Severity::ERROR,
-                        subject("BaseDn"),
-                        e.message.as_str(),
-                    )),
-                    Ok((entries, _)) if entries.is_empty() => findings.push(CheckFinding::new(
-                        Severity::ERROR,
+                    Err(e) => {
+                        findings.push(CheckFinding::error(subject("BaseDn"), e.message.as_str()))
+                    }
+                    Ok((entries, _)) if entries.is_empty() => findings.push(CheckFinding::error(
                         subject("BaseDn"),
                         format!(
                             "{PLUGIN}: {}: BaseDn {} does not exist or the service account {} can't read it",
                             c.url, c.base_dn, c.bind_dn
                         ),
                     )),
-                    Ok(_) => findings.push(CheckFinding::new(
-                        Severity::INFO,
+                    Ok(_) => findings.push(CheckFinding::info(
                         subject("Url"),
                         format!(
                             "{PLUGIN}: {} answers; bound as {} and read {}",
@@ -363,8 +354,7 @@ impl<H: Host> ResolverImpl for LdapResolver<H> {
         }
         // The Person column must exist (the host checks it against the live schema).
         if let Err(e) = self.host.find_persons(&c.person_column, "") {
-            findings.push(CheckFinding::new(
-                Severity::ERROR,
+            findings.push(CheckFinding::error(
                 subject("PersonColumn"),
                 e.message.as_str(),
             ));
