@@ -426,6 +426,14 @@ async fn disabled_and_locked_entries_are_refused() {
     assert_eq!(p.login_status("dldap", DORA_LDAP), 401);
     let reason = p.last_reason().await;
     assert!(reason.contains("disabled in the directory"), "{reason}");
+    // The help desk sees why.
+    let out = p.cli(&["explain-login", "dldap"]);
+    let text = prp_tests::stdout(&out);
+    assert!(
+        text.contains("employeeType: disabled") && text.contains("ldap"),
+        "{text}{}",
+        prp_tests::stderr(&out)
+    );
     // Nor is it among Dora's items to reset.
     let dora = Client::password(&p.server, "dora", "dora-central-pw");
     let (s, items) = dora.call("GET", "/api/password-items", None);
