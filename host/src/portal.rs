@@ -383,7 +383,12 @@ impl SelfService {
         }
         let mut changes = Vec::new();
         for item in &items {
-            let new_hash = match &item.kind {
+            // Hashed first, also for an item whose resolver sets the password in its own
+            // system: the portal keeps that hash for the history rule and "last set" (never
+            // to verify a login), and a hash that can't be made stops the change before the
+            // other system is touched.
+            let hash = self.hash(&normalized).await?;
+            let (new_hash, set_by_resolver) = match &item.kind {
                 ItemKind::Resolver { resolver, account } => {
                     let Some(r) = self
                         .resolvers
@@ -402,10 +407,8 @@ impl SelfService {
                         .call(move || r.set_password(&account, pw.as_str().into()))
                         .await
                     {
-                        Ok(c) if c.is_ok() => None,
-                        Ok(c) if c == SecretCheck::UNSUPPORTED => {
-                            Some(self.hash(&normalized).await?)
-                        }
+                        Ok(c) if c.is_ok() => (Some(hash), true),
+                        Ok(c) if c == SecretCheck::UNSUPPORTED => (Some(hash), false),
                         Ok(c) => {
                             return Err(PortalError::Upstream(format!(
                                 "{} refused the new password for {} ({})",
@@ -441,19 +444,20 @@ impl SelfService {
                         }
                     }
                 }
-                _ => Some(self.hash(&normalized).await?),
+                _ => (Some(hash), false),
             };
             changes.push(ItemChange {
                 source: item.source.clone(),
                 account_uid: item.account_uid.clone(),
                 display_name: item.display_name.clone(),
                 new_hash,
+                set_by_resolver,
                 history_count: item.policy.history_count,
             });
         }
         // The item a resolver set in its own system, if any: it has changed whatever follows.
         let set_outside = items.iter().zip(&changes).find_map(|(i, c)| match &i.kind {
-            ItemKind::Resolver { resolver, .. } if c.new_hash.is_none() => {
+            ItemKind::Resolver { resolver, .. } if c.set_by_resolver => {
                 Some((i.id.clone(), resolver.clone()))
             }
             _ => None,

@@ -217,3 +217,60 @@ async fn an_optional_resolvers_password_check_failure_drops_only_its_account() {
         200
     );
 }
+
+/// A password the template sets in its own file: the file has the new hash (logins through the
+/// resolver take the new password, not the old), and the portal keeps a hash of its own only
+/// for the item's "last set" and the history rule, like its own items; never to verify a login.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_a_resolver_sets_gets_last_set_and_the_history_rule() {
+    const NEW: &str = "quartz-meadow-harbor-91";
+    let p = Portal::start_with(&Backend::Sqlite, template_options(json!({})), |_| async {}).await;
+    write_accounts(&p);
+    let item = "TemplateAccounts:carol.file";
+    let carol = Client::password(&p.server, "carol.file", FILE_PW);
+    let last_set = |c: &Client| {
+        let (s, v) = c.call("GET", "/api/password-items", None);
+        assert_eq!(s, 200, "{v}");
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        let it = items.iter().find(|i| i["id"] == item).cloned();
+        it.unwrap_or_else(|| panic!("{v}"))["last_set"].clone()
+    };
+    assert_eq!(
+        last_set(&carol),
+        Value::Null,
+        "never set through the portal"
+    );
+    let set = |c: &Client, pw: &str| {
+        c.call(
+            "POST",
+            "/api/password-items/set",
+            Some(json!({"items": [item], "password": pw})),
+        )
+    };
+    let (s, v) = set(&carol, NEW);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(p.login_status("carol.file", NEW), 200);
+    assert_eq!(
+        p.login_status("carol.file", FILE_PW),
+        401,
+        "the old one is gone"
+    );
+    let carol = Client::password(&p.server, "carol.file", NEW);
+    assert!(last_set(&carol).is_i64(), "last set is known now");
+    let (s, v) = set(&carol, NEW);
+    assert_eq!(
+        s, 422,
+        "the same password again breaks the history rule: {v}"
+    );
+    assert!(v.to_string().contains("history"), "{v}");
+    let tail = events(&p, 5).await;
+    assert!(
+        tail.iter().any(|(e, r)| e == "password.set"
+            && r == "TemplateAccounts:carol.file (set by its resolver)"),
+        "{tail:?}"
+    );
+    // The portal's own copy never verifies a login: with the file's line emptied (the portal
+    // keeps the password), the account has no password the portal would check.
+    std::fs::write(p.scene.path("accounts.txt"), "carol.file:P-CAROL:\n").expect("w");
+    assert_eq!(p.login_status("carol.file", NEW), 401);
+}
