@@ -409,6 +409,22 @@ async fn directory_password_login_and_reset_through_the_portal() {
     assert!(!slapd.whoami(CAROL_DN, CAROL_LDAP), "the old one is gone");
     assert_eq!(p.login_status("cldap", NEW_PW), 200);
     assert_eq!(p.login_status("cldap", CAROL_LDAP), 401);
+    // The item now has a "last set", and the history rule refuses the same password again
+    // before the directory is asked.
+    let (_, items) = carol.call("GET", "/api/password-items", None);
+    let ldap_item = items["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["id"] == item.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert!(!ldap_item["last_set"].is_null(), "{items}");
+    let (s, v) = carol.call(
+        "POST",
+        "/api/password-items/set",
+        Some(json!({"items": [item], "password": NEW_PW})),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(slapd.whoami(CAROL_DN, NEW_PW));
     // The central password is untouched.
     assert_eq!(p.login_status("carol", CAROL_CENTRAL), 200);
 }
