@@ -100,6 +100,22 @@ cn: Okko
 sn: Ok
 employeeNumber: P-OKKO
 userPassword: {OKKO_LDAP}
+
+dn: cn=Twin One,{PEOPLE}
+objectClass: inetOrgPerson
+uid: twin
+cn: Twin One
+sn: One
+employeeNumber: P-OKKO
+userPassword: {OKKO_LDAP}
+
+dn: cn=Twin Two,{PEOPLE}
+objectClass: inetOrgPerson
+uid: twin
+cn: Twin Two
+sn: Two
+employeeNumber: P-CAROL
+userPassword: {CAROL_LDAP}
 "
     )
 }
@@ -669,7 +685,17 @@ fn the_resolver_against_slapd_with_a_fake_host() {
     assert_eq!(r.resolve("CLDAP").expect("resolve").len(), 1);
 
     // Injection and wildcards find nothing: no account at all, refused or not.
-    for name in ["*", "*)(uid=*", "cld*", "cldap)(uid=*", "\\63ldap", "", " "] {
+    for name in [
+        "*",
+        "*)(uid=*",
+        "cld*",
+        "cldap)(uid=*",
+        "\\63ldap",
+        "",
+        " ",
+        " cldap",
+        "cldap ",
+    ] {
         assert!(r.resolve(name).expect("resolve").is_empty(), "{name}");
     }
 
@@ -681,6 +707,17 @@ fn the_resolver_against_slapd_with_a_fake_host() {
     let lars = r.resolve("lldap").expect("resolve");
     let why = lars[0].refused_by.as_ref().into_option().expect("refused");
     assert!(why.as_str().contains("pwdAccountLockedTime"), "{why}");
+
+    // A name that finds two entries refuses both.
+    let twins = r.resolve("twin").expect("resolve");
+    assert_eq!(twins.len(), 2, "{twins:?}");
+    for t in &twins {
+        let why = t.refused_by.as_ref().into_option().expect("refused");
+        assert!(
+            why.as_str().contains("matches 2 directory entries"),
+            "{why}"
+        );
+    }
 
     // Passwords: bind as the entry; never an empty password.
     let carol = &found[0];
@@ -709,7 +746,9 @@ fn the_resolver_against_slapd_with_a_fake_host() {
     assert!(r.verify_password(&outside, SERVICE_PW).is_err());
 
     // A person's accounts; disabled entries aren't listed, locked ones are.
-    let listed = r.accounts_of("P-CAROL").expect("accounts");
+    let mut listed = r.accounts_of("P-CAROL").expect("accounts");
+    assert_eq!(listed.len(), 2, "cldap and Twin Two: {listed:?}");
+    listed.retain(|a| a.account_key() == Some(CAROL_DN));
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert!(r.accounts_of("P-DORA").expect("accounts").is_empty());
     assert_eq!(r.accounts_of("P-LARS").expect("accounts").len(), 1);

@@ -182,7 +182,12 @@ impl<H: Host> ResolverImpl for LdapResolver<H> {
     }
 
     fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, PluginError> {
-        if login_name.trim().is_empty() || login_name.len() > MAX_LOGIN_LEN {
+        // Surrounding spaces would be ignored by most directories' matching rules: such a
+        // name is not the account's name.
+        if login_name.trim().is_empty()
+            || login_name.trim() != login_name
+            || login_name.len() > MAX_LOGIN_LEN
+        {
             return Ok(Vec::new());
         }
         let c = &self.dir.config;
