@@ -186,7 +186,7 @@ impl Slapd {
             std::env::var_os("CI").is_none(),
             "{test}: {missing:?} missing (apt-get install slapd ldap-utils); CI must run this test"
         );
-        println!("SKIPPED {test}: {missing:?} not installed (apt-get install slapd ldap-utils)");
+        println!("SKIPPED: {test}: {missing:?} not installed (apt-get install slapd ldap-utils)");
         false
     }
 
