@@ -390,18 +390,18 @@ impl SelfService {
             let hash = self.hash(&normalized).await?;
             let (new_hash, set_by_resolver) = match &item.kind {
                 ItemKind::Resolver { resolver, account } => {
-                    let Some(r) = self
-                        .resolvers
-                        .iter()
-                        .find(|r| &r.id == resolver)
-                        .map(|r| &r.resolver)
-                    else {
+                    let Some(owner) = self.resolvers.iter().find(|r| &r.id == resolver) else {
                         return Err(PortalError::Upstream(format!(
                             "resolver {resolver} is not loaded"
                         )));
                     };
-                    let (r, account, pw) =
-                        (Arc::clone(r), (**account).clone(), password.to_owned());
+                    // How errors name it: the resolver and its plugin.
+                    let resolver = &format!("resolver \"{}\" (plugin {})", owner.id, owner.plugin);
+                    let (r, account, pw) = (
+                        Arc::clone(&owner.resolver),
+                        (**account).clone(),
+                        password.to_owned(),
+                    );
                     match self
                         .gate
                         .call(move || r.set_password(&account, pw.as_str().into()))
@@ -423,7 +423,7 @@ impl SelfService {
                             let reason = if unknown {
                                 format!("{}: {e}; the password in {resolver} may or may not have changed", item.id)
                             } else {
-                                format!("{}: {e}", item.id)
+                                format!("{}: {resolver} failed to set the password: {e}", item.id)
                             };
                             let _ = self
                                 .store

@@ -274,3 +274,57 @@ async fn a_password_a_resolver_sets_gets_last_set_and_the_history_rule() {
     std::fs::write(p.scene.path("accounts.txt"), "carol.file:P-CAROL:\n").expect("w");
     assert_eq!(p.login_status("carol.file", NEW), 401);
 }
+
+/// The log names an optional resolver's failure (a warning with its plugin and the reason), and a
+/// secret setting's value reaches neither the log nor `check` (which shows it as `***`).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_optional_failure_is_logged_and_secret_settings_are_never_printed() {
+    use std::io::Read;
+    const SECRET: &str = "tok-SECRET-4711";
+    let db = prp_tests::TestDb::new(&Backend::Sqlite).await;
+    let store = db.store().await;
+    prp_tests::seed(&store).await;
+    let scene = prp_tests::Scene::new();
+    let config = scene.portal_config_with(
+        &db.url,
+        Some(prp_tests::TEST_TOKEN),
+        json!({}),
+        &[artifacts().lib(TEMPLATE)],
+    );
+    prp_tests::merge_config(
+        &config,
+        &json!({"Plugins": {
+            "Resolvers": ["central-account", "search-table", "template"],
+            "Optional": ["template"],
+            "Settings": {"template-resolver": {"AccountsFile": "missing.txt", "ApiToken": SECRET}},
+        }}),
+    );
+    let check = stdout(
+        &prp_tests::host_command(&config, &["check"])
+            .output()
+            .expect("runs"),
+    );
+    assert!(
+        check.contains("plugin settings template-resolver: AccountsFile=missing.txt, ApiToken=***"),
+        "{check}"
+    );
+    assert!(!check.contains(SECRET), "{check}");
+
+    let mut server = prp_tests::ServerProcess::start(&config).expect("serves");
+    let mut log = server.child.stderr.take().expect("stderr");
+    let (status, body) = server.post(
+        "/api/login/password",
+        &json!({"login_name": "carol", "password": CAROL_CENTRAL}),
+    );
+    assert_eq!(status, 200, "{body}");
+    server.terminate();
+    let mut logged = String::new();
+    log.read_to_string(&mut logged).expect("log");
+    let line = logged
+        .lines()
+        .find(|l| l.contains(r#"optional resolver "template" (plugin template-resolver) failed to resolve a name"#))
+        .unwrap_or_else(|| panic!("{logged}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("missing.txt"), "the reason: {line}");
+    assert!(!logged.contains(SECRET), "{logged}");
+}

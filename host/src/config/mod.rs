@@ -846,6 +846,26 @@ mod tests {
     }
 
     #[test]
+    fn plugin_settings_in_the_xml_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("prp.config");
+        fs::write(
+            &base,
+            r#"<configuration><appSettings>
+                <add key="Plugins:Settings:ldap-resolver:Url" value="ldaps://dir"/>
+                <add key="Plugins:Optional:0" value="ldap"/>
+            </appSettings></configuration>"#,
+        )
+        .unwrap();
+        let loaded = load(&base, &Environment::default()).unwrap();
+        assert_eq!(
+            loaded.settings.plugins.own.get("ldap-resolver", "url"),
+            Some("ldaps://dir")
+        );
+        assert_eq!(loaded.settings.plugins.optional, vec!["ldap".to_owned()]);
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("appsettings.json");
