@@ -61,6 +61,14 @@ pwdLockout: TRUE
 pwdMaxFailure: 5
 pwdLockoutDuration: 0
 
+dn: cn=strict,ou=policies,{SUFFIX}
+objectClass: applicationProcess
+objectClass: pwdPolicy
+cn: strict
+pwdAttribute: userPassword
+pwdCheckQuality: 2
+pwdMinLength: 40
+
 dn: {SERVICE_DN}
 objectClass: applicationProcess
 objectClass: simpleSecurityObject
@@ -99,6 +107,7 @@ uid: oldap
 cn: Okko
 sn: Ok
 employeeNumber: P-OKKO
+pwdPolicySubentry: cn=strict,ou=policies,{SUFFIX}
 userPassword: {OKKO_LDAP}
 
 dn: cn=Twin One,{PEOPLE}
@@ -495,7 +504,17 @@ async fn disabled_and_locked_entries_are_refused() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(p.login_status("lldap", NEW_PW), 200);
 
-    // Okko's entry, neither disabled nor locked, logs in.
+    // Okko's entry, neither disabled nor locked, logs in; its directory policy refuses a
+    // password the portal's allows: 502, and nothing changed anywhere.
+    let okko = Client::password(&p.server, "oldap", OKKO_LDAP);
+    let item = format!("LDAP:uid=oldap,{PEOPLE}");
+    let (s, v) = okko.call(
+        "POST",
+        "/api/password-items/set",
+        Some(json!({"items": [item], "password": NEW_PW})),
+    );
+    assert_eq!(s, 502, "{v}");
+    assert!(slapd.whoami(&format!("uid=oldap,{PEOPLE}"), OKKO_LDAP));
     assert_eq!(p.login_status("oldap", OKKO_LDAP), 200);
 }
 
@@ -777,6 +796,18 @@ fn the_resolver_against_slapd_with_a_fake_host() {
     );
     let lars = r.resolve("lldap").expect("resolve");
     assert!(lars[0].refused_by.is_none(), "{lars:?}");
+
+    // The directory's own policy (Okko's entry: at least 40 characters) refuses a password,
+    // with its reason; nothing changes.
+    let okko = &r.accounts_of("P-OKKO").expect("accounts")[0];
+    let e = r
+        .set_password(okko, NEW_PW)
+        .expect_err("too short for the directory");
+    assert!(
+        e.message.contains("refused the new password") && e.message.contains("constraintViolation"),
+        "{e:?}"
+    );
+    assert!(slapd.whoami(&format!("uid=oldap,{PEOPLE}"), OKKO_LDAP));
 
     // The self-check: fine while slapd answers; a clear finding when it doesn't.
     let findings = r.self_check().expect("self-check");
