@@ -19,6 +19,9 @@ pub struct SelfCheck {
     pub plugin: String,
     pub component: String,
     pub result: Result<Vec<CheckFinding>, String>,
+    /// An optional resolver's (`Plugins:Optional`): its failure is reported, but never stops
+    /// the portal, since the portal works without its accounts.
+    pub optional: bool,
 }
 
 impl SelfCheck {
@@ -142,6 +145,7 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
                 plugin: plugin.name.clone(),
                 component,
                 result,
+                optional: false,
             });
         }
     }
@@ -161,6 +165,7 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
             plugin: r.plugin.clone(),
             component,
             result,
+            optional: r.optional,
         });
     }
     let identity_problems = match &store {
@@ -212,7 +217,10 @@ impl Portal {
             })
             .collect();
         for check in &self.self_checks {
-            if check.failed() && settings.plugins.required.contains(&check.plugin) {
+            if check.failed()
+                && !check.optional
+                && settings.plugins.required.contains(&check.plugin)
+            {
                 out.push(format!(
                     "required plugin \"{}\": {} failed its self-check: {}",
                     check.plugin,

@@ -134,7 +134,12 @@ async fn a_failing_resolver_fails_closed_unless_it_is_optional() {
 
     let optional = Portal::start_with(
         &Backend::Sqlite,
-        template_options(json!({"Optional": ["template-resolver"]})),
+        // Required too (it must be loaded), yet optional: its failing self-check doesn't stop
+        // the portal, since the portal works without its accounts.
+        template_options(json!({
+            "Optional": ["template-resolver"],
+            "Required": ["password-reset-authenticator", "template-resolver"],
+        })),
         |_| async {},
     )
     .await;
