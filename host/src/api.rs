@@ -292,6 +292,24 @@ pub struct Health {
     /// Only on the admin listener: the loaded plugins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<PluginInfo>,
+    /// Only on the admin listener: each resolver in use and its live self-check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolvers: Vec<ResolverHealth>,
+}
+
+/// A resolver in use, as the admin listener's readiness shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResolverHealth {
+    pub id: String,
+    pub plugin: String,
+    /// Listed in `Plugins:Optional`: when it fails, only its own accounts are left out (and
+    /// its failure doesn't make the portal not ready).
+    pub optional: bool,
+    /// `ok` or `failed` (the self-check call failed or found an error).
+    pub status: String,
+    /// The self-check's findings, `severity: subject: message`, or why the call failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
 }
 
 /// A loaded plugin, as the admin listener's readiness shows it.

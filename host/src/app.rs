@@ -5,10 +5,12 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Environment, LoadedConfig, Settings};
 use crate::db;
-use crate::plugins::{self, CallGate, HostContext, LoadReport, RejectCause, Rejection};
+use crate::plugins::{
+    self, CallGate, HostContext, LoadReport, RejectCause, Rejection, ResolverInUse,
+};
 use crate::security::Hasher;
 use crate::store::Store;
-use prp_plugin_api::{AuthenticatorBox, CheckFinding, ResolverBox, Severity};
+use prp_plugin_api::{AuthenticatorBox, CheckFinding, Severity};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -17,6 +19,9 @@ pub struct SelfCheck {
     pub plugin: String,
     pub component: String,
     pub result: Result<Vec<CheckFinding>, String>,
+    /// An optional resolver's (`Plugins:Optional`): its failure is reported, but never stops
+    /// the portal, since the portal works without its accounts.
+    pub optional: bool,
 }
 
 impl SelfCheck {
@@ -41,8 +46,8 @@ pub struct Portal {
     pub self_checks: Vec<SelfCheck>,
     /// The authenticator that handles logins (`Host:Authenticator`), when loaded.
     pub authenticator: Option<Arc<AuthenticatorBox>>,
-    /// The resolvers in use, in order, by id.
-    pub resolvers: Vec<(String, Arc<ResolverBox>)>,
+    /// The resolvers in use, in order.
+    pub resolvers: Vec<ResolverInUse>,
     /// What is wrong with the identity database (`Person`), checked at start.
     pub identity_problems: Vec<String>,
 }
@@ -90,6 +95,8 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
         server_name: settings.host.server_name.clone(),
         runtime: tokio::runtime::Handle::current(),
         resolvers: OnceLock::new(),
+        plugin_settings: settings.plugins.own.clone(),
+        config_dir: settings.base_dir.clone(),
     });
     let mut report = match plugins::candidates(&settings.plugins) {
         Ok(candidates) => plugins::load_all(&settings.plugins, candidates, &gate, &ctx).await,
@@ -105,16 +112,16 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
     };
     report.loaded.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let (in_use, unused) = plugins::select_resolvers(
+    let (mut in_use, unused) = plugins::select_resolvers(
         &report.loaded,
         &settings.host.authenticator,
         &settings.plugins.resolvers,
     );
+    for r in &mut in_use {
+        r.optional = settings.plugins.is_optional(&r.id, &r.plugin);
+    }
     report.unused_resolvers = unused;
-    let resolvers: Vec<(String, Arc<ResolverBox>)> = in_use
-        .iter()
-        .map(|r| (r.id.clone(), Arc::clone(&r.resolver)))
-        .collect();
+    let resolvers = in_use.clone();
     let _ = ctx.resolvers.set(in_use);
 
     let authenticator = report
@@ -138,8 +145,28 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
                 plugin: plugin.name.clone(),
                 component,
                 result,
+                optional: false,
             });
         }
+    }
+    for r in &resolvers {
+        let component = format!(
+            "resolver \"{}\"{}",
+            r.id,
+            if r.optional { " (optional)" } else { "" }
+        );
+        let callee = Arc::clone(&r.resolver);
+        let result = gate
+            .call(move || callee.self_check())
+            .await
+            .map(|v| v.into_iter().collect())
+            .map_err(|e| e.to_string());
+        self_checks.push(SelfCheck {
+            plugin: r.plugin.clone(),
+            component,
+            result,
+            optional: r.optional,
+        });
     }
     let identity_problems = match &store {
         None => Vec::new(),
@@ -190,7 +217,10 @@ impl Portal {
             })
             .collect();
         for check in &self.self_checks {
-            if check.failed() && settings.plugins.required.contains(&check.plugin) {
+            if check.failed()
+                && !check.optional
+                && settings.plugins.required.contains(&check.plugin)
+            {
                 out.push(format!(
                     "required plugin \"{}\": {} failed its self-check: {}",
                     check.plugin,
@@ -206,7 +236,7 @@ impl Portal {
             ));
         }
         for id in &settings.plugins.resolvers {
-            if !self.resolvers.iter().any(|(rid, _)| rid == id) {
+            if !self.resolvers.iter().any(|r| &r.id == id) {
                 out.push(format!(
                     "no loaded plugin provides the resolver \"{id}\" (Plugins:Resolvers)"
                 ));
@@ -527,6 +557,47 @@ pub fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
             Status::Ok,
             "required plugins present",
             settings.plugins.required.join(", "),
+        ));
+    }
+    for r in portal.resolvers.iter().filter(|r| r.optional) {
+        lines.push(CheckLine::new(
+            Status::Ok,
+            format!("resolver \"{}\" ({}) optional", r.id, r.plugin),
+            "when it fails, only its own accounts are left out (Plugins:Optional)",
+        ));
+    }
+    for name in &settings.plugins.optional {
+        if !portal
+            .resolvers
+            .iter()
+            .any(|r| &r.id == name || &r.plugin == name)
+        {
+            lines.push(CheckLine::new(
+                Status::Warn,
+                "Plugins:Optional",
+                format!("\"{name}\" is neither the id nor the plugin of a resolver in use"),
+            ));
+        }
+    }
+    let mut own: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (plugin, key, shown) in settings.plugins.own.shown() {
+        own.entry(plugin)
+            .or_default()
+            .push(format!("{key}={shown}"));
+    }
+    for (plugin, values) in own {
+        let known = report
+            .loaded
+            .iter()
+            .any(|p| p.name.eq_ignore_ascii_case(&plugin));
+        lines.push(CheckLine::new(
+            if known { Status::Ok } else { Status::Warn },
+            format!("plugin settings {plugin}"),
+            if known {
+                values.join(", ")
+            } else {
+                format!("no loaded plugin has this name; {}", values.join(", "))
+            },
         ));
     }
     for check in &portal.self_checks {

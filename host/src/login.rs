@@ -3,7 +3,7 @@
 //! hashes, the audit record and the session. Every denial looks the same to the client.
 
 use crate::metrics::Crossings;
-use crate::plugins::{CallError, CallGate, RequestScope};
+use crate::plugins::{CallError, CallGate, RequestScope, ResolverInUse};
 use crate::security::{take_hash_count, Hasher};
 use crate::store::{
     AuditEvent, AuditWriter, Consumption, LockScope, LockoutPolicy, NewSession, ParameterSnapshot,
@@ -13,7 +13,7 @@ use crate::throttle::{self, Device, FailureFloor};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
 use prp_plugin_api::{
     AuthenticatorBox, ErrorKind, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
-    ResolvedAccount, ResolverBox,
+    ResolvedAccount,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -174,7 +174,7 @@ pub struct LoginService {
     pub gate: CallGate,
     pub hasher: Arc<Hasher>,
     pub authenticator: Arc<AuthenticatorBox>,
-    pub resolvers: Vec<(String, Arc<ResolverBox>)>,
+    pub resolvers: Vec<ResolverInUse>,
     pub max_pending: usize,
     pub session_seconds: i64,
     pub reset_session_seconds: i64,
@@ -209,7 +209,7 @@ impl LoginService {
         gate: CallGate,
         hasher: Arc<Hasher>,
         authenticator: Arc<AuthenticatorBox>,
-        resolvers: Vec<(String, Arc<ResolverBox>)>,
+        resolvers: Vec<ResolverInUse>,
         max_pending: usize,
         session_seconds: i64,
         reset_session_seconds: i64,
@@ -294,7 +294,9 @@ impl LoginService {
     }
 
     /// Every account any resolver in use finds for the name. A resolver that fails makes the
-    /// whole resolution fail: deny rather than decide on part of the picture.
+    /// whole resolution fail: deny rather than decide on part of the picture; except an
+    /// optional one (`Plugins:Optional`), whose accounts are then left out (logged and
+    /// audited as `resolver.dropped`, naming it and the reason).
     pub async fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, String> {
         let scope = self.scope().await;
         self.resolve_in(&scope, login_name)
@@ -308,20 +310,44 @@ impl LoginService {
         login_name: &str,
     ) -> Result<Vec<ResolvedAccount>, ResolveError> {
         let mut out = Vec::new();
-        for (id, resolver) in &self.resolvers {
-            let r = Arc::clone(resolver);
+        for owner in &self.resolvers {
+            let r = Arc::clone(&owner.resolver);
             let name = login_name.to_owned();
             let scope = scope.clone();
-            let found = self
+            let found = match self
                 .gate
                 .call(move || scope.run("resolve", || r.resolve(name.as_str().into())))
                 .await
-                .map_err(|e| ResolveError {
-                    message: format!("resolver {id}: {e}"),
-                    unavailable: is_unavailable(&e),
-                })?;
+            {
+                Ok(found) => found,
+                Err(e) if owner.optional => {
+                    let why = format!(
+                        "optional resolver \"{}\" (plugin {}) failed to resolve a name, its accounts are left out: {e}",
+                        owner.id, owner.plugin
+                    );
+                    tracing::warn!(plugin = %owner.plugin, resolver = %owner.id, "{why}");
+                    self.audit_event(&AuditEvent {
+                        event: "resolver.dropped",
+                        outcome: "failure",
+                        reason: Some(&why),
+                        actor: Some("server"),
+                        ..Default::default()
+                    })
+                    .await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ResolveError {
+                        message: format!(
+                            "resolver \"{}\" (plugin {}): {e}",
+                            owner.id, owner.plugin
+                        ),
+                        unavailable: is_unavailable(&e),
+                    })
+                }
+            };
             for mut account in found {
-                account.resolver = RString::from(id.as_str());
+                account.resolver = RString::from(owner.id.as_str());
                 out.push(account);
             }
         }
@@ -648,7 +674,7 @@ impl LoginService {
     ) -> LoginResult {
         tracing::error!(
             method = input.method.name(),
-            "login answered 503, the database is unavailable: {reason}"
+            "login answered 503, a backing service (the database, a resolver's system) is unavailable: {reason}"
         );
         self.audit
             .keep(&self.event(input, person_uid, "unavailable", reason));

@@ -2,12 +2,12 @@
 //! reset, check and set a new password under each item's policy, manage their password
 //! questions, and (managers) issue passcodes to their direct reports.
 
-use crate::plugins::CallGate;
+use crate::plugins::{CallGate, ResolverInUse};
 use crate::policy::{PasswordPolicy, Violation};
 use crate::security::{self, HashError, HashPermit, Hasher};
 use crate::store::{AuditEvent, ItemChange, PasswordChange, Person, Store, StoreError};
 use prp_plugin_api::abi_stable::std_types::RString;
-use prp_plugin_api::{ResolvedAccount, ResolverBox, SecretCheck};
+use prp_plugin_api::{ResolvedAccount, SecretCheck};
 use std::sync::Arc;
 
 /// The parameter that turns on four-eyes passcodes.
@@ -98,7 +98,7 @@ pub struct SelfService {
     pub store: Store,
     pub hasher: Arc<Hasher>,
     pub gate: CallGate,
-    pub resolvers: Vec<(String, Arc<ResolverBox>)>,
+    pub resolvers: Vec<ResolverInUse>,
     pub server_name: String,
 }
 
@@ -177,8 +177,9 @@ impl SelfService {
                 });
             }
         }
-        for (id, resolver) in &self.resolvers {
-            let r = Arc::clone(resolver);
+        for owner in &self.resolvers {
+            let id = &owner.id;
+            let r = Arc::clone(&owner.resolver);
             let uid = person.uid.clone();
             let accounts = match self
                 .gate
@@ -187,7 +188,29 @@ impl SelfService {
             {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::error!(resolver = %id, "listing accounts failed: {e}");
+                    // The person's other items are still listed; their accounts in this
+                    // resolver's system are not.
+                    let why = format!(
+                        "{}resolver \"{id}\" (plugin {}) failed to list a person's accounts, they are left out: {e}",
+                        if owner.optional { "optional " } else { "" },
+                        owner.plugin
+                    );
+                    if owner.optional {
+                        tracing::warn!(plugin = %owner.plugin, resolver = %id, "{why}");
+                    } else {
+                        tracing::error!(plugin = %owner.plugin, resolver = %id, "{why}");
+                    }
+                    let _ = self
+                        .store
+                        .audit(&AuditEvent {
+                            event: "resolver.dropped",
+                            outcome: "failure",
+                            person_uid: Some(&person.uid),
+                            reason: Some(&why),
+                            actor: Some("server"),
+                            ..Default::default()
+                        })
+                        .await;
                     continue;
                 }
             };
@@ -360,24 +383,32 @@ impl SelfService {
         }
         let mut changes = Vec::new();
         for item in &items {
-            let new_hash = match &item.kind {
+            // Hashed first, also for an item whose resolver sets the password in its own
+            // system: the portal keeps that hash for the history rule and "last set" (never
+            // to verify a login), and a hash that can't be made stops the change before the
+            // other system is touched.
+            let hash = self.hash(&normalized).await?;
+            let (new_hash, set_by_resolver) = match &item.kind {
                 ItemKind::Resolver { resolver, account } => {
-                    let Some((_, r)) = self.resolvers.iter().find(|(id, _)| id == resolver) else {
+                    let Some(owner) = self.resolvers.iter().find(|r| &r.id == resolver) else {
                         return Err(PortalError::Upstream(format!(
                             "resolver {resolver} is not loaded"
                         )));
                     };
-                    let (r, account, pw) =
-                        (Arc::clone(r), (**account).clone(), password.to_owned());
+                    // How errors name it: the resolver and its plugin.
+                    let resolver = &format!("resolver \"{}\" (plugin {})", owner.id, owner.plugin);
+                    let (r, account, pw) = (
+                        Arc::clone(&owner.resolver),
+                        (**account).clone(),
+                        password.to_owned(),
+                    );
                     match self
                         .gate
                         .call(move || r.set_password(&account, pw.as_str().into()))
                         .await
                     {
-                        Ok(c) if c.is_ok() => None,
-                        Ok(c) if c == SecretCheck::UNSUPPORTED => {
-                            Some(self.hash(&normalized).await?)
-                        }
+                        Ok(c) if c.is_ok() => (Some(hash), true),
+                        Ok(c) if c == SecretCheck::UNSUPPORTED => (Some(hash), false),
                         Ok(c) => {
                             return Err(PortalError::Upstream(format!(
                                 "{} refused the new password for {} ({})",
@@ -392,7 +423,7 @@ impl SelfService {
                             let reason = if unknown {
                                 format!("{}: {e}; the password in {resolver} may or may not have changed", item.id)
                             } else {
-                                format!("{}: {e}", item.id)
+                                format!("{}: {resolver} failed to set the password: {e}", item.id)
                             };
                             let _ = self
                                 .store
@@ -413,19 +444,20 @@ impl SelfService {
                         }
                     }
                 }
-                _ => Some(self.hash(&normalized).await?),
+                _ => (Some(hash), false),
             };
             changes.push(ItemChange {
                 source: item.source.clone(),
                 account_uid: item.account_uid.clone(),
                 display_name: item.display_name.clone(),
                 new_hash,
+                set_by_resolver,
                 history_count: item.policy.history_count,
             });
         }
         // The item a resolver set in its own system, if any: it has changed whatever follows.
         let set_outside = items.iter().zip(&changes).find_map(|(i, c)| match &i.kind {
-            ItemKind::Resolver { resolver, .. } if c.new_hash.is_none() => {
+            ItemKind::Resolver { resolver, .. } if c.set_by_resolver => {
                 Some((i.id.clone(), resolver.clone()))
             }
             _ => None,

@@ -45,6 +45,7 @@ pub struct Service {
     web: WebPolicy,
     /// The last live readiness check of the authenticator: (when, problems).
     ready_cache: Mutex<Option<(Instant, Vec<String>)>>,
+    resolver_cache: Mutex<Option<(Instant, Vec<crate::api::ResolverHealth>)>>,
 }
 
 impl Service {
@@ -93,6 +94,7 @@ impl Service {
             self_service,
             metrics: Metrics::default(),
             ready_cache: Mutex::new(None),
+            resolver_cache: Mutex::new(None),
         })
     }
 
@@ -139,7 +141,61 @@ impl Service {
         if problems.is_empty() {
             problems.extend(self.authenticator_problems().await);
         }
+        if problems.is_empty() {
+            // A required resolver that fails denies every login; an optional one doesn't.
+            problems.extend(
+                self.resolver_health()
+                    .await
+                    .into_iter()
+                    .filter(|r| !r.optional && r.status != "ok")
+                    .map(|r| {
+                        format!(
+                            "resolver \"{}\" (plugin {}): {}",
+                            r.id,
+                            r.plugin,
+                            r.findings.join("; ")
+                        )
+                    }),
+            );
+        }
         problems
+    }
+
+    /// Each resolver in use and its live self-check (run at most once every few seconds).
+    pub(crate) async fn resolver_health(&self) -> Vec<crate::api::ResolverHealth> {
+        const FRESH: Duration = Duration::from_secs(5);
+        if let Ok(cache) = self.resolver_cache.lock() {
+            if let Some((at, health)) = cache.as_ref() {
+                if at.elapsed() < FRESH {
+                    return health.clone();
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for owner in &self.portal.resolvers {
+            let r = Arc::clone(&owner.resolver);
+            let (failed, findings) = match self.portal.gate.call(move || r.self_check()).await {
+                Ok(findings) => (
+                    findings.iter().any(|f| f.severity.is_error()),
+                    findings
+                        .iter()
+                        .map(|f| format!("{}: {}: {}", f.severity.name(), f.subject, f.message))
+                        .collect(),
+                ),
+                Err(e) => (true, vec![format!("self-check failed: {e}")]),
+            };
+            out.push(crate::api::ResolverHealth {
+                id: owner.id.clone(),
+                plugin: owner.plugin.clone(),
+                optional: owner.optional,
+                status: if failed { "failed" } else { "ok" }.to_owned(),
+                findings,
+            });
+        }
+        if let Ok(mut cache) = self.resolver_cache.lock() {
+            *cache = Some((Instant::now(), out.clone()));
+        }
+        out
     }
 
     async fn authenticator_problems(&self) -> Vec<String> {

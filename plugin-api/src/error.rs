@@ -67,6 +67,10 @@ impl PluginError {
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::CONFIG, message)
     }
+    /// A backing service (a directory, a file, a server) is unavailable.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::UNAVAILABLE, message)
+    }
 }
 
 impl fmt::Debug for PluginError {

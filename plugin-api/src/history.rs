@@ -12,7 +12,6 @@
 //! previous layout here first. A test holds each frozen layout against the current one.
 
 use crate::error::PluginResult;
-use crate::host::HostServicesBox;
 use crate::root::{Capabilities, PluginModRef};
 use abi_stable::library::{LibHeader, LibraryError, RootModule};
 use abi_stable::prefix_type::PrefixRefTrait;
@@ -20,18 +19,89 @@ use abi_stable::sabi_types::{VersionNumber, VersionStrings};
 use abi_stable::std_types::RStr;
 
 /// ABI 1.0, as released: the root module, and every type reachable from it that 1.1 appended
-/// to (`PluginInstance` holds authenticators, whose sabi_trait gained four methods).
+/// to (`PluginInstance` holds authenticators, whose sabi_trait gained four methods, and
+/// resolvers, whose sabi_trait gained `self_check`; `init` takes the host's services, whose
+/// sabi_trait gained `setting`, `setting_path`, `hash_secret`, `call_time_left_ms`,
+/// `persons_by_column` and `person_column`).
 ///
 /// These are real, usable types: a plugin built from them is a 1.0 plugin byte for byte (the
 /// test fixture `v1-0-plugin` is one), which is how the 1.0-in-1.1 test is kept honest.
 pub mod v1_0 {
     use super::*;
-    use crate::login::{LoginOutcome, LoginRequest, QuestionChallenge};
+    use crate::host::{LogLevel, QuestionInfo};
+    use crate::login::{
+        AccountMatch, AccountQuery, LoginOutcome, LoginRequest, PersonInfo, QuestionAnswer,
+        QuestionChallenge, SecretCheck,
+    };
     use crate::plugin::CheckFinding;
-    use crate::resolver::{ResolvedAccount, ResolverBox};
+    use crate::resolver::ResolvedAccount;
     use abi_stable::sabi_trait;
-    use abi_stable::std_types::{RBox, RSlice, RString, RVec};
+    use abi_stable::std_types::{RArc, RBox, ROption, RSlice, RString, RVec};
     use abi_stable::StableAbi;
+
+    /// The host services sabi_trait of ABI 1.0.
+    #[sabi_trait]
+    pub trait HostServices: Send + Sync + Clone {
+        fn parameter(&self, path: RStr<'_>) -> PluginResult<ROption<RString>>;
+        fn api_key(&self, key: RStr<'_>) -> PluginResult<ROption<RString>>;
+        fn connection_string(&self, name: RStr<'_>) -> ROption<RString>;
+        fn log(&self, level: LogLevel, message: RStr<'_>);
+        fn now(&self) -> i64;
+        fn keyed_digest(&self, purpose: RStr<'_>, data: RStr<'_>) -> PluginResult<RString>;
+        fn verify_hash(&self, phc: RStr<'_>, secret: RStr<'_>) -> PluginResult<bool>;
+        fn persons_by_central_account(
+            &self,
+            login_name: RStr<'_>,
+        ) -> PluginResult<RVec<PersonInfo>>;
+        fn person(&self, uid: RStr<'_>) -> PluginResult<ROption<PersonInfo>>;
+        fn search_accounts(&self, query: &AccountQuery) -> PluginResult<RVec<AccountMatch>>;
+        fn verify_password(
+            &self,
+            person_uid: RStr<'_>,
+            accounts: RSlice<'_, ResolvedAccount>,
+            password: RStr<'_>,
+        ) -> PluginResult<SecretCheck>;
+        fn verify_passcode(
+            &self,
+            person_uid: RStr<'_>,
+            passcode: RStr<'_>,
+        ) -> PluginResult<SecretCheck>;
+        fn questions(&self, person_uid: RStr<'_>) -> PluginResult<RVec<QuestionInfo>>;
+        fn verify_answers(
+            &self,
+            person_uid: RStr<'_>,
+            answers: RSlice<'_, QuestionAnswer>,
+        ) -> PluginResult<SecretCheck>;
+        #[sabi(last_prefix_field)]
+        fn delete_questions(
+            &self,
+            person_uid: RStr<'_>,
+            ids: RSlice<'_, RString>,
+        ) -> PluginResult<()>;
+    }
+
+    pub type HostServicesBox = HostServices_TO<'static, RArc<()>>;
+
+    /// The resolver sabi_trait of ABI 1.0.
+    #[sabi_trait]
+    pub trait Resolver: Send + Sync {
+        fn id(&self) -> RString;
+        fn resolve(&self, login_name: RStr<'_>) -> PluginResult<RVec<ResolvedAccount>>;
+        fn verify_password(
+            &self,
+            account: &ResolvedAccount,
+            password: RStr<'_>,
+        ) -> PluginResult<SecretCheck>;
+        fn accounts_of(&self, person_uid: RStr<'_>) -> PluginResult<RVec<ResolvedAccount>>;
+        #[sabi(last_prefix_field)]
+        fn set_password(
+            &self,
+            account: &ResolvedAccount,
+            password: RStr<'_>,
+        ) -> PluginResult<SecretCheck>;
+    }
+
+    pub type ResolverBox = Resolver_TO<'static, RBox<()>>;
 
     /// The authenticator sabi_trait of ABI 1.0.
     #[sabi_trait]
@@ -87,6 +157,7 @@ pub mod v1_0 {
 #[cfg(feature = "__abi_next_probe")]
 pub mod v1_1 {
     use super::*;
+    use crate::host::HostServicesBox;
     use crate::root::PluginInstance;
     use abi_stable::StableAbi;
 
@@ -129,7 +200,10 @@ pub fn init_plugin_module(header: &'static LibHeader) -> Result<PluginModRef, Li
             // so every accessor of the current type reads only what the plugin provides. The
             // same holds for the authenticators' vtables its `init` returns: a sabi_trait
             // vtable is a prefix type, and the methods 1.1 appended have default bodies, which
-            // the host runs when the plugin's vtable has no entry for them.
+            // the host runs when the plugin's vtable has no entry for them; and for its
+            // resolvers' vtables (1.1 appended `self_check`, with a default body). The host
+            // hands `init` its current services, whose vtable is a prefix type that begins
+            // with 1.0's methods: the plugin reads only those.
             Ok(PluginModRef::from_prefix_ref(unsafe { old.0.cast() }))
         }
         #[cfg(feature = "__abi_next_probe")]
@@ -178,5 +252,43 @@ mod tests {
             <v1_0::AuthenticatorBox as StableAbi>::LAYOUT,
         );
         assert!(authenticators.is_err());
+        let resolvers = check_layout_compatibility(
+            <crate::ResolverBox as StableAbi>::LAYOUT,
+            <v1_0::ResolverBox as StableAbi>::LAYOUT,
+        );
+        assert!(resolvers.is_err(), "1.1 appended self_check to Resolver");
+        let host = check_layout_compatibility(
+            <crate::HostServicesBox as StableAbi>::LAYOUT,
+            <v1_0::HostServicesBox as StableAbi>::LAYOUT,
+        );
+        assert!(host.is_err(), "1.1 appended methods to HostServices");
+    }
+
+    /// Each frozen trait object, on its own, is a prefix of the current one (so the failure of
+    /// the root module's check, if any, points at the right type).
+    #[test]
+    fn frozen_trait_objects_are_prefixes_of_the_current_ones() {
+        for (name, frozen, current) in [
+            (
+                "Authenticator",
+                <v1_0::AuthenticatorBox as StableAbi>::LAYOUT,
+                <crate::AuthenticatorBox as StableAbi>::LAYOUT,
+            ),
+            (
+                "Resolver",
+                <v1_0::ResolverBox as StableAbi>::LAYOUT,
+                <crate::ResolverBox as StableAbi>::LAYOUT,
+            ),
+            (
+                "HostServices",
+                <v1_0::HostServicesBox as StableAbi>::LAYOUT,
+                <crate::HostServicesBox as StableAbi>::LAYOUT,
+            ),
+        ] {
+            assert!(
+                check_layout_compatibility(frozen, current).is_ok(),
+                "ABI 1.0's {name} is no longer a prefix of the current one"
+            );
+        }
     }
 }

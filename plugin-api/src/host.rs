@@ -1,8 +1,8 @@
-use crate::error::PluginResult;
+use crate::error::{ErrorKind, PluginError, PluginResult};
 use crate::login::{AccountMatch, AccountQuery, PersonInfo, QuestionAnswer, SecretCheck};
 use crate::resolver::ResolvedAccount;
 use abi_stable::sabi_trait;
-use abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RArc, ROption, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
 /// Severity of a log line a plugin sends through the host's logger.
@@ -98,6 +98,70 @@ pub trait HostServices: Send + Sync + Clone {
     /// Deletes the person's questions with these ids.
     #[sabi(last_prefix_field)]
     fn delete_questions(&self, person_uid: RStr<'_>, ids: RSlice<'_, RString>) -> PluginResult<()>;
+
+    // ABI 1.1 appended the methods below. Their default bodies run in a plugin that meets a 1.0
+    // host (whose vtable lacks them): they fail, saying so, rather than answer wrongly.
+
+    /// The value of `Plugins:Settings:<this plugin's name>:<key>` from the host's configuration
+    /// (appsettings.json, the XML `.config` form and the environment, layered as every other
+    /// setting), or `None` when it is not set. Keys are case-insensitive. (ABI 1.1)
+    fn setting(&self, key: RStr<'_>) -> PluginResult<ROption<RString>> {
+        let _ = key;
+        RResult::RErr(older_host("setting"))
+    }
+
+    /// The same setting as [`HostServices::setting`], as a path: a relative one is resolved
+    /// against the directory of the configuration file, an absolute one is returned as it is.
+    /// (ABI 1.1)
+    fn setting_path(&self, key: RStr<'_>) -> PluginResult<ROption<RString>> {
+        let _ = key;
+        RResult::RErr(older_host("setting_path"))
+    }
+
+    /// An argon2id PHC hash of `secret` with the host's parameters, computed on the host's
+    /// bounded hash workers. Check it later with [`HostServices::verify_hash`]. (ABI 1.1)
+    fn hash_secret(&self, secret: RStr<'_>) -> PluginResult<RString> {
+        let _ = secret;
+        RResult::RErr(older_host("hash_secret"))
+    }
+
+    /// What is left, in milliseconds, of the deadline of the plugin call in progress on this
+    /// thread (the host abandons the call when it runs out), or `None` outside a call. Use it
+    /// as the timeout of a network request the call makes. (ABI 1.1)
+    fn call_time_left_ms(&self) -> ROption<u64> {
+        ROption::RNone
+    }
+
+    /// Persons whose `Person.<column>` equals `value` exactly. The column is checked against
+    /// the live schema; an unknown one is an error of kind `config` naming it. (ABI 1.1)
+    fn persons_by_column(
+        &self,
+        column: RStr<'_>,
+        value: RStr<'_>,
+    ) -> PluginResult<RVec<PersonInfo>> {
+        let _ = (column, value);
+        RResult::RErr(older_host("persons_by_column"))
+    }
+
+    /// One column of one person (`Person.<column>` of the row whose `UID_Person` is
+    /// `person_uid`), `None` when the person doesn't exist or the value is NULL. The column is
+    /// checked as for [`HostServices::persons_by_column`]. (ABI 1.1)
+    fn person_column(
+        &self,
+        person_uid: RStr<'_>,
+        column: RStr<'_>,
+    ) -> PluginResult<ROption<RString>> {
+        let _ = (person_uid, column);
+        RResult::RErr(older_host("person_column"))
+    }
+}
+
+/// The error a 1.1 method gives when the host is a 1.0 host that doesn't have it.
+fn older_host(method: &str) -> PluginError {
+    PluginError::new(
+        ErrorKind::UNAVAILABLE,
+        format!("the host does not offer HostServices::{method} (it is older than ABI 1.1)"),
+    )
 }
 
 /// One of a person's questions, without its answer.

@@ -49,6 +49,9 @@ mod login;
 mod plugin;
 mod resolver;
 mod root;
+mod settings;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::{ErrorKind, PluginError, PluginResult};
 pub use flow::{
@@ -72,6 +75,7 @@ pub use resolver::{
     resolver_box, ResolvedAccount, Resolver, ResolverBox, ResolverImpl, Resolver_TO,
 };
 pub use root::{Capabilities, PluginInstance, PluginMod, PluginModRef, ABI_VERSION};
+pub use settings::{is_secret_setting, SecretString, Settings};
 
 /// Re-exported so that plugins and hosts use the exact abi_stable this ABI was built with.
 pub use abi_stable;

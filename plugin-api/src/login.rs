@@ -74,6 +74,15 @@ impl SecretCheck {
     pub const fn is_ok(self) -> bool {
         self.0 == 1
     }
+
+    /// `OK` when the secret matched, else `WRONG`.
+    pub const fn matched(right: bool) -> Self {
+        if right {
+            Self::OK
+        } else {
+            Self::WRONG
+        }
+    }
 }
 
 /// What kind of session a successful login opens.

@@ -54,6 +54,15 @@ impl CheckFinding {
             message: RString::from(message.into()),
         }
     }
+    pub fn info(subject: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Severity::INFO, subject, message)
+    }
+    pub fn warning(subject: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Severity::WARNING, subject, message)
+    }
+    pub fn error(subject: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Severity::ERROR, subject, message)
+    }
 }
 
 /// An authentication module, as the host sees it across the ABI. Plugins don't implement this

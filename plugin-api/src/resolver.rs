@@ -1,12 +1,15 @@
 use crate::error::{PluginError, PluginResult};
 use crate::guard::guarded;
 use crate::login::SecretCheck;
+use crate::plugin::CheckFinding;
 use abi_stable::sabi_trait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RBox, ROption, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, ROption, RResult, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
-/// One account a login name resolved to.
+/// One account a login name resolved to. Build it with [`ResolvedAccount::new`] and, for an
+/// account that may not log in, [`ResolvedAccount::refused_by`]; docs/writing-a-resolver.md
+/// says what each field means to the host.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedAccount {
@@ -22,6 +25,45 @@ pub struct ResolvedAccount {
     pub refused_by: ROption<RString>,
     /// The id of the resolver that found it (filled in by the host).
     pub resolver: RString,
+}
+
+impl ResolvedAccount {
+    /// An account of `person_uid` in `source` (a table or system name, shown to people with
+    /// the account), keyed `account_uid` there (`None` only for the central account), found by
+    /// `matched_by` (the attribute or column that matched). It may log in; the host fills in
+    /// `resolver`.
+    pub fn new(
+        person_uid: impl Into<String>,
+        source: impl Into<String>,
+        account_uid: Option<&str>,
+        matched_by: impl Into<String>,
+    ) -> Self {
+        Self {
+            person_uid: RString::from(person_uid.into()),
+            source: RString::from(source.into()),
+            account_uid: account_uid.map(RString::from).into(),
+            matched_by: RString::from(matched_by.into()),
+            refused_by: ROption::RNone,
+            resolver: RString::new(),
+        }
+    }
+
+    /// The same account, refused for `reason` (e.g. `disabled: pwdAccountLockedTime`): the
+    /// host denies a login through it and tells operators why, never the person.
+    pub fn refused_by(mut self, reason: impl Into<String>) -> Self {
+        self.refused_by = ROption::RSome(RString::from(reason.into()));
+        self
+    }
+
+    /// The account's key in its source, `None` for the central account.
+    pub fn account_key(&self) -> Option<&str> {
+        self.account_uid.as_ref().map(|u| u.as_str()).into_option()
+    }
+
+    /// Whether the account may log in (it is not refused).
+    pub fn is_usable(&self) -> bool {
+        self.refused_by.is_none()
+    }
 }
 
 /// A target-system resolver: maps a login name to persons and accounts. Third parties implement
@@ -56,6 +98,13 @@ pub trait Resolver: Send + Sync {
         account: &ResolvedAccount,
         password: RStr<'_>,
     ) -> PluginResult<SecretCheck>;
+
+    /// Checks the resolver's configuration and backing system (ABI 1.1): `prp-host check` and
+    /// the detailed `/health/ready` report the findings, and an `ERROR` fails the check. A 1.0
+    /// resolver has none.
+    fn self_check(&self) -> PluginResult<RVec<CheckFinding>> {
+        RResult::ROk(RVec::new())
+    }
 }
 
 /// A resolver as the host holds it.
@@ -84,6 +133,11 @@ pub trait ResolverImpl: Send + Sync + 'static {
         _password: &str,
     ) -> Result<SecretCheck, PluginError> {
         Ok(SecretCheck::UNSUPPORTED)
+    }
+    /// Override to check the configuration and the backing system (a directory reachable, the
+    /// service account's bind accepted). Findings of severity `ERROR` fail `prp-host check`.
+    fn self_check(&self) -> Result<Vec<CheckFinding>, PluginError> {
+        Ok(Vec::new())
     }
 }
 
@@ -115,6 +169,9 @@ impl<R: ResolverImpl> Resolver for GuardedResolver<R> {
         password: RStr<'_>,
     ) -> PluginResult<SecretCheck> {
         guarded(|| self.inner.set_password(account, password.as_str()))
+    }
+    fn self_check(&self) -> PluginResult<RVec<CheckFinding>> {
+        guarded(|| self.inner.self_check().map(RVec::from))
     }
 }
 

@@ -141,7 +141,9 @@ impl RootModule for PluginModRef {
 /// }
 /// ```
 /// `init` runs inside [`crate::guarded`], so a panic in it becomes an error the host reports.
-/// The plugin crate needs `abi_stable` as a direct dependency (the attribute macro names it).
+/// The plugin crate needs no direct dependency on `abi_stable`: the macro writes out what
+/// abi_stable's `#[export_root_module]` would (that attribute names `::abi_stable`), through
+/// this crate's re-export, and a test holds the exported symbol's name equal to abi_stable's.
 #[macro_export]
 macro_rules! export_plugin {
     (
@@ -151,7 +153,6 @@ macro_rules! export_plugin {
         provides: $provides:expr,
         init: $init:path $(,)?
     ) => {
-        #[$crate::abi_stable::export_root_module]
         pub fn __prp_plugin_root_module() -> $crate::PluginModRef {
             extern "C" fn __prp_plugin_init(
                 host: $crate::HostServicesBox,
@@ -162,5 +163,73 @@ macro_rules! export_plugin {
                 $crate::PluginMod::new($name, $version, $description, $provides, __prp_plugin_init),
             )
         }
+
+        /// The library header the host looks up (abi_stable's `ROOT_MODULE_LOADER_NAME`).
+        #[no_mangle]
+        #[allow(non_upper_case_globals)]
+        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::abi_stable::library::LibHeader = {
+            pub extern "C" fn __prp_erased_module() -> $crate::abi_stable::library::RootModuleResult {
+                $crate::abi_stable::library::__call_root_module_loader(__prp_plugin_root_module)
+            }
+            // SAFETY: as in abi_stable's `#[export_root_module]`: the constructor returns the
+            // module type it is declared with, and the layout is checked by the host.
+            unsafe {
+                $crate::abi_stable::library::LibHeader::from_constructor::<$crate::PluginModRef>(
+                    __prp_erased_module,
+                    $crate::abi_stable::library::CheckTypeLayout::Yes,
+                )
+            }
+        };
     };
+}
+
+/// Exports a plugin that provides one resolver, built by `resolver` from the host's services:
+///
+/// ```ignore
+/// prp_plugin_api::export_resolver! {
+///     name: "my-resolver",
+///     version: env!("CARGO_PKG_VERSION"),
+///     description: "What it does",
+///     resolver: MyResolver::new, // fn(HostServicesBox) -> Result<impl ResolverImpl, PluginError>
+/// }
+/// ```
+/// The same as [`crate::export_plugin!`] with an `init` that wraps the resolver with
+/// [`crate::resolver_box`] (panics caught at every entry point).
+#[macro_export]
+macro_rules! export_resolver {
+    (
+        name: $name:expr,
+        version: $version:expr,
+        description: $description:expr,
+        resolver: $new:path $(,)?
+    ) => {
+        fn __prp_resolver_init(
+            host: $crate::HostServicesBox,
+        ) -> ::core::result::Result<$crate::PluginInstance, $crate::PluginError> {
+            let resolver = $crate::resolver_box($new(host)?);
+            ::core::result::Result::Ok($crate::PluginInstance {
+                authenticators: $crate::abi_stable::std_types::RVec::new(),
+                resolvers: $crate::abi_stable::std_types::RVec::from(::std::vec![resolver]),
+            })
+        }
+        $crate::export_plugin! {
+            name: $name,
+            version: $version,
+            description: $description,
+            provides: $crate::Capabilities::RESOLVER,
+            init: __prp_resolver_init,
+        }
+    };
+}
+
+/// The symbol `export_plugin!` exports must be the one abi_stable looks up.
+#[cfg(test)]
+mod export_tests {
+    #[test]
+    fn the_exported_header_has_abi_stables_symbol_name() {
+        assert_eq!(
+            abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
+    }
 }

@@ -54,6 +54,8 @@ pub fn artifacts() -> &'static Artifacts {
                 "fixture-method-panic",
                 "fixture-not-a-plugin",
                 "fixture-directory-resolver",
+                "ldap-resolver",
+                "template-resolver",
             ][..],
             &["fixture-changed-layout"][..],
             &["abi-next-host", "fixture-next-abi-plugin"][..],

@@ -103,7 +103,11 @@ fn prp_host_abi_version() -> &'static str {
 #[test]
 fn changed_layout_is_rejected_with_a_short_summary() {
     let lib = artifacts().lib("fixture-changed-layout");
-    rejected_beside_real(lib, "layout-mismatch", "PluginMod.provides");
+    rejected_beside_real(
+        lib,
+        "layout-mismatch",
+        "the plugin's `PluginMod.provides` differs from the host's",
+    );
     let scene = Scene::new();
     let (report, _) = report(&scene, &[lib], &[]);
     let reason = rejection(&report, lib)["reason"]

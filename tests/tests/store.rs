@@ -19,6 +19,8 @@ fn services(store: &Store) -> HostServicesBox {
         server_name: "test-server".into(),
         runtime: tokio::runtime::Handle::current(),
         resolvers: OnceLock::new(),
+        plugin_settings: Default::default(),
+        config_dir: std::path::PathBuf::from("."),
     });
     host_services("test", ctx)
 }
@@ -885,5 +887,58 @@ prp_tests::on_each_backend! {
             .expect("list");
         assert_eq!(lockout.len(), 16, "[{tag}]");
         assert!(lockout.iter().all(|v| v.is_default()), "[{tag}]");
+    }
+}
+
+prp_tests::on_each_backend! {
+    /// A plugin reads `Person` columns it names: checked against the live schema, compared
+    /// exactly, and an unknown column or a name that isn't one is an error of kind config
+    /// naming it.
+    async fn plugins_read_person_columns_checked_against_the_schema(b: Backend) {
+        use prp_plugin_api::ErrorKind;
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        prp_tests::seed(&store).await;
+        let services = services(&store);
+        let found = tokio::task::spawn_blocking(move || {
+            let by_mail = services
+                .persons_by_column("defaultemailaddress".into(), "dan@example.test".into())
+                .into_result()
+                .map(|v| v.iter().map(|p| p.uid.to_string()).collect::<Vec<_>>());
+            let case = services
+                .persons_by_column("DefaultEmailAddress".into(), "DAN@example.test".into())
+                .into_result()
+                .map(|v| v.len());
+            let one = services
+                .person_column("P-CAROL".into(), "CentralAccount".into())
+                .into_result()
+                .map(|v| v.into_option().map(|s| s.into_string()));
+            let nobody = services
+                .person_column("P-NOBODY".into(), "CentralAccount".into())
+                .into_result()
+                .map(|v| v.into_option().map(|s| s.into_string()));
+            let unknown = services
+                .persons_by_column("NoSuchColumn".into(), "x".into())
+                .into_result()
+                .map(|v| v.len());
+            let injected = services
+                .person_column("P-CAROL".into(), "\"UID_Person\" OR 1=1 --".into())
+                .into_result()
+                .map(|v| v.is_some());
+            (by_mail, case, one, nobody, unknown, injected)
+        })
+        .await
+        .expect("join");
+        let (by_mail, case, one, nobody, unknown, injected) = found;
+        assert_eq!(by_mail, Ok(vec!["P-DAN".to_owned()]), "[{tag}]");
+        assert_eq!(case, Ok(0), "[{tag}] values compare exactly");
+        assert_eq!(one, Ok(Some("carol".to_owned())), "[{tag}]");
+        assert_eq!(nobody, Ok(None), "[{tag}]");
+        let e = unknown.expect_err("unknown column");
+        assert_eq!(e.kind, ErrorKind::CONFIG, "[{tag}] {e}");
+        assert!(e.message.contains("NoSuchColumn"), "[{tag}] {e}");
+        let e = injected.expect_err("not a column name");
+        assert_eq!(e.kind, ErrorKind::CONFIG, "[{tag}] {e}");
     }
 }

@@ -78,6 +78,73 @@ pub struct PluginSettings {
     pub resolvers: Vec<String>,
     /// Refuse every library without a `Plugins:Sha256` pin.
     pub require_pins: bool,
+    /// Resolver ids or plugin names whose resolvers are optional (`Plugins:Optional`): a
+    /// failure of one drops only its own accounts instead of denying.
+    pub optional: Vec<String>,
+    /// The plugins' own settings (`Plugins:Settings:<plugin>:<key>`).
+    pub own: PluginOwnSettings,
+}
+
+impl PluginSettings {
+    /// Whether the resolver `id` of plugin `plugin` is optional (`Plugins:Optional` names the
+    /// resolver's id or its plugin's name).
+    pub fn is_optional(&self, id: &str, plugin: &str) -> bool {
+        self.optional.iter().any(|o| o == id || o == plugin)
+    }
+}
+
+/// The plugins' own settings, `Plugins:Settings:<plugin>:<key>`: plugin names and keys are
+/// case-insensitive. `Debug` and [`PluginOwnSettings::shown`] print the value of a secret
+/// setting (a key ending in `Password`, `Secret` or `Token`) as `***`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct PluginOwnSettings {
+    /// Lower-cased plugin name → lower-cased key → (key as written, value).
+    values: BTreeMap<String, BTreeMap<String, (String, String)>>,
+}
+
+impl PluginOwnSettings {
+    fn insert(&mut self, plugin: &str, key: &str, value: &str) {
+        self.values
+            .entry(plugin.to_ascii_lowercase())
+            .or_default()
+            .insert(key.to_ascii_lowercase(), (key.to_owned(), value.to_owned()));
+    }
+
+    /// The value of `Plugins:Settings:<plugin>:<key>`, if set.
+    pub fn get(&self, plugin: &str, key: &str) -> Option<&str> {
+        self.values
+            .get(&plugin.to_ascii_lowercase())?
+            .get(&key.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every setting of every plugin as `(plugin, key, printable value)`, secrets as `***`.
+    pub fn shown(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (plugin, keys) in &self.values {
+            for (key, value) in keys.values() {
+                let shown = if prp_plugin_api::is_secret_setting(key) {
+                    "***".to_owned()
+                } else {
+                    value.clone()
+                };
+                out.push((plugin.clone(), key.clone(), shown));
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for PluginOwnSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.shown()
+                    .into_iter()
+                    .map(|(p, k, v)| format!("Plugins:Settings:{p}:{k} = {v}")),
+            )
+            .finish()
+    }
 }
 
 /// The host's own settings (`Host` section).
@@ -472,6 +539,18 @@ fn bind(merged: BTreeMap<String, Entry>, base_dir: PathBuf) -> Settings {
         require_pins: get("Plugins:RequirePins")
             .and_then(|v| schema::parse_bool(v).ok())
             .unwrap_or(false),
+        optional: indexed("Plugins:Optional:"),
+        own: {
+            let mut own = PluginOwnSettings::default();
+            for (_, e) in with_prefix("Plugins:Settings:") {
+                // The canonical key is `Plugins:Settings:<plugin>:<key…>`.
+                let mut parts = e.key.splitn(4, ':').skip(2);
+                if let (Some(plugin), Some(key)) = (parts.next(), parts.next()) {
+                    own.insert(plugin, key, &e.value);
+                }
+            }
+            own
+        },
     };
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -742,6 +821,52 @@ mod tests {
         assert!(err.to_string().contains("nope.json: not found"));
         let err = load(&dir.path().join("x.yaml"), &Environment::default()).unwrap_err();
         assert!(matches!(err, ConfigError::UnknownFormat { .. }), "{err}");
+    }
+
+    #[test]
+    fn plugin_settings_layer_and_secret_ones_are_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("appsettings.json");
+        fs::write(
+            &base,
+            r#"{"Plugins":{"Optional":["ldap"],"Settings":{"Ldap-Resolver":{"Url":"ldap://a","BindPassword":"pw-SECRET","TimeoutMs":1000}}}}"#,
+        )
+        .unwrap();
+        let loaded = load(
+            &base,
+            &env(&[("Plugins__Settings__ldap-resolver__url", "ldap://b")]),
+        )
+        .unwrap();
+        let own = &loaded.settings.plugins.own;
+        assert_eq!(own.get("ldap-resolver", "URL"), Some("ldap://b"));
+        assert_eq!(own.get("LDAP-RESOLVER", "timeoutms"), Some("1000"));
+        assert_eq!(own.get("ldap-resolver", "BindPassword"), Some("pw-SECRET"));
+        assert_eq!(own.get("other", "Url"), None);
+        assert!(loaded.settings.plugins.is_optional("ldap", "ldap-resolver"));
+        assert!(!loaded.settings.plugins.is_optional("search-table", "x"));
+        let shown = format!("{loaded:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("BindPassword = ***"), "{shown}");
+    }
+
+    #[test]
+    fn plugin_settings_in_the_xml_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("prp.config");
+        fs::write(
+            &base,
+            r#"<configuration><appSettings>
+                <add key="Plugins:Settings:ldap-resolver:Url" value="ldaps://dir"/>
+                <add key="Plugins:Optional:0" value="ldap"/>
+            </appSettings></configuration>"#,
+        )
+        .unwrap();
+        let loaded = load(&base, &Environment::default()).unwrap();
+        assert_eq!(
+            loaded.settings.plugins.own.get("ldap-resolver", "url"),
+            Some("ldaps://dir")
+        );
+        assert_eq!(loaded.settings.plugins.optional, vec!["ldap".to_owned()]);
     }
 
     #[test]

@@ -110,6 +110,21 @@ const SETTINGS: &[Setting] = &[
         help: "the id of a resolver to use, in order (default: only the resolvers of the plugin that provides Host:Authenticator)",
     },
     Setting {
+        pattern: "Plugins:Optional:#",
+        check: check_non_empty,
+        help: "a resolver id or plugin name whose resolvers are optional: when one fails, only its own accounts are dropped (default: every resolver is required; a failure denies)",
+    },
+    Setting {
+        pattern: "Plugins:Settings:*:*",
+        check: check_any,
+        help: "a plugin's own setting, Plugins:Settings:<plugin name>:<key>; keys ending in Password, Secret or Token are secrets and never printed",
+    },
+    Setting {
+        pattern: "Plugins:Settings:*:*:*",
+        check: check_any,
+        help: "a plugin's own setting with a two-part key",
+    },
+    Setting {
         pattern: "Plugins:Directory",
         check: check_non_empty,
         help: "directory whose every shared library is loaded as a plugin (default: /usr/lib/prp/plugins when Plugins:Files is empty too)",
@@ -548,6 +563,23 @@ mod tests {
         assert!(e.contains("Host:Listen"), "{e}");
         let e = validate("Plugins:Required:first", "x").unwrap_err();
         assert!(e.contains("unknown setting"), "{e}");
+    }
+
+    #[test]
+    fn any_plugin_may_have_settings() {
+        assert_eq!(
+            validate("plugins:settings:ldap-resolver:BindPassword", "x"),
+            Ok("Plugins:Settings:ldap-resolver:BindPassword".to_owned())
+        );
+        assert_eq!(
+            validate("Plugins:Settings:my_plugin:Map:Mail", ""),
+            Ok("Plugins:Settings:my_plugin:Map:Mail".to_owned())
+        );
+        assert!(validate("Plugins:Settings:only-a-plugin", "x").is_err());
+        assert_eq!(
+            validate("Plugins:Optional:0", "ldap"),
+            Ok("Plugins:Optional:0".to_owned())
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub(crate) async fn live() -> Json<Health> {
         status: "live".into(),
         problems: Vec::new(),
         plugins: Vec::new(),
+        resolvers: Vec::new(),
     })
 }
 
@@ -37,6 +38,7 @@ pub(crate) async fn ready(State(svc): State<Arc<Service>>) -> (StatusCode, Json<
             status: word.into(),
             problems: Vec::new(),
             plugins: Vec::new(),
+            resolvers: Vec::new(),
         }),
     )
 }
@@ -44,6 +46,7 @@ pub(crate) async fn ready(State(svc): State<Arc<Service>>) -> (StatusCode, Json<
 /// Readiness with what is not ready and the loaded plugins (admin listener only).
 pub(crate) async fn ready_detail(State(svc): State<Arc<Service>>) -> (StatusCode, Json<Health>) {
     let problems = svc.readiness().await;
+    let resolvers = svc.resolver_health().await;
     let plugins = svc
         .portal
         .report
@@ -70,6 +73,7 @@ pub(crate) async fn ready_detail(State(svc): State<Arc<Service>>) -> (StatusCode
             .into(),
             problems,
             plugins,
+            resolvers,
         }),
     )
 }

@@ -100,6 +100,16 @@ impl CallGate {
     }
 }
 
+/// What is left of the deadline of the plugin call in progress on this thread (a nested call's
+/// own, shorter deadline inside one), or `None` outside a call.
+pub fn time_left() -> Option<Duration> {
+    SCOPE.with(|s| {
+        s.borrow()
+            .as_ref()
+            .map(|s| s.deadline.saturating_duration_since(Instant::now()))
+    })
+}
+
 /// Records, for the call in progress on this thread, that a component it depended on failed;
 /// if the call then fails, this is the reason it reports.
 pub fn record_failure(message: String) {
@@ -133,12 +143,24 @@ where
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| CallError::Host(format!("no runtime for a nested plugin call: {e}")))?;
     let permit = runtime
-        .block_on(tokio::time::timeout(budget, slots.acquire_owned()))
+        .block_on(tokio::time::timeout(
+            budget,
+            Arc::clone(&slots).acquire_owned(),
+        ))
         .map_err(|_| CallError::Busy(budget))?
         .map_err(|_| CallError::Host("plugin gate closed".into()))?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let inner = Scope {
+        deadline: until,
+        timeout: budget,
+        nested: Arc::clone(&slots),
+        failure: None,
+    };
     runtime.spawn_blocking(move || {
+        // The nested call has a deadline of its own, which its callbacks can ask for.
+        SCOPE.with(|s| *s.borrow_mut() = Some(inner));
         let result = f();
+        SCOPE.with(|s| s.borrow_mut().take());
         drop(permit);
         let _ = tx.send(result);
     });
@@ -210,6 +232,23 @@ mod tests {
             })
             .await;
         assert_eq!(v.ok(), Some(7));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_call_knows_its_time_left_and_a_nested_call_less() {
+        assert_eq!(time_left(), None);
+        let gate = CallGate::new(2, Duration::from_secs(60));
+        let (outer, inner) = gate
+            .call(|| {
+                let outer = time_left();
+                let inner = nested(|| RResult::ROk(time_left())).ok().flatten();
+                RResult::ROk((outer, inner))
+            })
+            .await
+            .unwrap();
+        let (outer, inner) = (outer.unwrap(), inner.unwrap());
+        assert!(outer <= Duration::from_secs(60));
+        assert!(inner < outer, "{inner:?} < {outer:?}");
     }
 
     #[tokio::test]

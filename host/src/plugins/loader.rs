@@ -173,6 +173,7 @@ pub fn select_resolvers(
                 id: r.id().to_string(),
                 plugin: p.name.clone(),
                 resolver: Arc::clone(r),
+                optional: false,
             })
         })
         .collect();
@@ -510,32 +511,28 @@ pub fn summarize_layout_error(full: &str) -> Vec<String> {
             .map(|v| v.to_string())
     };
     let mut out = Vec::new();
-    let mut path: Vec<String> = Vec::new();
+    // Each level of the path to the difference: (field name, type).
+    let mut levels: Vec<(String, String)> = Vec::new();
     let mut in_path = false;
     for (i, line) in lines.iter().enumerate() {
         if line.ends_with("error(s)inside:") {
-            path.clear();
+            levels.clear();
             in_path = true;
         } else if line.starts_with("Layout of expected type") {
             in_path = false;
         } else if in_path {
             if let Some(field) = line.strip_prefix("field_name:") {
-                if path.is_empty() {
-                    path.push(String::new());
-                } else {
-                    path.push(field.to_owned());
-                }
+                levels.push((field.trim_end_matches(',').to_owned(), String::new()));
             } else if let Some(ty) = line.strip_prefix("type:") {
-                if path.len() == 1 && path[0].is_empty() {
-                    path[0] = ty.to_owned();
+                if let Some(last) = levels.last_mut().filter(|l| l.1.is_empty()) {
+                    last.1 = ty.to_owned();
                 }
             }
         } else if let Some(what) = line.strip_prefix("Error:") {
-            let mut entry = String::new();
-            if !path.is_empty() {
-                entry.push_str(&path.join("."));
-                entry.push_str(": ");
-            }
+            let mut entry = match readable_path(&levels) {
+                Some(name) => format!("the plugin's {name} differs from the host's: "),
+                None => String::new(),
+            };
             entry.push_str(what.trim());
             if let (Some(e), Some(f)) = (value_after(i, "Expected:"), value_after(i, "Found:")) {
                 entry.push_str(&format!(" (expected {e}, found {f})"));
@@ -562,6 +559,74 @@ pub fn summarize_layout_error(full: &str) -> Vec<String> {
     out
 }
 
+/// The types abi_stable wraps the ABI's own types in, which say nothing to a plugin author.
+const WRAPPERS: &[&str] = &[
+    "RVec",
+    "RSlice",
+    "RSliceMut",
+    "RStr",
+    "RString",
+    "ROption",
+    "RResult",
+    "RArc",
+    "RBox",
+    "RObject",
+    "RRef",
+    "PrefixRef",
+    "ManuallyDrop",
+    "PhantomData",
+    "AFunctionPointer",
+    "VTable",
+    "UnsafeIgnoredType",
+    "NonNull",
+];
+
+fn is_abi_type(ty: &str) -> bool {
+    let base = ty.split('<').next().unwrap_or(ty).trim();
+    base.starts_with(|c: char| c.is_ascii_uppercase())
+        && !base.ends_with("_TO")
+        && !WRAPPERS.contains(&base)
+}
+
+/// The innermost field of one of the ABI's own structs on the path, as `Type.field`.
+fn struct_field(levels: &[(String, String)]) -> Option<String> {
+    levels.windows(2).rev().find_map(|w| {
+        let ((_, ty), (field, _)) = (&w[0], &w[1]);
+        let named = !field.is_empty() && !field.starts_with(|c: char| c.is_ascii_digit());
+        (is_abi_type(ty) && named && !field.starts_with("param_"))
+            .then(|| format!("{}.{field}", ty.split('<').next().unwrap_or(ty)))
+    })
+}
+
+/// The path abi_stable reports (`PluginMod.init.host.obj.vtable.0.verify_password.param_2…`)
+/// in the words of the ABI's source: "`HostServices::verify_password` (parameter 2)", or a
+/// struct's field, "`PluginMod.provides`".
+fn readable_path(levels: &[(String, String)]) -> Option<String> {
+    let Some(at) = levels.iter().rposition(|(_, t)| t.contains("_TO<")) else {
+        return struct_field(levels).map(|f| format!("`{f}`"));
+    };
+    let name = levels[at].1.split("_TO<").next()?;
+    let rest = &levels[at + 1..];
+    let Some(v) = rest.iter().position(|(_, t)| t == "VTable") else {
+        return Some(format!("`{name}`"));
+    };
+    let Some((method, _)) = rest.get(v + 1) else {
+        return Some(format!("`{name}` (its methods)"));
+    };
+    let mut out = format!("`{name}::{method}`");
+    match rest.get(v + 2).map(|(f, _)| f.as_str()) {
+        Some(p) if p.starts_with("param_") => {
+            out.push_str(&format!(" (parameter {})", &p["param_".len()..]));
+        }
+        Some(r) if r.contains("ret") => out.push_str(" (its return type)"),
+        _ => {}
+    }
+    if let Some(inner) = rest.get(v + 2..).and_then(struct_field) {
+        out.push_str(&format!(", in `{inner}`"));
+    }
+    Some(out)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -584,7 +649,73 @@ mod tests {
         let full = "header\n2 error(s)inside:\n    <other>\n\n    field_name:0\n    type:PluginMod\n    size:64\n\n    field_name:provides\n    type:Capabilities\nLayout of expected type:\n  dump\nError:incompatible type size\nExpected:\n    4\nFound:\n    8\n\n";
         assert_eq!(
             summarize_layout_error(full),
-            vec!["PluginMod.provides: incompatible type size (expected 4, found 8)".to_owned()]
+            vec!["the plugin's `PluginMod.provides` differs from the host's: incompatible type size (expected 4, found 8)".to_owned()]
+        );
+    }
+
+    /// Two versions of a host-services trait that differ in one parameter of one method, as a
+    /// plugin built against a modified prp-plugin-api would.
+    #[allow(non_local_definitions)]
+    mod host_a {
+        use prp_plugin_api::abi_stable::std_types::{RArc, RSlice, RStr, RString};
+        use prp_plugin_api::abi_stable::{sabi_trait, StableAbi};
+        #[repr(C)]
+        #[derive(StableAbi)]
+        pub struct ResolvedAccount {
+            pub person_uid: RString,
+            pub source: RString,
+        }
+        #[sabi_trait]
+        pub trait HostServices: Send + Sync + Clone {
+            fn now(&self) -> i64;
+            #[sabi(last_prefix_field)]
+            fn verify_password(&self, who: RStr<'_>, accounts: RSlice<'_, ResolvedAccount>) -> u8;
+        }
+        #[repr(C)]
+        #[derive(StableAbi)]
+        pub struct PluginMod {
+            pub init: extern "C" fn(host: HostServices_TO<'static, RArc<()>>) -> u32,
+        }
+    }
+    #[allow(non_local_definitions)]
+    mod host_b {
+        use prp_plugin_api::abi_stable::std_types::{RArc, RSlice, RStr, RString};
+        use prp_plugin_api::abi_stable::{sabi_trait, StableAbi};
+        /// `ResolvedAccount` with a field changed.
+        #[repr(C)]
+        #[derive(StableAbi)]
+        pub struct ResolvedAccount {
+            pub person_uid: RString,
+            pub source: u64,
+        }
+        #[sabi_trait]
+        pub trait HostServices: Send + Sync + Clone {
+            fn now(&self) -> i64;
+            #[sabi(last_prefix_field)]
+            fn verify_password(&self, who: RStr<'_>, accounts: RSlice<'_, ResolvedAccount>) -> u8;
+        }
+        #[repr(C)]
+        #[derive(StableAbi)]
+        pub struct PluginMod {
+            pub init: extern "C" fn(host: HostServices_TO<'static, RArc<()>>) -> u32,
+        }
+    }
+
+    #[test]
+    fn layout_summary_names_the_trait_method_parameter_and_field() {
+        use prp_plugin_api::abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+        use prp_plugin_api::abi_stable::StableAbi;
+        let err = check_layout_compatibility(
+            <host_a::PluginMod as StableAbi>::LAYOUT,
+            <host_b::PluginMod as StableAbi>::LAYOUT,
+        )
+        .expect_err("the layouts differ");
+        let summary = summarize_layout_error(&err.to_string());
+        assert!(
+            summary.iter().any(|l| l.starts_with(
+                "the plugin's `HostServices::verify_password` (parameter 2), in `ResolvedAccount.source` differs from the host's: "
+            )),
+            "{summary:#?}"
         );
     }
 

@@ -8,12 +8,12 @@
 //! its crossings are counted. Outside a scope, every read goes to the database.
 
 use super::gate::{self, CallError};
-use crate::config::ConnectionString;
+use crate::config::{ConnectionString, PluginOwnSettings};
 use crate::metrics::Crossings;
 use crate::security::{self, Hasher};
 use crate::store::{
-    AccountSearch, LockScope, LockoutPolicy, ParameterSnapshot, PasscodeOutcome, SearchTableConfig,
-    Store, StoreError,
+    AccountSearch, AuditEvent, LockScope, LockoutPolicy, ParameterSnapshot, PasscodeOutcome,
+    SearchTableConfig, Store, StoreError,
 };
 use prp_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
@@ -24,6 +24,7 @@ use prp_plugin_api::{
 };
 use std::cell::RefCell;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 /// What the plugin calls made for one request share: the parameters as read once at its start
@@ -100,6 +101,10 @@ pub struct HostContext {
     pub runtime: tokio::runtime::Handle,
     /// The resolvers in use; set once all plugins are loaded.
     pub resolvers: OnceLock<Vec<ResolverInUse>>,
+    /// The plugins' own settings (`Plugins:Settings`).
+    pub plugin_settings: PluginOwnSettings,
+    /// The directory of the configuration file, which relative setting paths start from.
+    pub config_dir: PathBuf,
 }
 
 /// A resolver the host uses, with the plugin that provides it.
@@ -108,6 +113,8 @@ pub struct ResolverInUse {
     pub id: String,
     pub plugin: String,
     pub resolver: Arc<ResolverBox>,
+    /// Listed in `Plugins:Optional`: when it fails, only its own accounts are dropped.
+    pub optional: bool,
 }
 
 #[derive(Clone)]
@@ -304,6 +311,27 @@ impl Services {
                         break;
                     }
                     Ok(_) => {}
+                    Err(e) if owner.optional => {
+                        // An optional resolver that fails only loses its own account: the
+                        // next matched account (the central one, say) is checked instead.
+                        let message = format!(
+                            "optional {}; its account is left out",
+                            resolver_failure(owner, &e)
+                        );
+                        tracing::warn!(plugin = %owner.plugin, resolver = %owner.id, "{message}");
+                        let event = AuditEvent {
+                            event: "resolver.dropped",
+                            outcome: "failure",
+                            person_uid: Some(person_uid),
+                            reason: Some(&message),
+                            actor: Some("server"),
+                            ..Default::default()
+                        };
+                        if let Err(e) = self.ctx.runtime.block_on(store.audit(&event)) {
+                            tracing::error!("audit log write failed: {e}");
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         // Not a wrong password: the resolver could not say. The attempt is not
                         // counted, and the login fails naming the resolver and the reason.
@@ -730,6 +758,75 @@ impl HostServices for Services {
             Ok(())
         })
     }
+
+    fn setting(&self, key: RStr<'_>) -> PluginResult<ROption<RString>> {
+        RequestScope::callback("setting");
+        let value = self
+            .ctx
+            .plugin_settings
+            .get(&self.plugin, key.as_str())
+            .map(RString::from);
+        PluginResult::ROk(value.into())
+    }
+
+    fn setting_path(&self, key: RStr<'_>) -> PluginResult<ROption<RString>> {
+        RequestScope::callback("setting_path");
+        let value = self
+            .ctx
+            .plugin_settings
+            .get(&self.plugin, key.as_str())
+            .map(|v| {
+                // `join` keeps an absolute path as it is.
+                let path = self.ctx.config_dir.join(v.trim());
+                RString::from(path.to_string_lossy().into_owned())
+            });
+        PluginResult::ROk(value.into())
+    }
+
+    fn hash_secret(&self, secret: RStr<'_>) -> PluginResult<RString> {
+        RequestScope::callback("hash_secret");
+        guarded(|| {
+            self.ctx
+                .hasher
+                .hash(secret.as_str())
+                .map(RString::from)
+                .map_err(unavailable)
+        })
+    }
+
+    fn call_time_left_ms(&self) -> ROption<u64> {
+        gate::time_left()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .into()
+    }
+
+    fn persons_by_column(
+        &self,
+        column: RStr<'_>,
+        value: RStr<'_>,
+    ) -> PluginResult<RVec<PersonInfo>> {
+        RequestScope::callback("persons_by_column");
+        guarded(|| {
+            let store = self.store()?;
+            let persons = self.block(store.persons_by_column(column.as_str(), value.as_str()))?;
+            Ok(persons.into_iter().map(person_info).collect())
+        })
+    }
+
+    fn person_column(
+        &self,
+        person_uid: RStr<'_>,
+        column: RStr<'_>,
+    ) -> PluginResult<ROption<RString>> {
+        RequestScope::callback("person_column");
+        guarded(|| {
+            let store = self.store()?;
+            Ok(self
+                .block(store.person_column_value(person_uid.as_str(), column.as_str()))?
+                .map(RString::from)
+                .into())
+        })
+    }
 }
 
 /// The services handed to one plugin's `init`.
@@ -771,6 +868,8 @@ mod tests {
             server_name: "test".into(),
             runtime: tokio::runtime::Handle::current(),
             resolvers: OnceLock::new(),
+            plugin_settings: PluginOwnSettings::default(),
+            config_dir: PathBuf::from("."),
         });
         let services = host_services("test", ctx);
         let crossings = Arc::new(Crossings::default());

@@ -638,6 +638,71 @@ impl Store {
         rows.iter().map(Self::person_from).collect()
     }
 
+    /// The live schema's spelling of a `Person` column a plugin names, and whether it holds
+    /// text; an error naming the column when it doesn't exist or can't be quoted.
+    async fn person_column_name(&self, column: &str) -> Result<(String, bool), StoreError> {
+        if !is_identifier(column) {
+            return Err(StoreError::Invalid(format!(
+                "\"{column}\" is not a column name the portal accepts (ASCII letters, digits and _, at most 63)"
+            )));
+        }
+        let d = self.dialect();
+        let table = d.table_name(self, "Person").await?.ok_or_else(|| {
+            StoreError::Invalid("the identity database has no table \"Person\"".into())
+        })?;
+        let cols = d.columns(self, &table).await?;
+        match cols.iter().find(|(c, _, _)| c.eq_ignore_ascii_case(column)) {
+            None => Err(StoreError::Invalid(format!(
+                "table \"Person\" has no column \"{column}\""
+            ))),
+            Some((actual, _, _)) if !is_identifier(actual) => Err(StoreError::Invalid(format!(
+                "column \"Person.{actual}\" has a name the portal won't quote into SQL"
+            ))),
+            Some((actual, ty, _)) => {
+                let ty = ty.to_ascii_lowercase();
+                let text = ty.is_empty() || ty.contains("char") || ty.contains("text");
+                Ok((actual.clone(), text))
+            }
+        }
+    }
+
+    /// Persons whose `Person.<column>` equals `value` exactly; the column is checked against
+    /// the live schema first.
+    pub async fn persons_by_column(
+        &self,
+        column: &str,
+        value: &str,
+    ) -> Result<Vec<Person>, StoreError> {
+        let (column, text) = self.person_column_name(column).await?;
+        let lhs = if text {
+            quote(&column)
+        } else {
+            format!("CAST({} AS TEXT)", quote(&column))
+        };
+        let sql = format!("{} WHERE {lhs} = $1", self.person_select());
+        let rows = sqlx::query(&sql).bind(value).fetch_all(self.pool()).await?;
+        rows.iter().map(Self::person_from).collect()
+    }
+
+    /// `Person.<column>` of one person as text, `None` when the person doesn't exist or the
+    /// value is NULL; the column is checked against the live schema first.
+    pub async fn person_column_value(
+        &self,
+        uid: &str,
+        column: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (column, _) = self.person_column_name(column).await?;
+        let sql = format!(
+            "SELECT CAST({} AS TEXT) AS v FROM \"Person\" WHERE \"UID_Person\" = $1",
+            quote(&column)
+        );
+        let row: Option<Option<String>> = sqlx::query_scalar(&sql)
+            .bind(uid)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.flatten())
+    }
+
     pub async fn person(&self, uid: &str) -> Result<Option<Person>, StoreError> {
         let sql = format!("{} WHERE \"UID_Person\" = $1", self.person_select());
         let row = sqlx::query(&sql)

@@ -34,8 +34,12 @@ pub struct ItemChange {
     pub account_uid: String,
     /// The account's name as people know it (for the notification).
     pub display_name: String,
-    /// The new hash to store; `None` when a resolver plugin set the password in its system.
+    /// The new hash to store (of the password's NFKC form); `None` stores nothing.
     pub new_hash: Option<String>,
+    /// A resolver plugin set the password in its own system: `new_hash` is kept only for the
+    /// history rule and the item's "last set" (never to verify a login), and no
+    /// `password.changed` provisioning event is queued (the system has the password already).
+    pub set_by_resolver: bool,
     /// Keep this many earlier hashes of the item.
     pub history_count: usize,
 }
@@ -292,22 +296,23 @@ impl Store {
         for item in &change.items {
             if let Some(hash) = &item.new_hash {
                 sqlx::query(
-                    "INSERT INTO prp_password_history (source, account_uid, hash, set_at, normalized)
-                     SELECT source, account_uid, hash, set_at, normalized FROM prp_credential WHERE source = $1 AND account_uid = $2",
+                    "INSERT INTO prp_password_history (source, account_uid, hash, set_at, normalized, external)
+                     SELECT source, account_uid, hash, set_at, normalized, external FROM prp_credential WHERE source = $1 AND account_uid = $2",
                 )
                 .bind(&item.source)
                 .bind(&item.account_uid)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO prp_credential (source, account_uid, person_uid, hash, set_at, normalized) VALUES ($1, $2, $3, $4, $5, 1)
-                     ON CONFLICT (source, account_uid) DO UPDATE SET person_uid = $3, hash = $4, set_at = $5, normalized = 1",
+                    "INSERT INTO prp_credential (source, account_uid, person_uid, hash, set_at, normalized, external) VALUES ($1, $2, $3, $4, $5, 1, $6)
+                     ON CONFLICT (source, account_uid) DO UPDATE SET person_uid = $3, hash = $4, set_at = $5, normalized = 1, external = $6",
                 )
                 .bind(&item.source)
                 .bind(&item.account_uid)
                 .bind(&change.person_uid)
                 .bind(hash)
                 .bind(now)
+                .bind(i64::from(item.set_by_resolver))
                 .execute(&mut *tx)
                 .await?;
                 // Keep only what the history needs.
@@ -322,16 +327,18 @@ impl Store {
                 .bind(item.history_count.max(1) as i64)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO prp_provisioning_outbox (created_at, event, source, account_uid, person_uid)
-                     VALUES ($1, 'password.changed', $2, $3, $4)",
-                )
-                .bind(now)
-                .bind(&item.source)
-                .bind(&item.account_uid)
-                .bind(&change.person_uid)
-                .execute(&mut *tx)
-                .await?;
+                if !item.set_by_resolver {
+                    sqlx::query(
+                        "INSERT INTO prp_provisioning_outbox (created_at, event, source, account_uid, person_uid)
+                         VALUES ($1, 'password.changed', $2, $3, $4)",
+                    )
+                    .bind(now)
+                    .bind(&item.source)
+                    .bind(&item.account_uid)
+                    .bind(&change.person_uid)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             sqlx::query(
                 "INSERT INTO prp_audit (at, event, outcome, person_uid, reason, actor, remote_addr)
@@ -343,7 +350,7 @@ impl Store {
                 "{}:{}{}",
                 item.source,
                 item.account_uid,
-                if item.new_hash.is_none() {
+                if item.set_by_resolver {
                     " (set by its resolver)"
                 } else {
                     ""

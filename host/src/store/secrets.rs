@@ -396,8 +396,8 @@ impl Store {
         hash: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO prp_credential (source, account_uid, person_uid, hash, set_at, normalized) VALUES ($1, $2, $3, $4, $5, 1)
-             ON CONFLICT (source, account_uid) DO UPDATE SET person_uid = $3, hash = $4, set_at = $5, normalized = 1",
+            "INSERT INTO prp_credential (source, account_uid, person_uid, hash, set_at, normalized, external) VALUES ($1, $2, $3, $4, $5, 1, 0)
+             ON CONFLICT (source, account_uid) DO UPDATE SET person_uid = $3, hash = $4, set_at = $5, normalized = 1, external = 0",
         )
         .bind(source)
         .bind(account_uid)
@@ -417,7 +417,7 @@ impl Store {
         person_uid: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT hash FROM prp_credential WHERE source = $1 AND account_uid = $2 AND person_uid = $3",
+            "SELECT hash FROM prp_credential WHERE source = $1 AND account_uid = $2 AND person_uid = $3 AND external = 0",
         )
         .bind(source)
         .bind(account_uid)
@@ -434,7 +434,7 @@ impl Store {
         person_uid: &str,
     ) -> Result<Option<StoredPassword>, StoreError> {
         let row = sqlx::query(
-            "SELECT hash, normalized FROM prp_credential WHERE source = $1 AND account_uid = $2 AND person_uid = $3",
+            "SELECT hash, normalized FROM prp_credential WHERE source = $1 AND account_uid = $2 AND person_uid = $3 AND external = 0",
         )
         .bind(source)
         .bind(account_uid)
@@ -460,7 +460,7 @@ impl Store {
         new_hash: &str,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE prp_credential SET hash = $4, normalized = 1 WHERE source = $1 AND account_uid = $2 AND hash = $3",
+            "UPDATE prp_credential SET hash = $4, normalized = 1 WHERE source = $1 AND account_uid = $2 AND hash = $3 AND external = 0",
         )
         .bind(source)
         .bind(account_uid)
