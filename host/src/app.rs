@@ -117,8 +117,13 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
         &settings.host.authenticator,
         &settings.plugins.resolvers,
     );
+    // The resolvers of the authenticator's own plugin (the central account, SearchTable) are
+    // the portal's identity lookup: never optional, whatever Plugins:Optional says (`check`
+    // warns), so a database failure there stays a 503, never an "unknown name".
+    let own_plugin = own_plugin(&report.loaded, &settings.host.authenticator);
     for r in &mut in_use {
-        r.optional = settings.plugins.is_optional(&r.id, &r.plugin);
+        r.optional = Some(r.plugin.as_str()) != own_plugin.as_deref()
+            && settings.plugins.is_optional(&r.id, &r.plugin);
     }
     report.unused_resolvers = unused;
     let resolvers = in_use.clone();
@@ -566,12 +571,20 @@ pub fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
             "when it fails, only its own accounts are left out (Plugins:Optional)",
         ));
     }
+    let own = own_plugin(&report.loaded, &settings.host.authenticator);
     for name in &settings.plugins.optional {
-        if !portal
+        let names = |r: &ResolverInUse| r.id.eq_ignore_ascii_case(name) || r.plugin.eq_ignore_ascii_case(name);
+        if portal
             .resolvers
             .iter()
-            .any(|r| &r.id == name || &r.plugin == name)
+            .any(|r| names(r) && Some(r.plugin.as_str()) == own.as_deref())
         {
+            lines.push(CheckLine::new(
+                Status::Warn,
+                "Plugins:Optional",
+                format!("\"{name}\" names a resolver of the authenticator's own plugin; those are never optional, so it is ignored"),
+            ));
+        } else if !portal.resolvers.iter().any(names) {
             lines.push(CheckLine::new(
                 Status::Warn,
                 "Plugins:Optional",
@@ -669,4 +682,12 @@ pub(crate) fn self_service(portal: &Portal) -> Result<crate::portal::SelfService
         resolvers: portal.resolvers.clone(),
         server_name: portal.settings.host.server_name.clone(),
     })
+}
+
+/// The name of the loaded plugin that provides the authenticator `id`, if one does.
+fn own_plugin(loaded: &[plugins::LoadedPlugin], id: &str) -> Option<String> {
+    loaded
+        .iter()
+        .find(|p| p.authenticators.iter().any(|a| a.id().as_str() == id))
+        .map(|p| p.name.clone())
 }

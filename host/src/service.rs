@@ -46,6 +46,8 @@ pub struct Service {
     /// The last live readiness check of the authenticator: (when, problems).
     ready_cache: Mutex<Option<(Instant, Vec<String>)>>,
     resolver_cache: Mutex<Option<(Instant, Vec<crate::api::ResolverHealth>)>>,
+    /// Held by the one request that refreshes `resolver_cache`.
+    resolver_refresh: tokio::sync::Mutex<()>,
 }
 
 impl Service {
@@ -95,6 +97,7 @@ impl Service {
             metrics: Metrics::default(),
             ready_cache: Mutex::new(None),
             resolver_cache: Mutex::new(None),
+            resolver_refresh: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -161,16 +164,32 @@ impl Service {
         problems
     }
 
-    /// Each resolver in use and its live self-check (run at most once every few seconds).
+    /// Each resolver in use and its live self-check, run at most once every few seconds and by
+    /// one request at a time: the others answer with the last result meanwhile, so a burst of
+    /// readiness requests never fills the plugin call slots logins need.
     pub(crate) async fn resolver_health(&self) -> Vec<crate::api::ResolverHealth> {
         const FRESH: Duration = Duration::from_secs(5);
-        if let Ok(cache) = self.resolver_cache.lock() {
-            if let Some((at, health)) = cache.as_ref() {
-                if at.elapsed() < FRESH {
-                    return health.clone();
-                }
-            }
+        let cached = || {
+            self.resolver_cache.lock().ok().and_then(|c| {
+                c.as_ref()
+                    .map(|(at, health)| (at.elapsed() < FRESH, health.clone()))
+            })
+        };
+        let last = cached();
+        if let Some((true, health)) = last {
+            return health;
         }
+        let _refreshing = match (self.resolver_refresh.try_lock(), last) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some((_, health))) => return health,
+            (Err(_), None) => {
+                let guard = self.resolver_refresh.lock().await;
+                if let Some((true, health)) = cached() {
+                    return health;
+                }
+                guard
+            }
+        };
         let mut out = Vec::new();
         for owner in &self.portal.resolvers {
             let r = Arc::clone(&owner.resolver);

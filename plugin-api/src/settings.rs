@@ -133,7 +133,7 @@ impl<'a> Settings<'a> {
 
 /// A secret value: `Debug` prints `***`, there is no `Display`, and the bytes are overwritten
 /// when it is dropped. [`SecretString::expose`] hands out the value where it is really used.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct SecretString(String);
 
 impl SecretString {

@@ -209,7 +209,21 @@ async fn an_optional_resolvers_password_check_failure_drops_only_its_account() {
     drop(required);
 
     let optional = Portal::start_with(&Backend::Sqlite, options(true), |_| async {}).await;
-    assert_eq!(optional.login_status("carol.dir", "directory-errors"), 401);
+    for _ in 0..3 {
+        assert_eq!(optional.login_status("carol.dir", "directory-errors"), 401);
+    }
+    // The resolver's failures are not the person's: they count against her nothing.
+    for scope in [
+        prp_host::store::LockScope::Password,
+        prp_host::store::LockScope::All,
+    ] {
+        let counted = optional
+            .store
+            .failures("P-CAROL", scope, 3600)
+            .await
+            .expect("failures");
+        assert_eq!(counted, 0, "{scope:?}: the person's failures");
+    }
     let tail = events(&optional, 2).await;
     assert!(
         tail.iter().any(|(e, r)| e == "resolver.dropped"

@@ -89,7 +89,9 @@ impl PluginSettings {
     /// Whether the resolver `id` of plugin `plugin` is optional (`Plugins:Optional` names the
     /// resolver's id or its plugin's name).
     pub fn is_optional(&self, id: &str, plugin: &str) -> bool {
-        self.optional.iter().any(|o| o == id || o == plugin)
+        self.optional
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(id) || o.eq_ignore_ascii_case(plugin))
     }
 }
 

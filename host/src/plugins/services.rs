@@ -283,6 +283,8 @@ impl Services {
         };
         let resolvers = self.ctx.resolvers.get();
         let mut checked = 0usize;
+        // An optional resolver failed and its account was left out.
+        let mut dropped = false;
         let mut ok = false;
         // One credential per attempt, so every attempt costs one hash whatever the name matched:
         // the central account's when it matched, else the first matched account that has one.
@@ -330,6 +332,7 @@ impl Services {
                         if let Err(e) = self.ctx.runtime.block_on(store.audit(&event)) {
                             tracing::error!("audit log write failed: {e}");
                         }
+                        dropped = true;
                         continue;
                     }
                     Err(e) => {
@@ -375,6 +378,11 @@ impl Services {
         if ok {
             self.settle_success(store, person_uid, LockScope::Password, reserved)?;
             Ok(SecretCheck::OK)
+        } else if checked == 0 && dropped {
+            // Nothing was checked because an optional resolver failed: not the person's
+            // failure, so it counts against nobody (and sets no lock, sends no lock mail).
+            self.refund(store, person_uid, LockScope::Password, reserved)?;
+            Ok(SecretCheck::NONE)
         } else {
             let locked =
                 self.settle_failure(store, person_uid, LockScope::Password, &policy, reserved)?;

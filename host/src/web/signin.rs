@@ -255,7 +255,7 @@ fn pow_fields(text: Text, pow: &crate::api::PowChallenge) -> Markup {
         div.pow data-bits=(pow.bits) {
             input type="hidden" name="pow_challenge" value=(pow.challenge);
             input type="hidden" name="pow_solution" value="";
-            p.pow-status aria-live="polite" data-working=(text.t("signin.pow_working")) data-done=(text.t("signin.pow_done")) {
+            p.pow-status aria-live="polite" data-working=(text.t("signin.pow_working")) data-done=(text.t("signin.pow_done")) data-nojs=(text.t("signin.pow_nojs")) {
                 (text.t("signin.pow"))
             }
             noscript { p { (text.t("signin.pow_nojs")) } }

@@ -71,6 +71,21 @@ pub struct Config {
     pub max_entries: u64,
 }
 
+/// Whether an `ldap://` URL (lowercase) names this machine: `localhost`, `127.x.x.x` or `[::1]`.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Config {
     /// Reads and checks every setting.
     pub fn read(settings: &Settings<'_>) -> Result<Self, PluginError> {
@@ -90,6 +105,17 @@ impl Config {
             return Err(bad(
                 "StartTls",
                 "is true, but Url is ldaps:// (already TLS); use ldap:// with StartTLS".into(),
+            ));
+        }
+        // Passwords cross this connection (the service account's, each login's, each new one):
+        // in clear only to the same machine, or when the operator says so in words.
+        let plaintext_ok = settings.bool("AllowPlaintext")?.unwrap_or(false);
+        if lower.starts_with("ldap://") && !start_tls && !plaintext_ok && !is_loopback_url(&lower) {
+            return Err(bad(
+                "Url",
+                format!(
+                    "`{url}` is plain LDAP to another machine: passwords would cross the network in clear; use ldaps://, or StartTls = true, or (only on a network you trust) AllowPlaintext = true"
+                ),
             ));
         }
         let ca_file = settings.path("CaFile")?;
@@ -252,6 +278,28 @@ mod tests {
     }
 
     #[test]
+    fn plain_ldap_only_to_this_machine_or_when_allowed() {
+        for url in ["ldap://localhost", "ldap://127.0.0.1:389", "ldap://[::1]:389/"] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in ["ldap://dc1.example.org", "ldap://10.0.0.5:389", "ldap://localhost.evil.org"] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+        for (extra, ok) in [
+            (None, false),
+            (Some(("StartTls", "true")), true),
+            (Some(("AllowPlaintext", "true")), true),
+        ] {
+            let fake = fake();
+            fake.set_setting("Url", "ldap://dc1.example.org");
+            if let Some((k, v)) = extra {
+                fake.set_setting(k, v);
+            }
+            assert_eq!(read(&fake).is_ok(), ok, "{extra:?}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_setting() {
         for (key, value, expect) in [
             ("Url", "http://x", "not an ldap://"),
@@ -272,6 +320,8 @@ mod tests {
             ("LockAttribute", "lockout time", "not an attribute name"),
             ("PasswordChange", "ssh", "neither"),
             ("PasswordChange", "UnicodePwd", "only over TLS"),
+            ("Url", "ldap://dc1.example.org:389", "in clear"),
+            ("Url", "LDAP://10.0.0.5", "AllowPlaintext"),
         ] {
             let fake = fake();
             fake.set_setting(key, value);

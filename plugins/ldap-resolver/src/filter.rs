@@ -67,27 +67,41 @@ pub fn is_attribute(name: &str) -> bool {
     }
 }
 
-/// A DN in a form to compare: ASCII lower case, no spaces around `,` and `=`. (Enough for the
-/// DNs this plugin compares, which the directory itself returned or the operator wrote.)
-fn normalize_dn(dn: &str) -> String {
-    dn.split(',')
-        .map(|rdn| {
-            rdn.split('=')
-                .map(|p| p.trim().to_ascii_lowercase())
-                .collect::<Vec<_>>()
-                .join("=")
+/// A DN's RDNs, in a form to compare: split at the commas that aren't escaped (`\,`), each
+/// ASCII lower case without spaces around it or its `=`. (Enough for the DNs this plugin
+/// compares, which the directory itself returned or the operator wrote.)
+fn rdns(dn: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = dn.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                current.push(c);
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            ',' => out.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    out.push(current);
+    out.iter()
+        .map(|rdn| match rdn.split_once('=') {
+            Some((k, v)) => format!("{}={}", k.trim(), v.trim()).to_ascii_lowercase(),
+            None => rdn.trim().to_ascii_lowercase(),
         })
-        .collect::<Vec<_>>()
-        .join(",")
+        .collect()
 }
 
 /// Whether `dn` is `base` or lies under it.
 pub fn dn_within(dn: &str, base: &str) -> bool {
-    let (dn, base) = (normalize_dn(dn), normalize_dn(base));
-    if dn.is_empty() || base.is_empty() {
+    let (dn, base) = (rdns(dn), rdns(base));
+    if dn.iter().all(String::is_empty) || base.iter().all(String::is_empty) {
         return false;
     }
-    dn == base || dn.ends_with(&format!(",{base}"))
+    dn.len() >= base.len() && dn[dn.len() - base.len()..] == base[..]
 }
 
 #[cfg(test)]
@@ -144,5 +158,8 @@ mod tests {
         assert!(!dn_within("uid=a,ou=services,dc=example,dc=org", base));
         assert!(!dn_within("uid=a,xou=people,dc=example,dc=org", base));
         assert!(!dn_within("", base));
+        // An escaped comma is part of its RDN: this entry sits under dc=example,dc=org only.
+        assert!(!dn_within(r"cn=x\,ou=people,dc=example,dc=org", base));
+        assert!(dn_within(r"cn=Doe\, Jane,ou=people,dc=example,dc=org", base));
     }
 }

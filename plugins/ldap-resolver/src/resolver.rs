@@ -300,13 +300,19 @@ impl<H: Host> ResolverImpl for LdapResolver<H> {
             ));
         }
         let mut session = self.dir.service(&self.budget())?;
-        // The entry as it is now: still there, still the person's, not disabled.
-        let (entries, _) =
-            session.search(dn, Scope::Base, "(objectClass=*)", &self.attributes(), 1)?;
+        // The entry as it is now: still there, still an account (`AccountFilter`), still the
+        // person's, not disabled.
+        let (entries, _) = session.search(
+            dn,
+            Scope::Base,
+            &self.dir.config.account_filter,
+            &self.attributes(),
+            1,
+        )?;
         let Some(entry) = entries.first() else {
             return Err(PluginError::new(
                 ErrorKind::INVALID_INPUT,
-                format!("{PLUGIN}: {dn} no longer exists in the directory"),
+                format!("{PLUGIN}: {dn} no longer exists in the directory, or no longer matches AccountFilter"),
             ));
         };
         let (persons, _) = self.persons_of(entry)?;

@@ -84,7 +84,11 @@
     var solution = box.querySelector("input[name=pow_solution]");
     var status = box.querySelector(".pow-status");
     var button = f.querySelector("button[type=submit]");
-    if (!window.crypto || !crypto.subtle || !window.TextEncoder) { return; }
+    if (!window.crypto || !crypto.subtle || !window.TextEncoder) {
+      // No WebCrypto here (plain http, an old browser): say what the page says without script.
+      status.textContent = status.getAttribute("data-nojs");
+      return;
+    }
     button.disabled = true;
     status.textContent = status.getAttribute("data-working");
     solve(challenge, Number(box.getAttribute("data-bits"))).then(function (s) {
