@@ -11,6 +11,7 @@ use crate::store::{
 };
 use crate::throttle::{self, Device, FailureFloor};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
+use prp_plugin_api::rules;
 use prp_plugin_api::{
     AuthenticatorBox, ErrorKind, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
     ResolvedAccount, ResolverBox,
@@ -689,6 +690,13 @@ impl LoginService {
 }
 
 /// The lock scope of a login method.
+/// Why a help-desk tool can't act on a name whose accounts belong to `persons` persons.
+pub(crate) fn ambiguous(login_name: &str, persons: usize) -> String {
+    format!(
+        "\"{login_name}\" matches accounts of {persons} different persons; use a name that identifies one"
+    )
+}
+
 fn lock_scope(method: LoginMethod) -> LockScope {
     match method {
         LoginMethod::PASSWORD => LockScope::Password,
@@ -843,19 +851,12 @@ impl LoginService {
         scope: LockScope,
     ) -> Result<throttle::Unlocked, String> {
         let candidates = self.resolve(login_name).await?;
-        let persons: std::collections::BTreeSet<&str> = candidates
-            .iter()
-            .map(|c| c.person_uid.as_str())
-            .filter(|p| !p.is_empty())
-            .collect();
-        let person_uid = match persons.len() {
-            0 => return Err(format!("\"{login_name}\" matches no person")),
-            1 => persons.into_iter().next().unwrap_or_default().to_owned(),
-            n => {
-                return Err(format!(
-                    "\"{login_name}\" matches accounts of {n} different persons; use a name that identifies one"
-                ))
-            }
+        // Refused accounts are unlocked too: the help desk may clear a lock before the account
+        // is enabled again.
+        let person_uid = match rules::resolve(&candidates) {
+            rules::Resolution::Nobody => return Err(format!("\"{login_name}\" matches no person")),
+            rules::Resolution::Ambiguous(n) => return Err(ambiguous(login_name, n)),
+            rules::Resolution::Person { uid, .. } => uid.to_owned(),
         };
         let store = &self.store;
         let fail = |e: crate::store::StoreError| e.to_string();

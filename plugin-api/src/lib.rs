@@ -49,6 +49,7 @@ mod login;
 mod plugin;
 mod resolver;
 mod root;
+pub mod rules;
 
 pub use error::{ErrorKind, PluginError, PluginResult};
 pub use flow::{

@@ -3,12 +3,10 @@
 //! which hashes, counts failures and enforces locks; this decides which check applies and
 //! whether the name may log in at all.
 
-use crate::params::{
-    is_identifier, parse_bool, parse_column_list, Param, Params, DEFAULT_DEFINITIONS,
-    DEFAULT_REQUESTS,
-};
+use crate::params::{parse_column_list, Param, Params, DEFAULT_DEFINITIONS, DEFAULT_REQUESTS};
 use crate::questions;
 use prp_plugin_api::abi_stable::std_types::{ROption, RResult, RString, RVec};
+use prp_plugin_api::rules::{self, is_identifier, parse_flag};
 use prp_plugin_api::{
     AccountQuery, AuthenticatorImpl, CheckFinding, HostServicesBox, LogLevel, LoginMethod,
     LoginOutcome, LoginRequest, PluginError, QuestionChallenge, ResolvedAccount, SessionGrant,
@@ -39,33 +37,21 @@ enum Resolution<'a> {
     Nobody(String),
 }
 
+/// The one person the name stands for, by the shared rules ([`rules::resolve`]), with the
+/// reason in words when nobody.
 fn resolve(candidates: &[ResolvedAccount]) -> Resolution<'_> {
     if candidates.is_empty() {
         return Resolution::Nobody("unknown login name".into());
     }
-    let persons: BTreeSet<&str> = candidates
-        .iter()
-        .map(|c| c.person_uid.as_str())
-        .filter(|p| !p.is_empty())
-        .collect();
-    if persons.len() > 1 {
-        return Resolution::Nobody(format!(
-            "ambiguous: the name matches accounts of {} different persons",
-            persons.len()
-        ));
-    }
-    // Eligible: not refused, and owned by the one person the name matched.
-    let uid = persons.iter().next().copied().unwrap_or_default();
-    let eligible: Vec<&ResolvedAccount> = candidates
-        .iter()
-        .filter(|c| c.refused_by.is_none() && !uid.is_empty() && c.person_uid.as_str() == uid)
-        .collect();
-    match eligible.first() {
-        Some(_) => Resolution::Person {
+    match rules::resolve(candidates) {
+        rules::Resolution::Ambiguous(n) => Resolution::Nobody(format!(
+            "ambiguous: the name matches accounts of {n} different persons"
+        )),
+        rules::Resolution::Person { uid, eligible } if !eligible.is_empty() => Resolution::Person {
             uid: uid.to_owned(),
             accounts: eligible,
         },
-        _ => {
+        rules::Resolution::Person { .. } | rules::Resolution::Nobody => {
             let why = candidates
                 .iter()
                 .filter_map(|c| c.refused_by.as_ref().into_option())
@@ -433,7 +419,7 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
         }
         for key in [PASSCODE_KEY, QUESTIONS_KEY] {
             if let Ok(Some(v)) = params.key(key) {
-                if parse_bool(&v).is_none() {
+                if parse_flag(&v).is_none() {
                     findings.push(CheckFinding::new(
                         Severity::ERROR,
                         format!("API key {key}"),

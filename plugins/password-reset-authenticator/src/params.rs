@@ -1,5 +1,6 @@
 //! The authenticator's configuration parameters and how their values are read.
 
+use prp_plugin_api::rules::{is_identifier, parse_flag};
 use prp_plugin_api::{HostServicesBox, PluginError};
 use std::cell::RefCell;
 
@@ -89,7 +90,7 @@ impl<'a> Params<'a> {
 
     /// A boolean parameter (unset is false).
     pub fn flag(&self, p: Param) -> Result<bool, PluginError> {
-        Ok(self.get(p)?.and_then(|v| parse_bool(&v)).unwrap_or(false))
+        Ok(self.get(p)?.and_then(|v| parse_flag(&v)).unwrap_or(false))
     }
 
     /// An API configuration key's value, `None` when unset.
@@ -109,23 +110,13 @@ impl<'a> Params<'a> {
 
     /// An API configuration key as a boolean (unset or unreadable is false: fail closed).
     pub fn key_on(&self, key: &'static str) -> Result<bool, PluginError> {
-        Ok(self.key(key)?.and_then(|s| parse_bool(&s)).unwrap_or(false))
+        Ok(self.key(key)?.and_then(|s| parse_flag(&s)).unwrap_or(false))
     }
 }
 
 /// Defaults when the parameters are unset.
 pub const DEFAULT_DEFINITIONS: u32 = 3;
 pub const DEFAULT_REQUESTS: u32 = 2;
-
-/// A table or column name the portal may put into SQL: ASCII letters, digits and `_`, not
-/// starting with a digit, at most 63 characters (PostgreSQL's limit). Anything else is refused,
-/// so configured names are never pasted into SQL as they come.
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
-}
 
 /// Splits a pipe-delimited column list (`CN|SamAccountName`), trimming blanks. Every entry must
 /// be an identifier; the error names the first one that isn't.
@@ -149,15 +140,6 @@ pub fn parse_column_list(value: &str) -> Result<Vec<String>, String> {
         out.push(part.to_owned());
     }
     Ok(out)
-}
-
-/// Reads a boolean the way the original product writes them: `1`/`0`, `true`/`false`.
-pub fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" | "" => Some(false),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -261,17 +243,6 @@ mod tests {
     }
 
     #[test]
-    fn identifiers() {
-        assert!(is_identifier("ADSAccount"));
-        assert!(is_identifier("_x1"));
-        assert!(!is_identifier("1abc"));
-        assert!(!is_identifier("Person; DROP TABLE Person"));
-        assert!(!is_identifier("a\"b"));
-        assert!(!is_identifier(""));
-        assert!(!is_identifier(&"a".repeat(64)));
-    }
-
-    #[test]
     fn column_lists() {
         assert_eq!(
             parse_column_list(" CN | SamAccountName "),
@@ -282,13 +253,6 @@ mod tests {
             .contains("empty column name"));
         assert!(parse_column_list("CN|x-y").unwrap_err().contains("\"x-y\""));
         assert!(parse_column_list("CN|cn").unwrap_err().contains("twice"));
-    }
-
-    #[test]
-    fn booleans() {
-        assert_eq!(parse_bool("1"), Some(true));
-        assert_eq!(parse_bool("False"), Some(false));
-        assert_eq!(parse_bool("maybe"), None);
     }
 
     #[test]
