@@ -586,7 +586,8 @@ pub(crate) fn login_service(portal: &Portal) -> Result<crate::login::LoginServic
     ))
 }
 
-/// Self-service over an assembled portal; fails when the database is missing.
+/// Self-service over an assembled portal; fails when the database or the authenticator is
+/// missing.
 pub(crate) fn self_service(portal: &Portal) -> Result<crate::portal::SelfService, String> {
     Ok(crate::portal::SelfService {
         store: portal
@@ -595,6 +596,10 @@ pub(crate) fn self_service(portal: &Portal) -> Result<crate::portal::SelfService
             .ok_or("the portal database is not reachable")?,
         hasher: portal.hasher.clone(),
         gate: portal.gate.clone(),
+        authenticator: portal
+            .authenticator
+            .clone()
+            .ok_or("no loaded plugin provides the configured authenticator")?,
         resolvers: portal.resolvers.clone(),
         server_name: portal.settings.host.server_name.clone(),
     })

@@ -3,7 +3,9 @@
 //! hashes, the audit record and the session. Every denial looks the same to the client.
 
 use crate::metrics::Crossings;
-use crate::plugins::{CallError, CallGate, RequestScope};
+use crate::plugins::{
+    authenticator_policy, CallError, CallGate, RequestScope, V1_0_QUESTIONS_ASKED,
+};
 use crate::security::{take_hash_count, Hasher};
 use crate::store::{
     AuditEvent, AuditWriter, Consumption, LockScope, LockoutPolicy, NewSession, ParameterSnapshot,
@@ -25,11 +27,6 @@ pub const MAX_SECRET: usize = 1024;
 pub const MAX_ANSWERS: usize = 10;
 pub const MAX_ANSWER: usize = 256;
 
-/// The parameter with the number of questions a questions login answers.
-pub const QUERY_ANSWER_REQUESTS: &str =
-    r"QER\Person\PasswordResetAuthenticator\QueryAnswerRequests";
-/// Its default, as the reference authenticator has it.
-const DEFAULT_REQUESTS: usize = 2;
 /// How often expired passcodes (and their second halves in the outbox) are purged.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -333,12 +330,7 @@ impl LoginService {
     /// [`throttle::FailureFloor`]), whatever path it took.
     pub async fn login(&self, input: LoginInput) -> LoginResult {
         let started = std::time::Instant::now();
-        let hashes = if input.method == LoginMethod::QUESTIONS {
-            self.questions_asked().await
-        } else {
-            1
-        };
-        let result = self.decide_login(input).await;
+        let (result, hashes) = self.decide_login(input).await;
         if matches!(result, LoginResult::Denied | LoginResult::Challenged(_)) {
             let kind = u32::try_from(hashes).unwrap_or(u32::MAX);
             let wait = self.floor.hold(kind, started.elapsed());
@@ -347,8 +339,8 @@ impl LoginService {
         result
     }
 
-    async fn decide_login(&self, input: LoginInput) -> LoginResult {
-        let method = input.method.name();
+    /// Decides a login; with the number of hashes every failure of it costs.
+    async fn decide_login(&self, input: LoginInput) -> (LoginResult, usize) {
         let Some(_pending) = self.admit() else {
             // Answered 503 whether or not the record is written.
             let _ = self
@@ -359,15 +351,29 @@ impl LoginService {
                     "overloaded: too many logins in progress",
                 )
                 .await;
-            return LoginResult::Busy;
+            return (LoginResult::Busy, 1);
         };
-        // A questions login costs one hash per question asked, a number the server sets: what
-        // the client sends (more answers, fewer) changes nothing.
+        // The parameters, read once for all of this login's plugin calls.
+        let (scope, policy) = self.scope_and_policy().await;
+        // A questions login costs one hash per question asked, a number the authenticator sets
+        // (its policy): what the client sends (more answers, fewer) changes nothing.
         let hashes = if input.method == LoginMethod::QUESTIONS {
-            self.questions_asked().await
+            self.questions_asked(&scope).await
         } else {
             1
         };
+        let result = self.decide_admitted(input, scope, policy, hashes).await;
+        (result, hashes)
+    }
+
+    async fn decide_admitted(
+        &self,
+        input: LoginInput,
+        scope: RequestScope,
+        policy: Option<LockoutPolicy>,
+        hashes: usize,
+    ) -> LoginResult {
+        let method = input.method.name();
         let too_long = input.login_name.len() > MAX_LOGIN_NAME
             || input.secret.len() > MAX_SECRET
             || input.answers.len() > hashes
@@ -384,7 +390,6 @@ impl LoginService {
             };
             return self.deny(&input, None, why).await;
         }
-        let (scope, policy) = self.scope_and_policy().await;
         let Some(policy) = policy else {
             // The parameters can't be read: the database is away.
             return self.unavailable(&input, None, "the lockout policy can't be read");
@@ -574,17 +579,18 @@ impl LoginService {
             .map_err(|e| e.to_string())
     }
 
-    /// How many questions a questions login answers (`QueryAnswerRequests`, 1 to
-    /// [`MAX_ANSWERS`]).
-    async fn questions_asked(&self) -> usize {
-        match self.store.parameter_value(QUERY_ANSWER_REQUESTS).await {
-            Ok(v) => v
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(DEFAULT_REQUESTS)
+    /// How many questions a questions login answers: the authenticator's policy, asked in the
+    /// request's scope, bounded to 1 to [`MAX_ANSWERS`]. When it can't be had, 1.0's default:
+    /// the login itself then fails on the same cause, at this cost.
+    async fn questions_asked(&self, scope: &RequestScope) -> usize {
+        match authenticator_policy(&self.gate, &self.authenticator, Some(scope), &self.store).await
+        {
+            Ok(p) => usize::try_from(p.questions_asked)
+                .unwrap_or(MAX_ANSWERS)
                 .clamp(1, MAX_ANSWERS),
             Err(e) => {
-                tracing::warn!("reading {QUERY_ANSWER_REQUESTS} failed: {e}");
-                DEFAULT_REQUESTS
+                tracing::warn!("{e}");
+                V1_0_QUESTIONS_ASKED as usize
             }
         }
     }
@@ -1043,8 +1049,9 @@ impl LoginService {
     /// `min_hashes` hashes, the audit record of a denial), without opening a session. The
     /// caller admitted it ([`LoginService::admit_step`]).
     pub(crate) async fn identify(&self, input: &LoginInput, min_hashes: usize) -> Identified {
+        let (scope, policy) = self.scope_and_policy().await;
         let own = if input.method == LoginMethod::QUESTIONS {
-            self.questions_asked().await
+            self.questions_asked(&scope).await
         } else {
             1
         };
@@ -1071,7 +1078,6 @@ impl LoginService {
         // The same throttle as the classic logins: the name's, the source's and the device's
         // counters, their locks, and the proof of work asked of clients without a device
         // cookie once the name or the source is over its limit.
-        let (scope, policy) = self.scope_and_policy().await;
         let Some(policy) = policy else {
             self.pad(hashes).await;
             let _ = self

@@ -66,8 +66,8 @@ pub use login::{
     QuestionAnswer, QuestionChallenge, SecretCheck, SessionGrant,
 };
 pub use plugin::{
-    authenticator_box, Authenticator, AuthenticatorBox, AuthenticatorImpl, Authenticator_TO,
-    CheckFinding, Severity,
+    authenticator_box, Authenticator, AuthenticatorBox, AuthenticatorImpl, AuthenticatorPolicy,
+    Authenticator_TO, CheckFinding, Severity,
 };
 pub use resolver::{
     resolver_box, ResolvedAccount, Resolver, ResolverBox, ResolverImpl, Resolver_TO,

@@ -8,9 +8,9 @@ use crate::questions;
 use prp_plugin_api::abi_stable::std_types::{ROption, RResult, RString, RVec};
 use prp_plugin_api::rules::{self, is_identifier, parse_flag};
 use prp_plugin_api::{
-    AccountQuery, AuthenticatorImpl, CheckFinding, HostServicesBox, LogLevel, LoginMethod,
-    LoginOutcome, LoginRequest, PluginError, QuestionChallenge, ResolvedAccount, SessionGrant,
-    Severity,
+    AccountQuery, AuthenticatorImpl, AuthenticatorPolicy, CheckFinding, HostServicesBox, LogLevel,
+    LoginMethod, LoginOutcome, LoginRequest, PluginError, QuestionChallenge, ResolvedAccount,
+    SessionGrant, Severity,
 };
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock};
@@ -170,6 +170,19 @@ impl PasswordResetAuthenticator {
             enabled_by: list(Param::EnabledBy),
             login_name: RString::new(),
         }))
+    }
+
+    /// Whether passcodes are split four-eyes (`PasscodeSplit`, unset: no).
+    fn passcode_split(params: &Params) -> Result<bool, PluginError> {
+        match params.get(Param::PasscodeSplit)? {
+            None => Ok(false),
+            Some(v) => parse_flag(&v).ok_or_else(|| {
+                PluginError::config(format!(
+                    "{}: \"{v}\" is not a boolean (1 or 0)",
+                    Param::PasscodeSplit.path()
+                ))
+            }),
+        }
     }
 
     fn counts(params: &Params) -> Result<(u32, u32), PluginError> {
@@ -417,6 +430,13 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
                 ));
             }
         }
+        if let Err(e) = Self::passcode_split(&params) {
+            let (subject, message) = e
+                .message
+                .split_once(": ")
+                .unwrap_or(("", e.message.as_str()));
+            findings.push(CheckFinding::new(Severity::ERROR, subject, message));
+        }
         for key in [PASSCODE_KEY, QUESTIONS_KEY] {
             if let Ok(Some(v)) = params.key(key) {
                 if parse_flag(&v).is_none() {
@@ -532,6 +552,20 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
             Err(why) => format!("questions: not allowed: {why}"),
         });
         Ok(lines)
+    }
+
+    /// The question counts and four-eyes passcodes, from this plugin's parameters as they are
+    /// now. A value that is set but unreadable is an error naming the parameter: the host then
+    /// refuses what depends on it rather than guess (a mistyped `PasscodeSplit` must not issue
+    /// whole passcodes).
+    fn policy(&self) -> Result<Option<AuthenticatorPolicy>, PluginError> {
+        let params = self.params();
+        let (questions_kept, questions_asked) = Self::counts(&params)?;
+        Ok(Some(AuthenticatorPolicy {
+            questions_kept,
+            questions_asked,
+            passcode_split: Self::passcode_split(&params)?,
+        }))
     }
 }
 
