@@ -111,6 +111,18 @@ pub struct LoginInput {
 }
 
 impl LoginInput {
+    /// Whether the input is over the length limits, for a login that asks `asked` answers at
+    /// most (such input is denied, at the cost of any other failure).
+    fn over_limits(&self, asked: usize) -> bool {
+        self.login_name.len() > MAX_LOGIN_NAME
+            || self.secret.len() > MAX_SECRET
+            || self.answers.len() > asked
+            || self
+                .answers
+                .iter()
+                .any(|(id, a)| id.len() > MAX_ANSWER || a.len() > MAX_ANSWER)
+    }
+
     /// The request the authenticator decides, with the accounts the name resolved to.
     fn request(&self, candidates: Vec<ResolvedAccount>) -> LoginRequest {
         LoginRequest {
@@ -374,13 +386,7 @@ impl LoginService {
         hashes: usize,
     ) -> LoginResult {
         let method = input.method.name();
-        let too_long = input.login_name.len() > MAX_LOGIN_NAME
-            || input.secret.len() > MAX_SECRET
-            || input.answers.len() > hashes
-            || input
-                .answers
-                .iter()
-                .any(|(id, a)| id.len() > MAX_ANSWER || a.len() > MAX_ANSWER);
+        let too_long = input.over_limits(hashes);
         if too_long || input.login_name.trim().is_empty() {
             self.pad(hashes).await;
             let why = if too_long {
@@ -425,25 +431,8 @@ impl LoginService {
                     .await;
             }
         };
-        let request = input.request(candidates);
-        let auth = Arc::clone(&self.authenticator);
-        let hasher = Arc::clone(&self.hasher);
-        let context = gate.context.clone();
         let decided = self
-            .gate
-            .call(move || {
-                take_hash_count();
-                begin_deferring();
-                begin_attempt(context);
-                let outcome = scope.run("login", || auth.login(&request));
-                let consumed = take_deferred();
-                let attempt = take_attempt();
-                // Pad to the same number of hashes on every path (unknown names included).
-                for _ in take_hash_count() as usize..hashes {
-                    hasher.dummy_verify();
-                }
-                outcome.map(|o| (o, consumed, attempt))
-            })
+            .decide_padded(scope, input.request(candidates), &gate, hashes)
             .await;
         // A call that runs out of time is answered here while its thread goes on: what it
         // deferred is dropped with its result, so nothing is consumed for the denied login.
@@ -593,6 +582,42 @@ impl LoginService {
                 V1_0_QUESTIONS_ASKED as usize
             }
         }
+    }
+
+    /// The authenticator's decision, in the request's scope, with what it deferred (single-use
+    /// secrets to consume if granted) and what it learnt of the attempt; padded to `hashes`
+    /// hashes on every path (unknown names included).
+    async fn decide_padded(
+        &self,
+        scope: RequestScope,
+        request: LoginRequest,
+        gate: &Gate,
+        hashes: usize,
+    ) -> Result<
+        (
+            prp_plugin_api::LoginOutcome,
+            Vec<Consumption>,
+            AttemptContext,
+        ),
+        CallError,
+    > {
+        let auth = Arc::clone(&self.authenticator);
+        let hasher = Arc::clone(&self.hasher);
+        let context = gate.context.clone();
+        self.gate
+            .call(move || {
+                take_hash_count();
+                begin_deferring();
+                begin_attempt(context);
+                let outcome = scope.run("login", || auth.login(&request));
+                let consumed = take_deferred();
+                let attempt = take_attempt();
+                for _ in take_hash_count() as usize..hashes {
+                    hasher.dummy_verify();
+                }
+                outcome.map(|o| (o, consumed, attempt))
+            })
+            .await
     }
 
     /// Dummy hashes on a blocking thread, for denials decided before the authenticator ran.
@@ -1056,13 +1081,7 @@ impl LoginService {
             1
         };
         let hashes = own.max(min_hashes);
-        let too_long = input.login_name.len() > MAX_LOGIN_NAME
-            || input.secret.len() > MAX_SECRET
-            || input.answers.len() > own
-            || input
-                .answers
-                .iter()
-                .any(|(id, a)| id.len() > MAX_ANSWER || a.len() > MAX_ANSWER);
+        let too_long = input.over_limits(own);
         if too_long || input.login_name.trim().is_empty() {
             self.pad(hashes).await;
             let _ = self
@@ -1121,24 +1140,8 @@ impl LoginService {
                 return Identified::Denied;
             }
         };
-        let request = input.request(candidates);
-        let auth = Arc::clone(&self.authenticator);
-        let hasher = Arc::clone(&self.hasher);
-        let context = gate.context.clone();
         let decided = self
-            .gate
-            .call(move || {
-                take_hash_count();
-                begin_deferring();
-                begin_attempt(context);
-                let outcome = scope.run("login", || auth.login(&request));
-                let consumed = take_deferred();
-                let attempt = take_attempt();
-                for _ in take_hash_count() as usize..hashes {
-                    hasher.dummy_verify();
-                }
-                outcome.map(|o| (o, consumed, attempt))
-            })
+            .decide_padded(scope, input.request(candidates), &gate, hashes)
             .await;
         let (outcome, consumed, attempt) = match decided {
             Ok(o) => o,
