@@ -158,6 +158,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct Counting {
         reads: Arc<AtomicUsize>,
+        /// Parameters that answer otherwise, by the end of their path.
+        answers: Vec<(&'static str, &'static str)>,
     }
 
     fn unsupported<T>() -> PluginResult<T> {
@@ -165,9 +167,14 @@ mod tests {
     }
 
     impl HostServices for Counting {
-        fn parameter(&self, _: RStr<'_>) -> PluginResult<ROption<RString>> {
+        fn parameter(&self, path: RStr<'_>) -> PluginResult<ROption<RString>> {
             self.reads.fetch_add(1, Ordering::SeqCst);
-            Ok(ROption::RSome(RString::from("3"))).into()
+            let value = self
+                .answers
+                .iter()
+                .find(|(end, _)| path.as_str().ends_with(end))
+                .map_or("3", |(_, v)| *v);
+            Ok(ROption::RSome(RString::from(value))).into()
         }
         fn api_key(&self, _: RStr<'_>) -> PluginResult<ROption<RString>> {
             self.reads.fetch_add(1, Ordering::SeqCst);
@@ -240,6 +247,53 @@ mod tests {
         let next = Params::new(&boxed);
         assert_eq!(next.count(Param::QueryAnswerRequests, 2).ok(), Some(3));
         assert_eq!(reads.load(Ordering::SeqCst), 4);
+    }
+
+    /// The policy the host asks for, from this plugin's parameters.
+    fn policy_with(
+        answers: Vec<(&'static str, &'static str)>,
+    ) -> Result<Option<prp_plugin_api::AuthenticatorPolicy>, PluginError> {
+        use prp_plugin_api::AuthenticatorImpl;
+        let host = Counting {
+            answers,
+            ..Counting::default()
+        };
+        let boxed: HostServicesBox = HostServices_TO::from_ptr(RArc::new(host), TD_Opaque);
+        crate::PasswordResetAuthenticator::new(boxed).policy()
+    }
+
+    #[test]
+    fn the_policy_is_computed_from_the_parameters() {
+        let policy = policy_with(vec![
+            ("QueryAnswerDefinitions", "5"),
+            ("QueryAnswerRequests", "2"),
+            ("PasscodeSplit", "Yes"),
+        ]);
+        assert_eq!(
+            policy.ok().flatten(),
+            Some(prp_plugin_api::AuthenticatorPolicy {
+                questions_kept: 5,
+                questions_asked: 2,
+                passcode_split: true,
+            })
+        );
+        let off = policy_with(vec![("PasscodeSplit", "0")]);
+        assert_eq!(off.ok().flatten().map(|p| p.passcode_split), Some(false));
+        // A value that is set but unreadable is an error naming the parameter, never a guess.
+        let bad = policy_with(vec![("PasscodeSplit", "perhaps")]).unwrap_err();
+        assert!(
+            bad.message
+                .contains(r#"PasswordResetAuthenticator\PasscodeSplit: "perhaps""#),
+            "{}",
+            bad.message
+        );
+        let bad =
+            policy_with(vec![("PasscodeSplit", "1"), ("QueryAnswerRequests", "two")]).unwrap_err();
+        assert!(
+            bad.message.contains("QueryAnswerRequests"),
+            "{}",
+            bad.message
+        );
     }
 
     #[test]
