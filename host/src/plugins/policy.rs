@@ -112,11 +112,16 @@ mod tests {
         }
     }
 
-    async fn store_with_1_0_parameters() -> (tempfile::TempDir, Store) {
+    async fn fresh_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let store = Store::connect(&url, Arc::new(SystemClock)).await.unwrap();
         store.migrate().await.unwrap();
+        (dir, store)
+    }
+
+    async fn store_with_1_0_parameters() -> (tempfile::TempDir, Store) {
+        let (dir, store) = fresh_store().await;
         for (name, value) in [
             ("QueryAnswerDefinitions", "5"),
             ("QueryAnswerRequests", "4"),
@@ -161,10 +166,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn the_1_0_rules_default_when_unset_or_unreadable() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let store = Store::connect(&url, Arc::new(SystemClock)).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store) = fresh_store().await;
         let unset = v1_0_policy(&store).await.unwrap();
         assert_eq!(
             unset,
