@@ -8,12 +8,12 @@
 //! sample is a first failure in its window: without that, the 200 samples of one name would
 //! turn into locked-name samples part way through.
 
-use crate::portal::{build, post_timed, start};
+use crate::portal::{build, passcode_login, password_login, post_timed, start, to_json};
 use prp_host::clock::SystemClock;
 use prp_host::demo::{self, NewAccount, NewPerson};
 use prp_host::security::Hasher;
 use prp_host::store::{ApiKeyScope, Store};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ struct Case {
     /// Sent to the second server, whose passcode logins are switched off.
     on_b: bool,
     path: &'static str,
-    body: Value,
+    body: String,
 }
 
 fn cases() -> Vec<Case> {
@@ -56,13 +56,13 @@ fn cases() -> Vec<Case> {
         name,
         on_b: false,
         path: "/api/login/password",
-        body: json!({"login_name": login, "password": "not-the-password"}),
+        body: to_json(&password_login(login, "not-the-password")),
     };
     let pc = |name: &'static str, login: &str, on_b: bool| Case {
         name,
         on_b,
         path: "/api/login/passcode",
-        body: json!({"login_name": login, "passcode": "0000-0000-0000-0000"}),
+        body: to_json(&passcode_login(login, "0000-0000-0000-0000")),
     };
     vec![
         pw("wrong password", "wendy"),

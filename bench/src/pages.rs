@@ -6,7 +6,7 @@ use crate::load::{generate, ms, Report};
 use prp_host::clock::SystemClock;
 use prp_host::security::Hasher;
 use prp_host::store::Store;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,12 +81,11 @@ fn session_cookie(
     name: &str,
     password: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let body = json!({"login_name": name, "password": password}).to_string();
+    let body = crate::portal::to_json(&crate::portal::password_login(name, password));
     let (status, text) = exchange(addr, "POST", "/api/login/password", &[], &body);
     anyhow::ensure!(status == 200, "login of {name}: {status} {text}");
-    let v: Value = serde_json::from_str(&text)?;
-    let token = v["token"].as_str().unwrap_or_default();
-    let csrf = v["csrf_token"].as_str().unwrap_or_default();
+    let granted: prp_host::api::LoginResponse = serde_json::from_str(&text)?;
+    let (token, csrf) = (granted.token, granted.csrf_token);
     // The portal listens on loopback over http: the cookies have their plain names.
     Ok(vec![(
         "Cookie".into(),

@@ -4,6 +4,7 @@
 //! start, and the endpoints that don't hash.
 
 use crate::load::{generate, ms, Report};
+use prp_host::api;
 use prp_host::clock::SystemClock;
 use prp_host::security::Hasher;
 use prp_host::store::Store;
@@ -267,12 +268,35 @@ fn server_counters(admin: SocketAddr, pid: u32, ticks: f64) -> anyhow::Result<Se
     })
 }
 
-fn post(addr: SocketAddr, path: &str, body: &Value) -> Value {
+/// A request body as the JSON text sent (the API's types always serialise).
+pub(crate) fn to_json(body: &impl serde::Serialize) -> String {
+    serde_json::to_string(body).unwrap_or_default()
+}
+
+/// `POST /api/login/password`'s body.
+pub(crate) fn password_login(name: &str, password: &str) -> api::PasswordLogin {
+    api::PasswordLogin {
+        login_name: name.into(),
+        password: password.into(),
+        pow: None,
+    }
+}
+
+/// `POST /api/login/passcode`'s body.
+pub(crate) fn passcode_login(name: &str, passcode: &str) -> api::PasscodeLogin {
+    api::PasscodeLogin {
+        login_name: name.into(),
+        passcode: passcode.into(),
+        pow: None,
+    }
+}
+
+fn post(addr: SocketAddr, path: &str, body: &impl serde::Serialize) -> Value {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return Value::Null;
     };
-    let b = body.to_string();
+    let b = to_json(body);
     let _ = write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len());
     let mut raw = String::new();
     let _ = s.read_to_string(&mut raw);
@@ -283,13 +307,12 @@ fn post(addr: SocketAddr, path: &str, body: &Value) -> Value {
 
 /// `POST path` with a JSON body on a connection of its own: the status, and the time from
 /// connecting to the end of the answer.
-pub(crate) fn post_timed(addr: SocketAddr, path: &str, body: &Value) -> (u16, Duration) {
+pub(crate) fn post_timed(addr: SocketAddr, path: &str, b: &str) -> (u16, Duration) {
     use std::io::{Read, Write};
     let t = Instant::now();
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return (0, t.elapsed());
     };
-    let b = body.to_string();
     let _ = write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len());
     let mut raw = String::new();
     let _ = s.read_to_string(&mut raw);
@@ -491,29 +514,40 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let duration = Duration::from_secs_f64(seconds);
     println!("saturation ({clients} clients, {seconds} s each; the limit is re-measured right before and after each):");
     println!("  (server CPU per login beyond its hashes = (the server process's utime + stime over the run - argon2 computations in /metrics x the CPU of one of them) / logins in /metrics)");
-    let password =
-        json!({"login_name": "alice", "password": prp_host::demo::DemoPeople::ALICE_PASSWORD})
-            .to_string();
+    let password = to_json(&password_login(
+        "alice",
+        prp_host::demo::DemoPeople::ALICE_PASSWORD,
+    ));
     let challenge = post(
         addr,
         "/api/login/questions/challenge",
-        &json!({"login_name": "alice"}),
+        &api::ChallengeRequest {
+            login_name: "alice".into(),
+            pow: None,
+        },
     );
-    let answers: Vec<Value> = challenge["questions"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let challenge: api::ChallengeResponse = serde_json::from_value(challenge)
+        .map_err(|e| anyhow::anyhow!("the question challenge failed: {e}"))?;
+    let answers = challenge
+        .questions
+        .iter()
         .map(|q| {
-            let text = q["question"].as_str().unwrap_or_default();
             let a = prp_host::demo::DemoPeople::ALICE_QUESTIONS
                 .iter()
-                .find(|(qq, _)| *qq == text)
+                .find(|(qq, _)| *qq == q.question)
                 .map(|(_, a)| *a)
                 .unwrap_or("");
-            json!({"question_id": q["id"], "answer": a})
+            api::Answer {
+                question_id: q.id.clone(),
+                answer: a.into(),
+            }
         })
         .collect();
-    let questions = json!({"login_name": "alice", "answers": answers}).to_string();
+    let questions = to_json(&api::QuestionsLogin {
+        login_name: "alice".into(),
+        answers,
+        pow: None,
+    });
     let runs = [
         (
             Method::Password,
@@ -533,14 +567,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Method::Passcode,
             "passcode (wrong)",
             "/api/login/passcode",
-            json!({"login_name": "bob", "passcode": "0000-0000-0000-0000"}).to_string(),
+            to_json(&passcode_login("bob", "0000-0000-0000-0000")),
             1.0,
         ),
         (
             Method::Unknown,
             "unknown name (dummy hash)",
             "/api/login/password",
-            json!({"login_name": "nobody", "password": "x"}).to_string(),
+            to_json(&password_login("nobody", "x")),
             1.0,
         ),
     ];
@@ -678,7 +712,7 @@ fn crossings(addr: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
     let status = post(
         addr,
         "/api/login/password",
-        &json!({"login_name": "alice", "password": prp_host::demo::DemoPeople::ALICE_PASSWORD}),
+        &password_login("alice", prp_host::demo::DemoPeople::ALICE_PASSWORD),
     );
     anyhow::ensure!(
         status["token"].is_string(),
@@ -726,9 +760,10 @@ fn overload(
 
     // Overload: ten times the saturating load and more.
     let before = audit_logins(rt, url)?;
-    let password =
-        json!({"login_name": "alice", "password": prp_host::demo::DemoPeople::ALICE_PASSWORD})
-            .to_string();
+    let password = to_json(&password_login(
+        "alice",
+        prp_host::demo::DemoPeople::ALICE_PASSWORD,
+    ));
     let r = generate(
         addr,
         "POST",
@@ -785,7 +820,7 @@ fn endpoints(addr: SocketAddr, duration: Duration) -> anyhow::Result<()> {
     let login = post(
         addr,
         "/api/login/password",
-        &json!({"login_name": "alice", "password": prp_host::demo::DemoPeople::ALICE_PASSWORD}),
+        &password_login("alice", prp_host::demo::DemoPeople::ALICE_PASSWORD),
     );
     let auth = vec![(
         "Authorization".to_owned(),
@@ -808,7 +843,10 @@ fn endpoints(addr: SocketAddr, duration: Duration) -> anyhow::Result<()> {
         ms(r.p(200, 0.99)),
         r.summary()
     );
-    let check = json!({"items": ["Person:P-ALICE"], "password": "too-short"}).to_string();
+    let check = to_json(&api::PasswordRequest {
+        items: vec!["Person:P-ALICE".into()],
+        password: "too-short".into(),
+    });
     let r = generate(
         addr,
         "POST",

@@ -15,18 +15,18 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 /// The outcome of one component's self-check.
-pub struct SelfCheck {
-    pub plugin: String,
-    pub component: String,
-    pub result: Result<Vec<CheckFinding>, String>,
+pub(crate) struct SelfCheck {
+    pub(crate) plugin: String,
+    pub(crate) component: String,
+    pub(crate) result: Result<Vec<CheckFinding>, String>,
     /// An optional resolver's (`Plugins:Optional`): its failure is reported, but never stops
     /// the portal, since the portal works without its accounts.
-    pub optional: bool,
+    pub(crate) optional: bool,
 }
 
 impl SelfCheck {
     /// Fail closed: a call that failed, or any error finding, fails the check.
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         match &self.result {
             Ok(findings) => findings.iter().any(|f| f.severity.is_error()),
             Err(_) => true,
@@ -34,22 +34,22 @@ impl SelfCheck {
     }
 }
 
-/// A running portal's parts.
+/// A running portal's parts. Only the library wires them (into a [`crate::Service`]); the
+/// binary reads the plugin report ([`Portal::report`]).
 pub struct Portal {
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// `None` when the database could not be reached (then nothing that needs it works).
-    pub store: Option<Store>,
-    pub hasher: Arc<Hasher>,
-    pub ctx: Arc<HostContext>,
-    pub gate: CallGate,
-    pub report: LoadReport,
-    pub self_checks: Vec<SelfCheck>,
+    pub(crate) store: Option<Store>,
+    pub(crate) hasher: Arc<Hasher>,
+    pub(crate) gate: CallGate,
+    pub(crate) report: LoadReport,
+    pub(crate) self_checks: Vec<SelfCheck>,
     /// The authenticator that handles logins (`Host:Authenticator`), when loaded.
-    pub authenticator: Option<Arc<AuthenticatorBox>>,
+    pub(crate) authenticator: Option<Arc<AuthenticatorBox>>,
     /// The resolvers in use, in order.
-    pub resolvers: Vec<ResolverInUse>,
+    pub(crate) resolvers: Vec<ResolverInUse>,
     /// What is wrong with the identity database (`Person`), checked at start.
-    pub identity_problems: Vec<String>,
+    pub(crate) identity_problems: Vec<String>,
 }
 
 /// Opens the portal's database from the settings.
@@ -185,7 +185,6 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
         settings,
         store,
         hasher,
-        ctx,
         gate,
         report,
         self_checks,
@@ -195,10 +194,15 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
 }
 
 impl Portal {
+    /// What became of each plugin library (`prp-host plugins`).
+    pub fn report(&self) -> &LoadReport {
+        &self.report
+    }
+
     /// Why the portal must not serve, if it must not: a required plugin is missing, a required
     /// plugin's component failed its self-check, the configured authenticator or a configured
     /// resolver is not there, or the database is unreachable.
-    pub fn refusals(&self) -> Vec<String> {
+    pub(crate) fn refusals(&self) -> Vec<String> {
         let settings = &self.settings;
         let mut out: Vec<String> = self
             .report
@@ -500,7 +504,7 @@ async fn store_lines(store: &Store) -> Vec<CheckLine> {
 }
 
 /// The plugin part of the checks: each library, the required set, each self-check.
-pub fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
+pub(crate) fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
     let mut lines = Vec::new();
     // The identity schema was checked when the portal was assembled; its problems are
     // refusals, listed at the end.
@@ -573,7 +577,9 @@ pub fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
     }
     let own = own_plugin(&report.loaded, &settings.host.authenticator);
     for name in &settings.plugins.optional {
-        let names = |r: &ResolverInUse| r.id.eq_ignore_ascii_case(name) || r.plugin.eq_ignore_ascii_case(name);
+        let names = |r: &ResolverInUse| {
+            r.id.eq_ignore_ascii_case(name) || r.plugin.eq_ignore_ascii_case(name)
+        };
         if portal
             .resolvers
             .iter()
@@ -670,7 +676,8 @@ pub(crate) fn login_service(portal: &Portal) -> Result<crate::login::LoginServic
     ))
 }
 
-/// Self-service over an assembled portal; fails when the database is missing.
+/// Self-service over an assembled portal; fails when the database or the authenticator is
+/// missing.
 pub(crate) fn self_service(portal: &Portal) -> Result<crate::portal::SelfService, String> {
     Ok(crate::portal::SelfService {
         store: portal
@@ -679,6 +686,10 @@ pub(crate) fn self_service(portal: &Portal) -> Result<crate::portal::SelfService
             .ok_or("the portal database is not reachable")?,
         hasher: portal.hasher.clone(),
         gate: portal.gate.clone(),
+        authenticator: portal
+            .authenticator
+            .clone()
+            .ok_or("no loaded plugin provides the configured authenticator")?,
         resolvers: portal.resolvers.clone(),
         server_name: portal.settings.host.server_name.clone(),
     })

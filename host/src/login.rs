@@ -3,7 +3,9 @@
 //! hashes, the audit record and the session. Every denial looks the same to the client.
 
 use crate::metrics::Crossings;
-use crate::plugins::{CallError, CallGate, RequestScope, ResolverInUse};
+use crate::plugins::{
+    authenticator_policy, CallError, CallGate, RequestScope, ResolverInUse, V1_0_QUESTIONS_ASKED,
+};
 use crate::security::{take_hash_count, Hasher};
 use crate::store::{
     AuditEvent, AuditWriter, Consumption, LockScope, LockoutPolicy, NewSession, ParameterSnapshot,
@@ -11,6 +13,7 @@ use crate::store::{
 };
 use crate::throttle::{self, Device, FailureFloor};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
+use prp_plugin_api::rules;
 use prp_plugin_api::{
     AuthenticatorBox, ErrorKind, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
     ResolvedAccount,
@@ -24,11 +27,6 @@ pub const MAX_SECRET: usize = 1024;
 pub const MAX_ANSWERS: usize = 10;
 pub const MAX_ANSWER: usize = 256;
 
-/// The parameter with the number of questions a questions login answers.
-pub const QUERY_ANSWER_REQUESTS: &str =
-    r"QER\Person\PasswordResetAuthenticator\QueryAnswerRequests";
-/// Its default, as the reference authenticator has it.
-const DEFAULT_REQUESTS: usize = 2;
 /// How often expired passcodes (and their second halves in the outbox) are purged.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -113,6 +111,18 @@ pub struct LoginInput {
 }
 
 impl LoginInput {
+    /// Whether the input is over the length limits, for a login that asks `asked` answers at
+    /// most (such input is denied, at the cost of any other failure).
+    fn over_limits(&self, asked: usize) -> bool {
+        self.login_name.len() > MAX_LOGIN_NAME
+            || self.secret.len() > MAX_SECRET
+            || self.answers.len() > asked
+            || self
+                .answers
+                .iter()
+                .any(|(id, a)| id.len() > MAX_ANSWER || a.len() > MAX_ANSWER)
+    }
+
     /// The request the authenticator decides, with the accounts the name resolved to.
     fn request(&self, candidates: Vec<ResolvedAccount>) -> LoginRequest {
         LoginRequest {
@@ -358,12 +368,7 @@ impl LoginService {
     /// [`throttle::FailureFloor`]), whatever path it took.
     pub async fn login(&self, input: LoginInput) -> LoginResult {
         let started = std::time::Instant::now();
-        let hashes = if input.method == LoginMethod::QUESTIONS {
-            self.questions_asked().await
-        } else {
-            1
-        };
-        let result = self.decide_login(input).await;
+        let (result, hashes) = self.decide_login(input).await;
         if matches!(result, LoginResult::Denied | LoginResult::Challenged(_)) {
             let kind = u32::try_from(hashes).unwrap_or(u32::MAX);
             let wait = self.floor.hold(kind, started.elapsed());
@@ -372,8 +377,8 @@ impl LoginService {
         result
     }
 
-    async fn decide_login(&self, input: LoginInput) -> LoginResult {
-        let method = input.method.name();
+    /// Decides a login; with the number of hashes every failure of it costs.
+    async fn decide_login(&self, input: LoginInput) -> (LoginResult, usize) {
         let Some(_pending) = self.admit() else {
             // Answered 503 whether or not the record is written.
             let _ = self
@@ -384,22 +389,30 @@ impl LoginService {
                     "overloaded: too many logins in progress",
                 )
                 .await;
-            return LoginResult::Busy;
+            return (LoginResult::Busy, 1);
         };
-        // A questions login costs one hash per question asked, a number the server sets: what
-        // the client sends (more answers, fewer) changes nothing.
+        // The parameters, read once for all of this login's plugin calls.
+        let (scope, policy) = self.scope_and_policy().await;
+        // A questions login costs one hash per question asked, a number the authenticator sets
+        // (its policy): what the client sends (more answers, fewer) changes nothing.
         let hashes = if input.method == LoginMethod::QUESTIONS {
-            self.questions_asked().await
+            self.questions_asked(&scope).await
         } else {
             1
         };
-        let too_long = input.login_name.len() > MAX_LOGIN_NAME
-            || input.secret.len() > MAX_SECRET
-            || input.answers.len() > hashes
-            || input
-                .answers
-                .iter()
-                .any(|(id, a)| id.len() > MAX_ANSWER || a.len() > MAX_ANSWER);
+        let result = self.decide_admitted(input, scope, policy, hashes).await;
+        (result, hashes)
+    }
+
+    async fn decide_admitted(
+        &self,
+        input: LoginInput,
+        scope: RequestScope,
+        policy: Option<LockoutPolicy>,
+        hashes: usize,
+    ) -> LoginResult {
+        let method = input.method.name();
+        let too_long = input.over_limits(hashes);
         if too_long || input.login_name.trim().is_empty() {
             self.pad(hashes).await;
             let why = if too_long {
@@ -409,7 +422,6 @@ impl LoginService {
             };
             return self.deny(&input, None, why).await;
         }
-        let (scope, policy) = self.scope_and_policy().await;
         let Some(policy) = policy else {
             // The parameters can't be read: the database is away.
             return self.unavailable(&input, None, "the lockout policy can't be read");
@@ -445,25 +457,8 @@ impl LoginService {
                     .await;
             }
         };
-        let request = input.request(candidates);
-        let auth = Arc::clone(&self.authenticator);
-        let hasher = Arc::clone(&self.hasher);
-        let context = gate.context.clone();
         let decided = self
-            .gate
-            .call(move || {
-                take_hash_count();
-                begin_deferring();
-                begin_attempt(context);
-                let outcome = scope.run("login", || auth.login(&request));
-                let consumed = take_deferred();
-                let attempt = take_attempt();
-                // Pad to the same number of hashes on every path (unknown names included).
-                for _ in take_hash_count() as usize..hashes {
-                    hasher.dummy_verify();
-                }
-                outcome.map(|o| (o, consumed, attempt))
-            })
+            .decide_padded(scope, input.request(candidates), &gate, hashes)
             .await;
         // A call that runs out of time is answered here while its thread goes on: what it
         // deferred is dropped with its result, so nothing is consumed for the denied login.
@@ -599,19 +594,56 @@ impl LoginService {
             .map_err(|e| e.to_string())
     }
 
-    /// How many questions a questions login answers (`QueryAnswerRequests`, 1 to
-    /// [`MAX_ANSWERS`]).
-    async fn questions_asked(&self) -> usize {
-        match self.store.parameter_value(QUERY_ANSWER_REQUESTS).await {
-            Ok(v) => v
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(DEFAULT_REQUESTS)
+    /// How many questions a questions login answers: the authenticator's policy, asked in the
+    /// request's scope, bounded to 1 to [`MAX_ANSWERS`]. When it can't be had, 1.0's default:
+    /// the login itself then fails on the same cause, at this cost.
+    async fn questions_asked(&self, scope: &RequestScope) -> usize {
+        match authenticator_policy(&self.gate, &self.authenticator, Some(scope), &self.store).await
+        {
+            Ok(p) => usize::try_from(p.questions_asked)
+                .unwrap_or(MAX_ANSWERS)
                 .clamp(1, MAX_ANSWERS),
             Err(e) => {
-                tracing::warn!("reading {QUERY_ANSWER_REQUESTS} failed: {e}");
-                DEFAULT_REQUESTS
+                tracing::warn!("{e}");
+                V1_0_QUESTIONS_ASKED as usize
             }
         }
+    }
+
+    /// The authenticator's decision, in the request's scope, with what it deferred (single-use
+    /// secrets to consume if granted) and what it learnt of the attempt; padded to `hashes`
+    /// hashes on every path (unknown names included).
+    async fn decide_padded(
+        &self,
+        scope: RequestScope,
+        request: LoginRequest,
+        gate: &Gate,
+        hashes: usize,
+    ) -> Result<
+        (
+            prp_plugin_api::LoginOutcome,
+            Vec<Consumption>,
+            AttemptContext,
+        ),
+        CallError,
+    > {
+        let auth = Arc::clone(&self.authenticator);
+        let hasher = Arc::clone(&self.hasher);
+        let context = gate.context.clone();
+        self.gate
+            .call(move || {
+                take_hash_count();
+                begin_deferring();
+                begin_attempt(context);
+                let outcome = scope.run("login", || auth.login(&request));
+                let consumed = take_deferred();
+                let attempt = take_attempt();
+                for _ in take_hash_count() as usize..hashes {
+                    hasher.dummy_verify();
+                }
+                outcome.map(|o| (o, consumed, attempt))
+            })
+            .await
     }
 
     /// Dummy hashes on a blocking thread, for denials decided before the authenticator ran.
@@ -715,6 +747,13 @@ impl LoginService {
 }
 
 /// The lock scope of a login method.
+/// Why a help-desk tool can't act on a name whose accounts belong to `persons` persons.
+pub(crate) fn ambiguous(login_name: &str, persons: usize) -> String {
+    format!(
+        "\"{login_name}\" matches accounts of {persons} different persons; use a name that identifies one"
+    )
+}
+
 fn lock_scope(method: LoginMethod) -> LockScope {
     match method {
         LoginMethod::PASSWORD => LockScope::Password,
@@ -869,19 +908,12 @@ impl LoginService {
         scope: LockScope,
     ) -> Result<throttle::Unlocked, String> {
         let candidates = self.resolve(login_name).await?;
-        let persons: std::collections::BTreeSet<&str> = candidates
-            .iter()
-            .map(|c| c.person_uid.as_str())
-            .filter(|p| !p.is_empty())
-            .collect();
-        let person_uid = match persons.len() {
-            0 => return Err(format!("\"{login_name}\" matches no person")),
-            1 => persons.into_iter().next().unwrap_or_default().to_owned(),
-            n => {
-                return Err(format!(
-                    "\"{login_name}\" matches accounts of {n} different persons; use a name that identifies one"
-                ))
-            }
+        // Refused accounts are unlocked too: the help desk may clear a lock before the account
+        // is enabled again.
+        let person_uid = match rules::resolve(&candidates) {
+            rules::Resolution::Nobody => return Err(format!("\"{login_name}\" matches no person")),
+            rules::Resolution::Ambiguous(n) => return Err(ambiguous(login_name, n)),
+            rules::Resolution::Person { uid, .. } => uid.to_owned(),
         };
         let store = &self.store;
         let fail = |e: crate::store::StoreError| e.to_string();
@@ -1070,19 +1102,14 @@ impl LoginService {
     /// `min_hashes` hashes, the audit record of a denial), without opening a session. The
     /// caller admitted it ([`LoginService::admit_step`]).
     pub(crate) async fn identify(&self, input: &LoginInput, min_hashes: usize) -> Identified {
+        let (scope, policy) = self.scope_and_policy().await;
         let own = if input.method == LoginMethod::QUESTIONS {
-            self.questions_asked().await
+            self.questions_asked(&scope).await
         } else {
             1
         };
         let hashes = own.max(min_hashes);
-        let too_long = input.login_name.len() > MAX_LOGIN_NAME
-            || input.secret.len() > MAX_SECRET
-            || input.answers.len() > own
-            || input
-                .answers
-                .iter()
-                .any(|(id, a)| id.len() > MAX_ANSWER || a.len() > MAX_ANSWER);
+        let too_long = input.over_limits(own);
         if too_long || input.login_name.trim().is_empty() {
             self.pad(hashes).await;
             if self
@@ -1102,7 +1129,6 @@ impl LoginService {
         // The same throttle as the classic logins: the name's, the source's and the device's
         // counters, their locks, and the proof of work asked of clients without a device
         // cookie once the name or the source is over its limit.
-        let (scope, policy) = self.scope_and_policy().await;
         let Some(policy) = policy else {
             self.pad(hashes).await;
             if self
@@ -1164,24 +1190,8 @@ impl LoginService {
                 return Identified::Denied;
             }
         };
-        let request = input.request(candidates);
-        let auth = Arc::clone(&self.authenticator);
-        let hasher = Arc::clone(&self.hasher);
-        let context = gate.context.clone();
         let decided = self
-            .gate
-            .call(move || {
-                take_hash_count();
-                begin_deferring();
-                begin_attempt(context);
-                let outcome = scope.run("login", || auth.login(&request));
-                let consumed = take_deferred();
-                let attempt = take_attempt();
-                for _ in take_hash_count() as usize..hashes {
-                    hasher.dummy_verify();
-                }
-                outcome.map(|o| (o, consumed, attempt))
-            })
+            .decide_padded(scope, input.request(candidates), &gate, hashes)
             .await;
         let (outcome, consumed, attempt) = match decided {
             Ok(o) => o,

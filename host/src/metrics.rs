@@ -119,7 +119,7 @@ impl Metrics {
 }
 
 /// The host→plugin calls the host counts, by method.
-pub const PLUGIN_CALLS: [&str; 4] = ["resolve", "login", "challenge", "verify_password"];
+pub const PLUGIN_CALLS: [&str; 5] = ["resolve", "login", "challenge", "verify_password", "policy"];
 
 /// The plugin→host callbacks (`HostServices` methods) the host counts, by name.
 pub const HOST_CALLBACKS: [&str; 15] = [

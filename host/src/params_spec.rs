@@ -35,11 +35,7 @@ impl ValueType {
         let v = raw.trim();
         let parsed = match self {
             Self::Whole { min, max } => v.parse::<i64>().ok().filter(|n| (*min..=*max).contains(n)),
-            Self::Flag => match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Some(1),
-                "0" | "false" | "no" | "off" => Some(0),
-                _ => None,
-            },
+            Self::Flag => prp_plugin_api::rules::parse_flag(v).map(i64::from),
             Self::Text => None,
         };
         parsed.ok_or_else(|| format!("\"{raw}\" is not {}", self.allowed()))

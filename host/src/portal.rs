@@ -2,19 +2,13 @@
 //! reset, check and set a new password under each item's policy, manage their password
 //! questions, and (managers) issue passcodes to their direct reports.
 
-use crate::plugins::{CallGate, ResolverInUse};
+use crate::plugins::{authenticator_policy, CallGate, PolicyError, ResolverInUse};
 use crate::policy::{PasswordPolicy, Violation};
 use crate::security::{self, HashError, HashPermit, Hasher};
 use crate::store::{AuditEvent, ItemChange, PasswordChange, Person, Store, StoreError};
 use prp_plugin_api::abi_stable::std_types::RString;
-use prp_plugin_api::{ResolvedAccount, SecretCheck};
+use prp_plugin_api::{AuthenticatorBox, AuthenticatorPolicy, ResolvedAccount, SecretCheck};
 use std::sync::Arc;
-
-/// The parameter that turns on four-eyes passcodes.
-pub const PASSCODE_SPLIT: &str = r"QER\Person\PasswordResetAuthenticator\PasscodeSplit";
-/// The parameter with the number of questions a person must define.
-pub const QUERY_ANSWER_DEFINITIONS: &str =
-    r"QER\Person\PasswordResetAuthenticator\QueryAnswerDefinitions";
 
 /// Limits on password questions.
 pub const QUESTION_MIN: usize = 5;
@@ -98,8 +92,20 @@ pub struct SelfService {
     pub store: Store,
     pub hasher: Arc<Hasher>,
     pub gate: CallGate,
+    /// The authenticator in use: its policy says how many questions a person keeps and
+    /// whether passcodes are split.
+    pub authenticator: Arc<AuthenticatorBox>,
     pub resolvers: Vec<ResolverInUse>,
     pub server_name: String,
+}
+
+impl From<PolicyError> for PortalError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::Store(e) => Self::Store(e),
+            plugin => Self::Internal(plugin.to_string()),
+        }
+    }
 }
 
 fn item_id(source: &str, account_uid: &str) -> String {
@@ -552,14 +558,15 @@ impl SelfService {
         Ok(())
     }
 
-    /// How many questions the person must keep (`QueryAnswerDefinitions`, default 3).
+    /// The authenticator's policy, asked now (once per request that needs it).
+    async fn policy(&self) -> Result<AuthenticatorPolicy, PortalError> {
+        Ok(authenticator_policy(&self.gate, &self.authenticator, None, &self.store).await?)
+    }
+
+    /// How many questions the person must keep (the authenticator's policy).
     pub async fn required_questions(&self) -> Result<usize, PortalError> {
-        Ok(self
-            .store
-            .parameter_value(QUERY_ANSWER_DEFINITIONS)
-            .await?
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(3))
+        let kept = self.policy().await?.questions_kept;
+        Ok(usize::try_from(kept).unwrap_or(usize::MAX))
     }
 
     pub async fn add_question(
@@ -655,25 +662,17 @@ impl SelfService {
         Ok(())
     }
 
-    /// Issues a passcode for `target`, by `issuer` (a person's uid or `cli:<user>`). With
-    /// `PasscodeSplit` on, the issuer gets the first half and the target's manager the second,
-    /// through the notification outbox; without a manager that fails.
+    /// Issues a passcode for `target`, by `issuer` (a person's uid or `cli:<user>`). When the
+    /// authenticator's policy splits passcodes (the reference plugin's `PasscodeSplit`), the
+    /// issuer gets the first half and the target's manager the second, through the
+    /// notification outbox; without a manager that fails. A policy that can't be had issues
+    /// nothing.
     pub async fn issue_passcode(
         &self,
         target: &Person,
         issuer: &str,
     ) -> Result<IssuedPasscode, PortalError> {
-        let split = self
-            .store
-            .parameter_value(PASSCODE_SPLIT)
-            .await?
-            .map(|v| {
-                matches!(
-                    v.trim().to_ascii_lowercase().as_str(),
-                    "1" | "true" | "yes" | "on"
-                )
-            })
-            .unwrap_or(false);
+        let split = self.policy().await?.passcode_split;
         if split && target.manager_uid.as_deref() == Some(issuer) {
             return Err(PortalError::Invalid(format!(
                 "PasscodeSplit is on: the second half goes to the manager of {}, so the manager can't issue it; ask the help desk",

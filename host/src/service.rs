@@ -451,29 +451,22 @@ impl Service {
         issuer: &str,
     ) -> Result<HelpDeskPasscode, String> {
         let candidates = self.login.resolve(name).await?;
-        let persons: std::collections::BTreeSet<&str> = candidates
-            .iter()
-            .map(|c| c.person_uid.as_str())
-            .filter(|p| !p.is_empty())
-            .collect();
-        let person = match persons.len() {
-            0 => {
+        let person = match prp_plugin_api::rules::resolve(&candidates) {
+            prp_plugin_api::rules::Resolution::Nobody => {
                 return Err(format!(
                     "\"{name}\" matches no person (see `prp-host explain-login {name}`)"
                 ))
             }
-            1 => persons.into_iter().next().unwrap_or_default().to_owned(),
-            n => {
+            prp_plugin_api::rules::Resolution::Ambiguous(n) => {
+                return Err(crate::login::ambiguous(name, n))
+            }
+            prp_plugin_api::rules::Resolution::Person { eligible, .. } if eligible.is_empty() => {
                 return Err(format!(
-                    "\"{name}\" matches accounts of {n} different persons; use a name that identifies one"
+                    "\"{name}\" may not log in (see `prp-host explain-login {name}`)"
                 ))
             }
+            prp_plugin_api::rules::Resolution::Person { uid, .. } => uid.to_owned(),
         };
-        if candidates.iter().all(|c| c.refused_by.is_some()) {
-            return Err(format!(
-                "\"{name}\" may not log in (see `prp-host explain-login {name}`)"
-            ));
-        }
         let target = self
             .store()
             .person(&person)

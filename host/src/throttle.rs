@@ -6,6 +6,7 @@
 //! service (`login.rs`) decides with them.
 
 use crate::api::PowChallenge;
+use prp_plugin_api::rules::fold_login_name;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -45,10 +46,10 @@ pub fn source_of(ip: IpAddr) -> String {
 }
 
 /// The key a login name's counters are kept under: a keyed digest of the name as resolvers
-/// compare it (trimmed, case folded), so the database never holds names that don't exist, and
-/// every spelling that differs only in case counts together.
+/// compare it (trimmed, then folded by [`fold_login_name`]), so the database never holds names
+/// that don't exist, and every spelling that matches the same accounts counts together.
 pub fn name_key(key: &str, login_name: &str) -> String {
-    crate::security::keyed_digest(key, &login_name.trim().to_lowercase())
+    crate::security::keyed_digest(key, &fold_login_name(login_name.trim()))
 }
 
 fn sha256_hex(data: &str) -> String {

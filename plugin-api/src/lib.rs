@@ -49,6 +49,7 @@ mod login;
 mod plugin;
 mod resolver;
 mod root;
+pub mod rules;
 mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -68,8 +69,8 @@ pub use login::{
     QuestionAnswer, QuestionChallenge, SecretCheck, SessionGrant,
 };
 pub use plugin::{
-    authenticator_box, Authenticator, AuthenticatorBox, AuthenticatorImpl, Authenticator_TO,
-    CheckFinding, Severity,
+    authenticator_box, Authenticator, AuthenticatorBox, AuthenticatorImpl, AuthenticatorPolicy,
+    Authenticator_TO, CheckFinding, Severity,
 };
 pub use resolver::{
     resolver_box, ResolvedAccount, Resolver, ResolverBox, ResolverImpl, Resolver_TO,

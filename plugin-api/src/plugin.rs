@@ -7,7 +7,7 @@ use crate::login::{LoginOutcome, LoginRequest, QuestionChallenge};
 use crate::resolver::ResolvedAccount;
 use abi_stable::sabi_trait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
 /// How serious a [`CheckFinding`] is. `ERROR` means the component must not serve.
@@ -63,6 +63,25 @@ impl CheckFinding {
     pub fn error(subject: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(Severity::ERROR, subject, message)
     }
+}
+
+/// What an authenticator's rules ask of the host outside the authenticator's own calls
+/// (ABI 1.1): the host enforces these numbers when a person edits their questions, pads and
+/// bounds question logins with them, and issues passcodes by them. The authenticator computes
+/// it from its own configuration, so the host never needs to know the plugin's parameters.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthenticatorPolicy {
+    /// How many password questions a person must keep defined: the portal refuses to delete
+    /// one below this number.
+    pub questions_kept: u32,
+    /// How many questions a question login asks. Every question login costs this many hashes
+    /// (the host pads to it), and a login that sends more answers is refused unhashed.
+    pub questions_asked: u32,
+    /// Whether passcodes are issued four-eyes: the issuer sees the first half, and the person's
+    /// manager gets the second (so the manager may not issue it, and a person without a manager
+    /// can't get one).
+    pub passcode_split: bool,
 }
 
 /// An authentication module, as the host sees it across the ABI. Plugins don't implement this
@@ -130,6 +149,14 @@ pub trait Authenticator: Send + Sync {
         let _ = (person_uid, pending, values, now);
         RResult::RErr(unsupported(method.as_str(), "enrollment"))
     }
+
+    /// What the host must apply for this authenticator (ABI 1.1), read from its configuration
+    /// now: the host asks once per request that needs it, so a change applies at the next one.
+    /// `None` (the default, and what a 1.0 plugin answers): the authenticator doesn't say, and
+    /// the host applies the rules it applied to 1.0 plugins.
+    fn policy(&self) -> PluginResult<ROption<AuthenticatorPolicy>> {
+        RResult::ROk(ROption::RNone)
+    }
 }
 
 fn unsupported(method: &str, what: &str) -> PluginError {
@@ -179,6 +206,11 @@ pub trait AuthenticatorImpl: Send + Sync + 'static {
         _now: i64,
     ) -> Result<StepOutcome, PluginError> {
         Err(unsupported(method, "enrollment"))
+    }
+    /// What the host must apply for this authenticator (ABI 1.1); by default `None`, the
+    /// host's rules for authenticators that don't say.
+    fn policy(&self) -> Result<Option<AuthenticatorPolicy>, PluginError> {
+        Ok(None)
     }
 }
 
@@ -245,6 +277,9 @@ impl<A: AuthenticatorImpl> Authenticator for GuardedAuthenticator<A> {
                 now,
             )
         })
+    }
+    fn policy(&self) -> PluginResult<ROption<AuthenticatorPolicy>> {
+        guarded(|| self.inner.policy().map(ROption::from))
     }
 }
 

@@ -146,4 +146,50 @@ async fn sqlite_password_login_makes_a_pinned_number_of_plugin_crossings() {
         },
         "crossings of one question challenge"
     );
+
+    // A question login asks the authenticator's policy once (how many questions it asks: what
+    // every question login costs), in the login's scope, before it decides.
+    let asked: prp_host::api::ChallengeResponse =
+        serde_json::from_str(&body).expect("challenge body");
+    let answers = asked
+        .questions
+        .iter()
+        .map(|q| prp_host::api::Answer {
+            question_id: q.id.clone(),
+            answer: "not the answer".into(),
+        })
+        .collect();
+    let before = Crossings::read(&server);
+    let (status, body) = server.post(
+        "/api/login/questions",
+        &serde_json::to_value(prp_host::api::QuestionsLogin {
+            login_name: "quinn".into(),
+            answers,
+            pow: None,
+        })
+        .expect("json"),
+    );
+    assert_eq!(status, 401, "{body}");
+    let questions = Crossings::read(&server).since(&before);
+    assert_eq!(
+        questions.calls,
+        counts(&[("login", 1), ("policy", 1), ("resolve", 2)]),
+        "calls of one question login: {questions:?}"
+    );
+    // Callbacks: the policy's three parameters (QueryAnswerDefinitions, QueryAnswerRequests,
+    // PasscodeSplit), then the login's seven and the rest of what the decision needs.
+    assert_eq!(
+        questions.callbacks,
+        counts(&[
+            ("api_key", 1),
+            ("keyed_digest", 3),
+            ("parameter", 10),
+            ("person", 1),
+            ("persons_by_central_account", 1),
+            ("questions", 1),
+            ("search_accounts", 1),
+            ("verify_answers", 1),
+        ]),
+        "callbacks of one question login"
+    );
 }

@@ -704,6 +704,33 @@ prp_tests::on_each_backend! {
             err.contains("PasscodeSplit is on, but person P-OKKO has no manager"),
             "[{tag}] {err}"
         );
+
+        // The split is the authenticator's word (its policy): a PasscodeSplit it can't read
+        // issues nothing, rather than whole passcodes, and the error names the parameter.
+        p.store
+            .set_parameter(
+                &format!(r"{}\PasscodeSplit", prp_tests::ROOT),
+                Some("perhaps"),
+            )
+            .await
+            .expect("param");
+        let halves = p.store.notifications("P-MARTA").await.expect("outbox").len();
+        let out = host_command(&p.config, &["passcode", "new", "carol"])
+            .output()
+            .expect("cli");
+        assert_eq!(out.status.code(), Some(1), "[{tag}]");
+        let err = prp_tests::stderr(&out);
+        assert!(
+            err.contains(r#"PasscodeSplit: "perhaps" is not a boolean"#),
+            "[{tag}] {err}"
+        );
+        let (s, v) = marta.call("POST", "/api/reports/P-CAROL/passcode", None);
+        assert_eq!(s, 500, "[{tag}] {v}");
+        assert_eq!(
+            p.store.notifications("P-MARTA").await.expect("outbox").len(),
+            halves,
+            "[{tag}] nothing was issued"
+        );
     }
 }
 

@@ -20,10 +20,10 @@ pub async fn run(
     let portal = app::assemble(settings, store, hasher).await;
     let mut out = std::io::stdout().lock();
     match format {
-        OutputFormat::Text => prp_host::plugins::print_text(&portal.report, &mut out)?,
-        OutputFormat::Json => prp_host::plugins::print_json(&portal.report, &mut out)?,
+        OutputFormat::Text => prp_host::plugins::print_text(portal.report(), &mut out)?,
+        OutputFormat::Json => prp_host::plugins::print_json(portal.report(), &mut out)?,
     }
-    Ok(if portal.report.required_ok() {
+    Ok(if portal.report().required_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

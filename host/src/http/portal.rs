@@ -262,7 +262,7 @@ pub(crate) async fn replace_question(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "Not one of the person's questions", body = ErrorBody),
-        (status = 422, description = "Fewer than QueryAnswerDefinitions would remain", body = ErrorBody),
+        (status = 422, description = "Fewer questions than the authenticator's policy keeps would remain", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn delete_question(

@@ -3,6 +3,7 @@
 mod file;
 mod gate;
 mod loader;
+mod policy;
 mod report;
 mod services;
 
@@ -10,6 +11,9 @@ pub use gate::{CallError, CallGate};
 pub use loader::{
     candidates, load_all, select_resolvers, summarize_layout_error, LoadReport, LoadedPlugin,
     RejectCause, Rejection, UnusedResolver,
+};
+pub use policy::{
+    authenticator_policy, v1_0_policy, PolicyError, V1_0_QUESTIONS_ASKED, V1_0_QUESTIONS_KEPT,
 };
 pub use report::{print_json, print_text};
 pub use services::{host_services, HostContext, RequestScope, ResolverInUse};

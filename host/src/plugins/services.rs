@@ -290,7 +290,7 @@ impl Services {
         // the central account's when it matched, else the first matched account that has one.
         let mut eligible: Vec<&ResolvedAccount> = accounts
             .iter()
-            .filter(|a| a.person_uid.as_str() == person_uid && a.refused_by.is_none())
+            .filter(|a| prp_plugin_api::rules::is_eligible(a, person_uid))
             .collect();
         eligible.sort_by_key(|a| a.account_uid.is_some());
         for account in eligible {

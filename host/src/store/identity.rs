@@ -7,6 +7,7 @@
 //! character must match exactly. Both dialects apply the same rule ([`Dialect::ascii_lower`]).
 
 use super::{Dialect, Store, StoreError};
+use prp_plugin_api::rules::fold_login_name;
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -175,13 +176,8 @@ pub(super) struct ColumnInfo {
     pub not_null: bool,
 }
 
-/// A table or column name that may be quoted into SQL.
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
-}
+/// A table or column name that may be quoted into SQL: the rule plugins apply too.
+pub use prp_plugin_api::rules::is_identifier;
 
 pub(super) fn quote(ident: &str) -> String {
     // Only ever called with names that passed `is_identifier`, which excludes `"`.
@@ -190,7 +186,8 @@ pub(super) fn quote(ident: &str) -> String {
 
 impl Dialect {
     /// Lower-cases A–Z only, identically in both dialects (SQLite's `lower` already does just
-    /// that; PostgreSQL's would fold other letters too).
+    /// that; PostgreSQL's would fold other letters too): the SQL side of
+    /// [`prp_plugin_api::rules::fold_login_name`], which folds the value it is compared with.
     pub fn ascii_lower(self, expr: &str) -> String {
         match self {
             Self::Sqlite => format!("lower({expr})"),
@@ -382,18 +379,6 @@ impl Store {
         }])
     }
 
-    /// Checks the search table against the live schema: it exists, has a `UID_Person` foreign
-    /// key to `Person` and a one-column primary key, the columns exist and the flags are boolean.
-    pub async fn check_search_table(
-        &self,
-        config: &SearchTableConfig,
-    ) -> Result<Vec<SchemaProblem>, StoreError> {
-        Ok(match self.resolve_search_table(config).await? {
-            Ok(_) => Vec::new(),
-            Err(problems) => problems,
-        })
-    }
-
     async fn resolve_search_table(
         &self,
         config: &SearchTableConfig,
@@ -559,7 +544,7 @@ impl Store {
                 )));
             }
         };
-        let name = search.login_name.to_ascii_lowercase();
+        let name = fold_login_name(&search.login_name);
         let rows = sqlx::query(&t.lookup_sql)
             .bind(&name)
             .fetch_all(self.pool())
@@ -632,7 +617,7 @@ impl Store {
             self.dialect().ascii_lower("\"CentralAccount\"")
         );
         let rows = sqlx::query(&sql)
-            .bind(login_name.to_ascii_lowercase())
+            .bind(fold_login_name(login_name))
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(Self::person_from).collect()

@@ -478,11 +478,11 @@ struct KeySpec {
     check: fn(&str) -> Result<String, String>,
 }
 
+/// A boolean key, stored as `true` or `false` whichever way it was written.
 fn check_bool(v: &str) -> Result<String, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok("true".into()),
-        "0" | "false" | "no" | "off" => Ok("false".into()),
-        _ => Err(format!("\"{v}\" is not a boolean (true or false)")),
+    match prp_plugin_api::rules::parse_flag(v) {
+        Some(on) => Ok(on.to_string()),
+        None => Err(format!("\"{v}\" is not a boolean (true or false)")),
     }
 }
 
@@ -603,7 +603,10 @@ impl Store {
 
     /// A boolean key's effective value.
     pub async fn api_flag(&self, server: &str, name: &str) -> Result<bool, StoreError> {
-        Ok(self.api_key(server, name).await?.value == "true")
+        Ok(
+            prp_plugin_api::rules::parse_flag(&self.api_key(server, name).await?.value)
+                == Some(true),
+        )
     }
 }
 

@@ -279,10 +279,18 @@ mod tests {
 
     #[test]
     fn plain_ldap_only_to_this_machine_or_when_allowed() {
-        for url in ["ldap://localhost", "ldap://127.0.0.1:389", "ldap://[::1]:389/"] {
+        for url in [
+            "ldap://localhost",
+            "ldap://127.0.0.1:389",
+            "ldap://[::1]:389/",
+        ] {
             assert!(is_loopback_url(url), "{url}");
         }
-        for url in ["ldap://dc1.example.org", "ldap://10.0.0.5:389", "ldap://localhost.evil.org"] {
+        for url in [
+            "ldap://dc1.example.org",
+            "ldap://10.0.0.5:389",
+            "ldap://localhost.evil.org",
+        ] {
             assert!(!is_loopback_url(url), "{url}");
         }
         for (extra, ok) in [

@@ -160,6 +160,9 @@ mod tests {
         assert!(!dn_within("", base));
         // An escaped comma is part of its RDN: this entry sits under dc=example,dc=org only.
         assert!(!dn_within(r"cn=x\,ou=people,dc=example,dc=org", base));
-        assert!(dn_within(r"cn=Doe\, Jane,ou=people,dc=example,dc=org", base));
+        assert!(dn_within(
+            r"cn=Doe\, Jane,ou=people,dc=example,dc=org",
+            base
+        ));
     }
 }

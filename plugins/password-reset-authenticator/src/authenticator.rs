@@ -3,16 +3,14 @@
 //! which hashes, counts failures and enforces locks; this decides which check applies and
 //! whether the name may log in at all.
 
-use crate::params::{
-    is_identifier, parse_bool, parse_column_list, Param, Params, DEFAULT_DEFINITIONS,
-    DEFAULT_REQUESTS,
-};
+use crate::params::{parse_column_list, Param, Params, DEFAULT_DEFINITIONS, DEFAULT_REQUESTS};
 use crate::questions;
 use prp_plugin_api::abi_stable::std_types::{ROption, RResult, RString, RVec};
+use prp_plugin_api::rules::{self, is_identifier, parse_flag};
 use prp_plugin_api::{
-    AccountQuery, AuthenticatorImpl, CheckFinding, HostServicesBox, LogLevel, LoginMethod,
-    LoginOutcome, LoginRequest, PluginError, QuestionChallenge, ResolvedAccount, SessionGrant,
-    Severity,
+    AccountQuery, AuthenticatorImpl, AuthenticatorPolicy, CheckFinding, HostServicesBox, LogLevel,
+    LoginMethod, LoginOutcome, LoginRequest, PluginError, QuestionChallenge, ResolvedAccount,
+    SessionGrant, Severity,
 };
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock};
@@ -39,33 +37,21 @@ enum Resolution<'a> {
     Nobody(String),
 }
 
+/// The one person the name stands for, by the shared rules ([`rules::resolve`]), with the
+/// reason in words when nobody.
 fn resolve(candidates: &[ResolvedAccount]) -> Resolution<'_> {
     if candidates.is_empty() {
         return Resolution::Nobody("unknown login name".into());
     }
-    let persons: BTreeSet<&str> = candidates
-        .iter()
-        .map(|c| c.person_uid.as_str())
-        .filter(|p| !p.is_empty())
-        .collect();
-    if persons.len() > 1 {
-        return Resolution::Nobody(format!(
-            "ambiguous: the name matches accounts of {} different persons",
-            persons.len()
-        ));
-    }
-    // Eligible: not refused, and owned by the one person the name matched.
-    let uid = persons.iter().next().copied().unwrap_or_default();
-    let eligible: Vec<&ResolvedAccount> = candidates
-        .iter()
-        .filter(|c| c.refused_by.is_none() && !uid.is_empty() && c.person_uid.as_str() == uid)
-        .collect();
-    match eligible.first() {
-        Some(_) => Resolution::Person {
+    match rules::resolve(candidates) {
+        rules::Resolution::Ambiguous(n) => Resolution::Nobody(format!(
+            "ambiguous: the name matches accounts of {n} different persons"
+        )),
+        rules::Resolution::Person { uid, eligible } if !eligible.is_empty() => Resolution::Person {
             uid: uid.to_owned(),
             accounts: eligible,
         },
-        _ => {
+        rules::Resolution::Person { .. } | rules::Resolution::Nobody => {
             let why = candidates
                 .iter()
                 .filter_map(|c| c.refused_by.as_ref().into_option())
@@ -184,6 +170,19 @@ impl PasswordResetAuthenticator {
             enabled_by: list(Param::EnabledBy),
             login_name: RString::new(),
         }))
+    }
+
+    /// Whether passcodes are split four-eyes (`PasscodeSplit`, unset: no).
+    fn passcode_split(params: &Params) -> Result<bool, PluginError> {
+        match params.get(Param::PasscodeSplit)? {
+            None => Ok(false),
+            Some(v) => parse_flag(&v).ok_or_else(|| {
+                PluginError::config(format!(
+                    "{}: \"{v}\" is not a boolean (1 or 0)",
+                    Param::PasscodeSplit.path()
+                ))
+            }),
+        }
     }
 
     fn counts(params: &Params) -> Result<(u32, u32), PluginError> {
@@ -431,9 +430,16 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
                 ));
             }
         }
+        if let Err(e) = Self::passcode_split(&params) {
+            let (subject, message) = e
+                .message
+                .split_once(": ")
+                .unwrap_or(("", e.message.as_str()));
+            findings.push(CheckFinding::new(Severity::ERROR, subject, message));
+        }
         for key in [PASSCODE_KEY, QUESTIONS_KEY] {
             if let Ok(Some(v)) = params.key(key) {
-                if parse_bool(&v).is_none() {
+                if parse_flag(&v).is_none() {
                     findings.push(CheckFinding::new(
                         Severity::ERROR,
                         format!("API key {key}"),
@@ -546,6 +552,20 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
             Err(why) => format!("questions: not allowed: {why}"),
         });
         Ok(lines)
+    }
+
+    /// The question counts and four-eyes passcodes, from this plugin's parameters as they are
+    /// now. A value that is set but unreadable is an error naming the parameter: the host then
+    /// refuses what depends on it rather than guess (a mistyped `PasscodeSplit` must not issue
+    /// whole passcodes).
+    fn policy(&self) -> Result<Option<AuthenticatorPolicy>, PluginError> {
+        let params = self.params();
+        let (questions_kept, questions_asked) = Self::counts(&params)?;
+        Ok(Some(AuthenticatorPolicy {
+            questions_kept,
+            questions_asked,
+            passcode_split: Self::passcode_split(&params)?,
+        }))
     }
 }
 

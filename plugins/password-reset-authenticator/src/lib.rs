@@ -24,7 +24,7 @@ mod questions;
 mod resolvers;
 
 pub use authenticator::PasswordResetAuthenticator;
-pub use params::{is_identifier, parse_column_list, Param};
+pub use params::{parse_column_list, Param};
 pub use resolvers::{CentralAccountResolver, SearchTableResolver};
 
 use prp_plugin_api::abi_stable::std_types::RVec;

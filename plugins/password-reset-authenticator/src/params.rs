@@ -1,5 +1,6 @@
 //! The authenticator's configuration parameters and how their values are read.
 
+use prp_plugin_api::rules::{is_identifier, parse_flag};
 use prp_plugin_api::{HostServicesBox, PluginError};
 use std::cell::RefCell;
 
@@ -89,7 +90,7 @@ impl<'a> Params<'a> {
 
     /// A boolean parameter (unset is false).
     pub fn flag(&self, p: Param) -> Result<bool, PluginError> {
-        Ok(self.get(p)?.and_then(|v| parse_bool(&v)).unwrap_or(false))
+        Ok(self.get(p)?.and_then(|v| parse_flag(&v)).unwrap_or(false))
     }
 
     /// An API configuration key's value, `None` when unset.
@@ -109,23 +110,13 @@ impl<'a> Params<'a> {
 
     /// An API configuration key as a boolean (unset or unreadable is false: fail closed).
     pub fn key_on(&self, key: &'static str) -> Result<bool, PluginError> {
-        Ok(self.key(key)?.and_then(|s| parse_bool(&s)).unwrap_or(false))
+        Ok(self.key(key)?.and_then(|s| parse_flag(&s)).unwrap_or(false))
     }
 }
 
 /// Defaults when the parameters are unset.
 pub const DEFAULT_DEFINITIONS: u32 = 3;
 pub const DEFAULT_REQUESTS: u32 = 2;
-
-/// A table or column name the portal may put into SQL: ASCII letters, digits and `_`, not
-/// starting with a digit, at most 63 characters (PostgreSQL's limit). Anything else is refused,
-/// so configured names are never pasted into SQL as they come.
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
-}
 
 /// Splits a pipe-delimited column list (`CN|SamAccountName`), trimming blanks. Every entry must
 /// be an identifier; the error names the first one that isn't.
@@ -151,15 +142,6 @@ pub fn parse_column_list(value: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Reads a boolean the way the original product writes them: `1`/`0`, `true`/`false`.
-pub fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" | "" => Some(false),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +158,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct Counting {
         reads: Arc<AtomicUsize>,
+        /// Parameters that answer otherwise, by the end of their path.
+        answers: Vec<(&'static str, &'static str)>,
     }
 
     fn unsupported<T>() -> PluginResult<T> {
@@ -183,9 +167,14 @@ mod tests {
     }
 
     impl HostServices for Counting {
-        fn parameter(&self, _: RStr<'_>) -> PluginResult<ROption<RString>> {
+        fn parameter(&self, path: RStr<'_>) -> PluginResult<ROption<RString>> {
             self.reads.fetch_add(1, Ordering::SeqCst);
-            Ok(ROption::RSome(RString::from("3"))).into()
+            let value = self
+                .answers
+                .iter()
+                .find(|(end, _)| path.as_str().ends_with(end))
+                .map_or("3", |(_, v)| *v);
+            Ok(ROption::RSome(RString::from(value))).into()
         }
         fn api_key(&self, _: RStr<'_>) -> PluginResult<ROption<RString>> {
             self.reads.fetch_add(1, Ordering::SeqCst);
@@ -260,15 +249,51 @@ mod tests {
         assert_eq!(reads.load(Ordering::SeqCst), 4);
     }
 
+    /// The policy the host asks for, from this plugin's parameters.
+    fn policy_with(
+        answers: Vec<(&'static str, &'static str)>,
+    ) -> Result<Option<prp_plugin_api::AuthenticatorPolicy>, PluginError> {
+        use prp_plugin_api::AuthenticatorImpl;
+        let host = Counting {
+            answers,
+            ..Counting::default()
+        };
+        let boxed: HostServicesBox = HostServices_TO::from_ptr(RArc::new(host), TD_Opaque);
+        crate::PasswordResetAuthenticator::new(boxed).policy()
+    }
+
     #[test]
-    fn identifiers() {
-        assert!(is_identifier("ADSAccount"));
-        assert!(is_identifier("_x1"));
-        assert!(!is_identifier("1abc"));
-        assert!(!is_identifier("Person; DROP TABLE Person"));
-        assert!(!is_identifier("a\"b"));
-        assert!(!is_identifier(""));
-        assert!(!is_identifier(&"a".repeat(64)));
+    fn the_policy_is_computed_from_the_parameters() {
+        let policy = policy_with(vec![
+            ("QueryAnswerDefinitions", "5"),
+            ("QueryAnswerRequests", "2"),
+            ("PasscodeSplit", "Yes"),
+        ]);
+        assert_eq!(
+            policy.ok().flatten(),
+            Some(prp_plugin_api::AuthenticatorPolicy {
+                questions_kept: 5,
+                questions_asked: 2,
+                passcode_split: true,
+            })
+        );
+        let off = policy_with(vec![("PasscodeSplit", "0")]);
+        assert_eq!(off.ok().flatten().map(|p| p.passcode_split), Some(false));
+        // A value that is set but unreadable is an error naming the parameter, never a guess.
+        let bad = policy_with(vec![("PasscodeSplit", "perhaps")]).unwrap_err();
+        assert!(
+            bad.message
+                .contains(r#"PasswordResetAuthenticator\PasscodeSplit: "perhaps""#),
+            "{}",
+            bad.message
+        );
+        let bad =
+            policy_with(vec![("PasscodeSplit", "1"), ("QueryAnswerRequests", "two")]).unwrap_err();
+        assert!(
+            bad.message.contains("QueryAnswerRequests"),
+            "{}",
+            bad.message
+        );
     }
 
     #[test]
@@ -282,13 +307,6 @@ mod tests {
             .contains("empty column name"));
         assert!(parse_column_list("CN|x-y").unwrap_err().contains("\"x-y\""));
         assert!(parse_column_list("CN|cn").unwrap_err().contains("twice"));
-    }
-
-    #[test]
-    fn booleans() {
-        assert_eq!(parse_bool("1"), Some(true));
-        assert_eq!(parse_bool("False"), Some(false));
-        assert_eq!(parse_bool("maybe"), None);
     }
 
     #[test]

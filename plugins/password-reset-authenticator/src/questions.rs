@@ -81,7 +81,7 @@ pub fn decoys(
     login_name: &str,
     count: usize,
 ) -> Result<Vec<QuestionChallenge>, PluginError> {
-    let name = login_name.to_ascii_lowercase();
+    let name = prp_plugin_api::rules::fold_login_name(login_name);
     let mut order: Vec<(String, usize)> = Vec::with_capacity(DECOYS.len());
     for (i, _) in DECOYS.iter().enumerate() {
         order.push((digest(host, "decoy-order", &format!("{name}:{i}"))?, i));
