@@ -115,6 +115,7 @@ fn a_missing_file_is_named() {
         .expect_err("missing")
         .to_string();
     assert!(err.contains("appsettings.json: not found"), "{err}");
+    assert!(err.contains("--config FILE or PRP_CONFIG"), "{err}");
 }
 
 #[test]

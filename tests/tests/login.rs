@@ -140,6 +140,11 @@ prp_tests::on_each_backend! {
                 explain.contains(&format!("REFUSED: {flag}")),
                 "[{tag}] {explain}"
             );
+            assert!(
+                explain.contains("every account the name matches is refused")
+                    && !explain.contains("can complete it"),
+                "[{tag}] the flows agree the name can't log in: {explain}"
+            );
         }
         assert_eq!(
             p.password("ok.acct", FLAG_PW).0,

@@ -245,6 +245,11 @@ prp_tests::on_each_backend! {
             notes[0].3.is_none() && !notes[0].2.contains(GOOD),
             "[{tag}] no secret in the notification"
         );
+        assert!(
+            !notes[0].2.contains("P-CAROL") && !notes[0].2.contains("A-CAROL"),
+            "[{tag}] no internal id in the stored text either: {}",
+            notes[0].2
+        );
         let audit = p.store.audit_tail(50).await.expect("audit");
         assert_eq!(
             audit

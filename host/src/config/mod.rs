@@ -25,9 +25,19 @@ pub const DATABASE: &str = "Database";
 /// The name of the connection string holding the SMTP password (`Notify:Smtp:User`'s).
 pub const SMTP_PASSWORD: &str = "Smtp";
 
+/// For a relative config path: the folder it was looked for in.
+fn missing_where(path: &Path) -> String {
+    if path.is_absolute() {
+        return String::new();
+    }
+    std::env::current_dir()
+        .map(|d| format!(" in {}", d.display()))
+        .unwrap_or_default()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {}: not found", .path.display())]
+    #[error("config file {}: not found{}; name another with --config FILE or PRP_CONFIG", .path.display(), missing_where(.path))]
     Missing { path: PathBuf },
     #[error("config file {}: cannot be read: {source}", .path.display())]
     Unreadable {

@@ -1220,14 +1220,25 @@ pub async fn flow_set_of(svc: &Service) -> Result<FlowSet, StoreError> {
 
 /// For `explain-login NAME`: which flows the persons the name resolves to can complete.
 pub async fn explain_for_name(svc: &Service, name: &str) -> Vec<String> {
-    let mut persons: Vec<String> = match svc.login.resolve(name).await {
-        Ok(c) => c.into_iter().map(|a| a.person_uid.to_string()).collect(),
+    let candidates = match svc.login.resolve(name).await {
+        Ok(c) => c,
         Err(e) => return vec![format!("flows: the name can't be resolved: {e}")],
     };
+    if candidates.is_empty() {
+        return vec!["flows: the name matches no person, so no flow can be completed".into()];
+    }
+    // Only accounts that may log in: a refused one completes no flow.
+    let mut persons: Vec<String> = candidates
+        .iter()
+        .filter(|a| a.refused_by.is_none())
+        .map(|a| a.person_uid.to_string())
+        .collect();
     persons.sort();
     persons.dedup();
     if persons.is_empty() {
-        return vec!["flows: the name matches no person, so no flow can be completed".into()];
+        return vec![
+            "flows: every account the name matches is refused, so no flow can be completed".into(),
+        ];
     }
     explain_lines(svc, &persons).await
 }

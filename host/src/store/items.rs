@@ -385,7 +385,13 @@ impl Store {
         let names: Vec<String> = change
             .items
             .iter()
-            .map(|i| format!("{}:{}", i.source, i.account_uid))
+            .map(|i| {
+                if i.source == "Person" {
+                    "your central account".to_owned()
+                } else {
+                    format!("\"{}\" in {}", i.display_name, i.source)
+                }
+            })
             .collect();
         // The facts the delivered message is written from, in the recipient's language.
         let data = serde_json::json!({
