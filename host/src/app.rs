@@ -139,37 +139,25 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
     let mut self_checks = Vec::new();
     for plugin in &report.loaded {
         for auth in &plugin.authenticators {
-            let component = format!("authenticator \"{}\"", auth.id());
             let callee = Arc::clone(auth);
-            let result = gate
-                .call(move || callee.self_check())
-                .await
-                .map(|v| v.into_iter().collect())
-                .map_err(|e| e.to_string());
             self_checks.push(SelfCheck {
                 plugin: plugin.name.clone(),
-                component,
-                result,
+                component: format!("authenticator \"{}\"", auth.id()),
+                result: self_check(&gate, move || callee.self_check()).await,
                 optional: false,
             });
         }
     }
     for r in &resolvers {
-        let component = format!(
-            "resolver \"{}\"{}",
-            r.id,
-            if r.optional { " (optional)" } else { "" }
-        );
         let callee = Arc::clone(&r.resolver);
-        let result = gate
-            .call(move || callee.self_check())
-            .await
-            .map(|v| v.into_iter().collect())
-            .map_err(|e| e.to_string());
         self_checks.push(SelfCheck {
             plugin: r.plugin.clone(),
-            component,
-            result,
+            component: format!(
+                "resolver \"{}\"{}",
+                r.id,
+                if r.optional { " (optional)" } else { "" }
+            ),
+            result: self_check(&gate, move || callee.self_check()).await,
             optional: r.optional,
         });
     }
@@ -701,4 +689,18 @@ fn own_plugin(loaded: &[plugins::LoadedPlugin], id: &str) -> Option<String> {
         .iter()
         .find(|p| p.authenticators.iter().any(|a| a.id().as_str() == id))
         .map(|p| p.name.clone())
+}
+
+/// A plugin component's self-check through the gate: its findings, or why it couldn't run.
+pub(crate) async fn self_check<F>(gate: &CallGate, check: F) -> Result<Vec<CheckFinding>, String>
+where
+    F: FnOnce() -> prp_plugin_api::PluginResult<
+            prp_plugin_api::abi_stable::std_types::RVec<CheckFinding>,
+        > + Send
+        + 'static,
+{
+    gate.call(check)
+        .await
+        .map(|v| v.into_iter().collect())
+        .map_err(|e| e.to_string())
 }

@@ -1112,100 +1112,56 @@ impl LoginService {
         let too_long = input.over_limits(own);
         if too_long || input.login_name.trim().is_empty() {
             self.pad(hashes).await;
-            if self
-                .record_decision(
-                    input,
-                    None,
-                    "failure",
-                    "input over the length limits, or no name",
-                )
-                .await
-                .is_err()
-            {
-                return Identified::Unavailable;
-            }
-            return Identified::Denied;
+            let why = "input over the length limits, or no name";
+            return self.deny_step(input, None, why, Identified::Denied).await;
         }
         // The same throttle as the classic logins: the name's, the source's and the device's
         // counters, their locks, and the proof of work asked of clients without a device
         // cookie once the name or the source is over its limit.
         let Some(policy) = policy else {
             self.pad(hashes).await;
-            if self
-                .record_decision(input, None, "failure", "the lockout policy can't be read")
-                .await
-                .is_err()
-            {
-                return Identified::Unavailable;
-            }
-            return Identified::Denied;
+            let why = "the lockout policy can't be read";
+            return self.deny_step(input, None, why, Identified::Denied).await;
         };
         let gate = match self.gate(input, &policy, false).await {
             Ok(Ok(gate)) => gate,
             Ok(Err(refused)) => {
                 self.pad(hashes).await;
-                if self
-                    .record_decision(input, None, "failure", &refused.why)
-                    .await
-                    .is_err()
-                {
-                    return Identified::Unavailable;
-                }
-                return match refused.result {
+                let then = match refused.result {
                     LoginResult::Challenged(pow) => Identified::Challenged(pow),
                     _ => Identified::Denied,
                 };
+                return self.deny_step(input, None, &refused.why, then).await;
             }
             Err(e) => {
                 tracing::error!("login throttle unavailable: {e}");
                 self.pad(hashes).await;
-                if self
-                    .record_decision(
-                        input,
-                        None,
-                        "failure",
-                        &format!("throttle unavailable: {e}"),
-                    )
-                    .await
-                    .is_err()
-                {
-                    return Identified::Unavailable;
-                }
-                return Identified::Denied;
+                let why = format!("throttle unavailable: {e}");
+                return self.deny_step(input, None, &why, Identified::Denied).await;
             }
         };
-        let candidates = match self.resolve_in(&scope, &input.login_name).await {
-            Ok(c) => c,
+        let decided = match self.resolve_in(&scope, &input.login_name).await {
+            Ok(candidates) => {
+                self.decide_padded(scope, input.request(candidates), &gate, hashes)
+                    .await
+            }
+            // Denied like a plugin failure: padded here, since no call ran.
             Err(e) => {
-                tracing::error!("login name resolution failed: {e}");
                 self.pad(hashes).await;
-                if self
-                    .record_decision(input, None, "failure", &format!("resolution failed: {e}"))
-                    .await
-                    .is_err()
-                {
-                    return Identified::Unavailable;
-                }
-                let _ = self.after_failure(&gate, &policy, false).await;
-                return Identified::Denied;
+                Err(CallError::Resolver(format!("resolution failed: {e}")))
             }
         };
-        let decided = self
-            .decide_padded(scope, input.request(candidates), &gate, hashes)
-            .await;
         let (outcome, consumed, attempt) = match decided {
             Ok(o) => o,
             Err(e) => {
-                tracing::error!("flow step denied because a plugin failed: {e}");
-                if self
-                    .record_decision(input, None, "failure", &e.to_string())
-                    .await
-                    .is_err()
-                {
-                    return Identified::Unavailable;
+                tracing::error!("flow step denied: {e}");
+                let denied = self
+                    .deny_step(input, None, &e.to_string(), Identified::Denied)
+                    .await;
+                if matches!(denied, Identified::Denied) {
+                    let _ = self.after_failure(&gate, &policy, false).await;
                 }
-                let _ = self.after_failure(&gate, &policy, false).await;
-                return Identified::Denied;
+                return denied;
             }
         };
         let person = outcome
@@ -1229,18 +1185,32 @@ impl LoginService {
                 } else {
                     outcome.reason.as_str()
                 };
-                if self
-                    .record_decision(input, person.as_deref(), "failure", reason)
-                    .await
-                    .is_err()
-                {
-                    return Identified::Unavailable;
+                let denied = self
+                    .deny_step(input, person.as_deref(), reason, Identified::Denied)
+                    .await;
+                if !matches!(denied, Identified::Denied) {
+                    return denied;
                 }
                 match self.after_failure(&gate, &policy, attempt.pow_wanted).await {
                     LoginResult::Challenged(pow) => Identified::Challenged(pow),
                     _ => Identified::Denied,
                 }
             }
+        }
+    }
+
+    /// A first step's denial, once audited ([`LoginService::deny`]): `then`, or `Unavailable`
+    /// when its record can't be committed.
+    async fn deny_step(
+        &self,
+        input: &LoginInput,
+        person_uid: Option<&str>,
+        reason: &str,
+        then: Identified,
+    ) -> Identified {
+        match self.deny(input, person_uid, reason).await {
+            LoginResult::Denied => then,
+            _ => Identified::Unavailable,
         }
     }
 

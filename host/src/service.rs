@@ -193,16 +193,17 @@ impl Service {
         let mut out = Vec::new();
         for owner in &self.portal.resolvers {
             let r = Arc::clone(&owner.resolver);
-            let (failed, findings) = match self.portal.gate.call(move || r.self_check()).await {
-                Ok(findings) => (
-                    findings.iter().any(|f| f.severity.is_error()),
-                    findings
-                        .iter()
-                        .map(|f| format!("{}: {}: {}", f.severity.name(), f.subject, f.message))
-                        .collect(),
-                ),
-                Err(e) => (true, vec![format!("self-check failed: {e}")]),
-            };
+            let (failed, findings) =
+                match crate::app::self_check(&self.portal.gate, move || r.self_check()).await {
+                    Ok(findings) => (
+                        findings.iter().any(|f| f.severity.is_error()),
+                        findings
+                            .iter()
+                            .map(|f| format!("{}: {}: {}", f.severity.name(), f.subject, f.message))
+                            .collect(),
+                    ),
+                    Err(e) => (true, vec![format!("self-check failed: {e}")]),
+                };
             out.push(crate::api::ResolverHealth {
                 id: owner.id.clone(),
                 plugin: owner.plugin.clone(),

@@ -665,6 +665,35 @@ use prp_host::store::{ApiKeyScope, Store};
 pub const ROOT: &str = r"QER\Person\PasswordResetAuthenticator";
 pub const CAROL_CENTRAL: &str = "carol-central-pw";
 pub const CAROL_ADS: &str = "carol-ads-pw";
+/// Marta's central password (`marta`, see [`marta_manages_carol`]).
+pub const MARTA_CENTRAL: &str = "marta-central-pw";
+
+/// Adds Marta (`P-MARTA`, central account `marta`, password [`MARTA_CENTRAL`]) as Carol's
+/// manager, to a seeded database.
+pub async fn marta_manages_carol(store: &Store) {
+    demo::insert_person(
+        store,
+        &demo::NewPerson {
+            uid: "P-MARTA",
+            central_account: "marta",
+            first_name: "Marta",
+            last_name: "Manager",
+            manager_uid: None,
+            inactive: false,
+        },
+    )
+    .await
+    .expect("marta");
+    demo::set_central_password(store, &hasher(), "P-MARTA", MARTA_CENTRAL)
+        .await
+        .expect("marta's password");
+    sqlx::query(
+        "UPDATE \"Person\" SET \"UID_PersonHead\" = 'P-MARTA' WHERE \"UID_Person\" = 'P-CAROL'",
+    )
+    .execute(store.pool())
+    .await
+    .expect("carol's manager");
+}
 pub const FLAG_PW: &str = "flag-account-pw";
 
 fn person<'a>(uid: &'a str, central: &'a str) -> NewPerson<'a> {

@@ -10,7 +10,8 @@
 use fantoccini::{Client, ClientBuilder, Locator};
 use prp_host::store::Store;
 use prp_tests::{
-    artifacts, hasher, request, seed, Backend, Scene, Server, TestDb, CAROL_CENTRAL, TEST_TOKEN,
+    artifacts, hasher, request, seed, Backend, Scene, Server, TestDb, CAROL_CENTRAL, MARTA_CENTRAL,
+    TEST_TOKEN,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -40,28 +41,13 @@ async fn portal() -> Portal {
     ] {
         store.set_parameter(path, Some(value)).await.expect("flow");
     }
-    prp_host::demo::insert_person(
-        &store,
-        &prp_host::demo::NewPerson {
-            uid: "P-MARTA",
-            central_account: "marta",
-            first_name: "Marta",
-            last_name: "Manager",
-            manager_uid: None,
-            inactive: false,
-        },
-    )
-    .await
-    .expect("marta");
-    prp_host::demo::set_central_password(&store, &hasher(), "P-MARTA", "marta-central-pw")
-        .await
-        .expect("pw");
+    prp_tests::marta_manages_carol(&store).await;
     sqlx::query(
-        "UPDATE \"Person\" SET \"UID_PersonHead\" = 'P-MARTA', \"FirstName\" = 'Carol', \"LastName\" = 'Example' WHERE \"UID_Person\" = 'P-CAROL'",
+        "UPDATE \"Person\" SET \"FirstName\" = 'Carol', \"LastName\" = 'Example' WHERE \"UID_Person\" = 'P-CAROL'",
     )
     .execute(store.pool())
     .await
-    .expect("manager");
+    .expect("carol's name");
     let scene = Scene::new();
     let config = scene.portal_config_with(
         &db.url,
@@ -483,7 +469,7 @@ async fn a_manager_issues_a_passcode_and_the_report_signs_in_with_it() {
         b.sign_in(
             "password",
             "marta",
-            &[("#password-password", "marta-central-pw")],
+            &[("#password-password", MARTA_CENTRAL)],
         )
         .await?;
         b.wait_text("main h1", "My passwords").await?;

@@ -43,24 +43,12 @@ async fn setup(b: &Backend) -> Setup {
     let db = TestDb::new(b).await;
     let store = db.store().await;
     seed(&store).await;
-    prp_host::demo::insert_person(
-        &store,
-        &prp_host::demo::NewPerson {
-            uid: "P-MARTA",
-            central_account: "marta",
-            first_name: "Marta",
-            last_name: "Manager",
-            manager_uid: None,
-            inactive: false,
-        },
-    )
-    .await
-    .expect("marta");
+    prp_tests::marta_manages_carol(&store).await;
     prp_host::demo::set_email(&store, "P-MARTA", Some("marta@example.test"))
         .await
         .expect("email");
     sqlx::query(
-        "UPDATE \"Person\" SET \"UID_PersonHead\" = 'P-MARTA', \"FirstName\" = 'Carol', \"LastName\" = 'Example' WHERE \"UID_Person\" = 'P-CAROL'",
+        "UPDATE \"Person\" SET \"FirstName\" = 'Carol', \"LastName\" = 'Example' WHERE \"UID_Person\" = 'P-CAROL'",
     )
     .execute(store.pool())
     .await

@@ -25,33 +25,7 @@ async fn portal_with(backend: &Backend, host: Value) -> Portal {
         extra_plugins: &[directory],
     };
     Portal::start_with(backend, options, |store| async move {
-        prp_host::demo::insert_person(
-            &store,
-            &prp_host::demo::NewPerson {
-                uid: "P-MARTA",
-                central_account: "marta",
-                first_name: "Marta",
-                last_name: "Manager",
-                manager_uid: None,
-                inactive: false,
-            },
-        )
-        .await
-        .expect("marta");
-        prp_host::demo::set_central_password(
-            &store,
-            &prp_tests::hasher(),
-            "P-MARTA",
-            "marta-central-pw",
-        )
-        .await
-        .expect("pw");
-        sqlx::query(
-            "UPDATE \"Person\" SET \"UID_PersonHead\" = 'P-MARTA' WHERE \"UID_Person\" = 'P-CAROL'",
-        )
-        .execute(store.pool())
-        .await
-        .expect("manager");
+        prp_tests::marta_manages_carol(&store).await;
     })
     .await
 }
@@ -557,7 +531,7 @@ prp_tests::on_each_backend! {
     async fn managers_issue_passcodes_to_their_reports_only(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
-        let marta = Client::password(&p.server, "marta", "marta-central-pw");
+        let marta = Client::password(&p.server, "marta", prp_tests::MARTA_CENTRAL);
         let (s, v) = marta.call("GET", "/api/reports", None);
         assert_eq!(
             (s, v["reports"][0]["person_uid"].clone()),
@@ -626,7 +600,7 @@ prp_tests::on_each_backend! {
             .await
             .expect("param");
         // Marta can't issue for carol: she would receive both halves.
-        let marta = Client::password(&p.server, "marta", "marta-central-pw");
+        let marta = Client::password(&p.server, "marta", prp_tests::MARTA_CENTRAL);
         let (s, v) = marta.call("POST", "/api/reports/P-CAROL/passcode", None);
         assert_eq!(s, 409, "[{tag}] {v}");
         assert!(
