@@ -433,40 +433,21 @@ async fn store_lines(store: &Store) -> Vec<CheckLine> {
             e.to_string(),
         )),
     }
-    let search = async {
-        let root = r"QER\Person\PasswordResetAuthenticator";
-        let table = store
-            .parameter_value(&format!(r"{root}\SearchTable"))
-            .await?;
-        let columns = store
-            .parameter_value(&format!(r"{root}\SearchColumn"))
-            .await?;
-        Ok::<_, crate::store::StoreError>(table.zip(columns).map(|(t, c)| {
-            crate::store::SearchTableConfig {
-                table: t.trim().to_owned(),
-                columns: c
-                    .split('|')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                disabled_by: Vec::new(),
-                enabled_by: Vec::new(),
+    // The host's own login-name column; the plugins check theirs in their self-checks (the
+    // reference plugin: its search table's columns, through `unindexed_login_columns`).
+    match store.missing_login_indexes().await {
+        Ok(missing) => {
+            for m in missing {
+                lines.push(CheckLine::new(
+                    Status::Warn,
+                    "login index",
+                    format!(
+                        "{} has no index for login lookups, so each login reads the whole table; add one: {}",
+                        m.column, m.create_index
+                    ),
+                ));
             }
-        }))
-    };
-    match search.await {
-        Ok(config) => match store.missing_login_indexes(config.as_ref()).await {
-            Ok(missing) => {
-                for (column, ddl) in missing {
-                    lines.push(CheckLine::new(
-                        Status::Warn,
-                        "login index",
-                        format!("{column} has no index for login lookups, so each login reads the whole table; add one: {ddl}"),
-                    ));
-                }
-            }
-            Err(e) => lines.push(CheckLine::new(Status::Warn, "login index", e.to_string())),
-        },
+        }
         Err(e) => lines.push(CheckLine::new(Status::Warn, "login index", e.to_string())),
     }
     // The host's parameters (lockout, password policies): a stored value the portal can't use

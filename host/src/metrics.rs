@@ -122,7 +122,7 @@ impl Metrics {
 pub const PLUGIN_CALLS: [&str; 5] = ["resolve", "login", "challenge", "verify_password", "policy"];
 
 /// The plugin→host callbacks (`HostServices` methods) the host counts, by name.
-pub const HOST_CALLBACKS: [&str; 15] = [
+pub const HOST_CALLBACKS: [&str; 22] = [
     "parameter",
     "api_key",
     "connection_string",
@@ -138,6 +138,14 @@ pub const HOST_CALLBACKS: [&str; 15] = [
     "questions",
     "verify_answers",
     "delete_questions",
+    // ABI 1.1 (`call_time_left_ms` is not counted: it reads a clock).
+    "setting",
+    "setting_path",
+    "hash_secret",
+    "persons_by_column",
+    "person_column",
+    "account_login_names",
+    "unindexed_login_columns",
 ];
 
 /// Crossings of the plugin boundary made for logins and question challenges: host→plugin

@@ -40,6 +40,11 @@ pub enum PortalError {
     /// Too much hashing in progress: try again shortly (503 with `Retry-After`).
     #[error("too much hashing in progress")]
     Busy,
+    /// A plugin the request can't do without failed (a required resolver couldn't say the
+    /// person's login names): nothing was changed; try again shortly (503). The message, for
+    /// operators, names the resolver and why.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -259,6 +264,52 @@ impl SelfService {
         Ok(out)
     }
 
+    /// Every login name the resolvers in use know the person by (`Resolver::login_names_of`:
+    /// the reference plugin's SearchTable resolver answers with the person's names in its
+    /// table). Fail closed: a password is never accepted without the names of a resolver that
+    /// couldn't say them, so a required resolver's failure fails the request
+    /// ([`PortalError::Unavailable`]); an optional one's leaves its names out, logged and
+    /// audited (`resolver.dropped`) as when it can't list the person's accounts.
+    async fn resolver_login_names(&self, person: &Person) -> Result<Vec<String>, PortalError> {
+        let mut out = Vec::new();
+        for owner in &self.resolvers {
+            let r = Arc::clone(&owner.resolver);
+            let uid = person.uid.clone();
+            match self
+                .gate
+                .call(move || r.login_names_of(uid.as_str().into()))
+                .await
+            {
+                Ok(names) => out.extend(names.into_iter().map(RString::into_string)),
+                Err(e) if owner.optional => {
+                    let why = format!(
+                        "optional resolver \"{}\" (plugin {}) failed to list a person's login names, they are left out of the password rules: {e}",
+                        owner.id, owner.plugin
+                    );
+                    tracing::warn!(plugin = %owner.plugin, resolver = %owner.id, "{why}");
+                    let _ = self
+                        .store
+                        .audit(&AuditEvent {
+                            event: "resolver.dropped",
+                            outcome: "failure",
+                            person_uid: Some(&person.uid),
+                            reason: Some(&why),
+                            actor: Some("server"),
+                            ..Default::default()
+                        })
+                        .await;
+                }
+                Err(e) => {
+                    return Err(PortalError::Unavailable(format!(
+                        "resolver \"{}\" (plugin {}) failed to list a person's login names, so no new password can be checked against them: {e}",
+                        owner.id, owner.plugin
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The person's items with these ids, and all of the person's items; an id that isn't
     /// theirs fails the whole request.
     async fn pick(
@@ -299,7 +350,8 @@ impl SelfService {
 
     /// The rules `password` breaks for each of the person's chosen items. `RejectNames` looks
     /// at every name of the person, not only the chosen items': first and last name, central
-    /// account, every item (its name and key) and every login name in the search table.
+    /// account, every item (its name and key) and every login name the resolvers in use know
+    /// the person by ([`SelfService::resolver_login_names`]).
     async fn check_items(
         &self,
         person: &Person,
@@ -314,7 +366,7 @@ impl SelfService {
             person.last_name.clone(),
             person.central_account.clone(),
         ];
-        names.extend(self.store.search_table_login_names(&person.uid).await?);
+        names.extend(self.resolver_login_names(person).await?);
         for i in items.iter().chain(all) {
             names.push(i.display_name.clone());
             names.extend(i.display_name.split_whitespace().map(str::to_owned));

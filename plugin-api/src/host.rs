@@ -1,5 +1,7 @@
 use crate::error::{ErrorKind, PluginError, PluginResult};
-use crate::login::{AccountMatch, AccountQuery, PersonInfo, QuestionAnswer, SecretCheck};
+use crate::login::{
+    AccountMatch, AccountQuery, PersonInfo, QuestionAnswer, SecretCheck, UnindexedColumn,
+};
 use crate::resolver::ResolvedAccount;
 use abi_stable::sabi_trait;
 use abi_stable::std_types::{RArc, ROption, RResult, RSlice, RStr, RString, RVec};
@@ -153,6 +155,28 @@ pub trait HostServices: Send + Sync + Clone {
     ) -> PluginResult<ROption<RString>> {
         let _ = (person_uid, column);
         RResult::RErr(older_host("person_column"))
+    }
+
+    /// The login names of a person's accounts in a target-system table: the values of the
+    /// query's `columns` in the rows of `table` that belong to `person_uid` (NULLs left out).
+    /// The query is checked against the live schema as for [`HostServices::search_accounts`]
+    /// (and fails the same way); its `login_name` is not used. (ABI 1.1)
+    fn account_login_names(
+        &self,
+        query: &AccountQuery,
+        person_uid: RStr<'_>,
+    ) -> PluginResult<RVec<RString>> {
+        let _ = (query, person_uid);
+        RResult::RErr(older_host("account_login_names"))
+    }
+
+    /// The query's `columns` that have no index [`HostServices::search_accounts`] can use (it
+    /// compares them case-folded), so that each search reads the whole table; each with the
+    /// statement that adds one. The query is checked as for `search_accounts`; its
+    /// `login_name` is not used. (ABI 1.1)
+    fn unindexed_login_columns(&self, query: &AccountQuery) -> PluginResult<RVec<UnindexedColumn>> {
+        let _ = query;
+        RResult::RErr(older_host("unindexed_login_columns"))
     }
 }
 

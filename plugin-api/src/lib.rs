@@ -66,7 +66,7 @@ pub use history::{init_plugin_module, v1_0};
 pub use host::{HostServices, HostServicesBox, HostServices_TO, LogLevel, QuestionInfo};
 pub use login::{
     AccountMatch, AccountQuery, LoginMethod, LoginOutcome, LoginRequest, PersonInfo,
-    QuestionAnswer, QuestionChallenge, SecretCheck, SessionGrant,
+    QuestionAnswer, QuestionChallenge, SecretCheck, SessionGrant, UnindexedColumn,
 };
 pub use plugin::{
     authenticator_box, Authenticator, AuthenticatorBox, AuthenticatorImpl, AuthenticatorPolicy,

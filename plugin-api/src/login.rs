@@ -204,6 +204,17 @@ pub struct AccountQuery {
     pub login_name: RString,
 }
 
+/// A login-name column of a target-system table without an index the host's case-folded
+/// search can use (ABI 1.1): see [`crate::HostServices::unindexed_login_columns`].
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct UnindexedColumn {
+    /// `Table.Column`, as the live schema spells them.
+    pub column: RString,
+    /// The statement that adds an index the search can use, in the database's dialect.
+    pub create_index: RString,
+}
+
 /// An account a search matched.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]

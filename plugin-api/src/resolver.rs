@@ -105,6 +105,15 @@ pub trait Resolver: Send + Sync {
     fn self_check(&self) -> PluginResult<RVec<CheckFinding>> {
         RResult::ROk(RVec::new())
     }
+
+    /// Every name the person logs in with in the resolver's own system (ABI 1.1), refused
+    /// accounts' included: the host refuses a new password of the person's that contains one
+    /// (`RejectNames`). A failure fails the password check, unless the resolver is optional.
+    /// A 1.0 resolver has none.
+    fn login_names_of(&self, person_uid: RStr<'_>) -> PluginResult<RVec<RString>> {
+        let _ = person_uid;
+        RResult::ROk(RVec::new())
+    }
 }
 
 /// A resolver as the host holds it.
@@ -137,6 +146,13 @@ pub trait ResolverImpl: Send + Sync + 'static {
     /// Override to check the configuration and the backing system (a directory reachable, the
     /// service account's bind accepted). Findings of severity `ERROR` fail `prp-host check`.
     fn self_check(&self) -> Result<Vec<CheckFinding>, PluginError> {
+        Ok(Vec::new())
+    }
+    /// Override to name the login names the person has in the resolver's own system, so that
+    /// the host's `RejectNames` rule refuses passwords that contain them. Not needed for names
+    /// the host already knows: the person's names and central account, and the key and
+    /// display name of every item `accounts_of` lists.
+    fn login_names_of(&self, _person_uid: &str) -> Result<Vec<String>, PluginError> {
         Ok(Vec::new())
     }
 }
@@ -172,6 +188,12 @@ impl<R: ResolverImpl> Resolver for GuardedResolver<R> {
     }
     fn self_check(&self) -> PluginResult<RVec<CheckFinding>> {
         guarded(|| self.inner.self_check().map(RVec::from))
+    }
+    fn login_names_of(&self, person_uid: RStr<'_>) -> PluginResult<RVec<RString>> {
+        guarded(|| {
+            let names = self.inner.login_names_of(person_uid.as_str())?;
+            Ok(names.into_iter().map(RString::from).collect())
+        })
     }
 }
 

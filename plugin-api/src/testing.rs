@@ -19,12 +19,16 @@
 //! `hash_secret` and `verify_hash` are real argon2id (m = 19 MiB, t = 2, p = 1, the host's
 //! minimum), so a hash made here verifies in the real host and the other way round. Everything
 //! else is a plain in-memory table: what the real host checks against the live database schema
-//! (`persons_by_column`, `person_column`) the fake checks against the columns its persons have.
-//! Never use it outside tests.
+//! (`persons_by_column`, `person_column`) the fake checks against the columns its persons have;
+//! accounts (`add_account`) serve `search_accounts` and `account_login_names`, and every column
+//! counts as indexed unless [`FakeHost::set_unindexed`] says otherwise. Never use it outside
+//! tests.
 
 use crate::error::{ErrorKind, PluginError, PluginResult};
 use crate::host::{HostServices, HostServicesBox, HostServices_TO, LogLevel, QuestionInfo};
-use crate::login::{AccountMatch, AccountQuery, PersonInfo, QuestionAnswer, SecretCheck};
+use crate::login::{
+    AccountMatch, AccountQuery, PersonInfo, QuestionAnswer, SecretCheck, UnindexedColumn,
+};
 use crate::resolver::ResolvedAccount;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, ROption, RResult, RSlice, RStr, RString, RVec};
@@ -57,6 +61,8 @@ struct State {
     columns: BTreeMap<String, String>,
     password_hashes: BTreeMap<String, String>,
     accounts: Vec<(String, AccountMatch)>,
+    /// `(table, column)` pairs `unindexed_login_columns` reports.
+    unindexed: Vec<(String, String)>,
     questions: BTreeMap<String, Vec<QuestionInfo>>,
     logs: Vec<(LogLevel, String)>,
     time_left_ms: Option<u64>,
@@ -163,9 +169,19 @@ impl FakeHost {
         Ok(self)
     }
 
-    /// Adds an account `search_accounts` finds for `login_name` in `account.table`.
+    /// Adds an account `search_accounts` finds for `login_name` in `account.table`; with its
+    /// `person_uid`, `account_login_names` lists `login_name` for a query of `account.table`
+    /// that names `account.matched_column`.
     pub fn add_account(&self, login_name: &str, account: AccountMatch) -> &Self {
         self.state().accounts.push((login_name.to_owned(), account));
+        self
+    }
+
+    /// Makes `unindexed_login_columns` report `table.column` as lacking an index.
+    pub fn set_unindexed(&self, table: &str, column: &str) -> &Self {
+        self.state()
+            .unindexed
+            .push((table.to_owned(), column.to_owned()));
         self
     }
 
@@ -462,6 +478,49 @@ impl HostServices for FakeHost {
             .map(|v| RString::from(v.as_str()))
             .into())
     }
+    fn account_login_names(
+        &self,
+        query: &AccountQuery,
+        person_uid: RStr<'_>,
+    ) -> PluginResult<RVec<RString>> {
+        let state = self.state();
+        let mut out: Vec<RString> = Vec::new();
+        for (name, a) in &state.accounts {
+            let theirs = a.person_uid.as_ref().into_option().map(|p| p.as_str())
+                == Some(person_uid.as_str());
+            let searched = query
+                .columns
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&a.matched_column));
+            if a.table == query.table && theirs && searched && !out.iter().any(|n| n == name) {
+                out.push(RString::from(name.as_str()));
+            }
+        }
+        ok(RVec::from(out))
+    }
+    fn unindexed_login_columns(&self, query: &AccountQuery) -> PluginResult<RVec<UnindexedColumn>> {
+        let state = self.state();
+        ok(query
+            .columns
+            .iter()
+            .filter(|c| {
+                state
+                    .unindexed
+                    .iter()
+                    .any(|(t, u)| t.eq_ignore_ascii_case(&query.table) && u.eq_ignore_ascii_case(c))
+            })
+            .map(|c| {
+                let t = &query.table;
+                UnindexedColumn {
+                    column: format!("{t}.{c}").into(),
+                    create_index: format!(
+                        "CREATE INDEX \"{t}_{c}_login\" ON \"{t}\" (lower(\"{c}\"));"
+                    )
+                    .into(),
+                }
+            })
+            .collect())
+    }
 }
 
 impl FakeHost {
@@ -524,6 +583,44 @@ mod tests {
                 .map(|s| s.into_string()),
             Some("alice".to_owned())
         );
+    }
+
+    #[test]
+    fn accounts_give_their_login_names_and_unindexed_columns_are_reported() {
+        let fake = FakeHost::new("p");
+        let account = |uid: &str, person: Option<&str>, column: &str| AccountMatch {
+            table: "Accounts".into(),
+            account_uid: uid.into(),
+            person_uid: person.map(RString::from).into(),
+            matched_column: column.into(),
+            refused_by: ROption::RNone,
+        };
+        fake.add_account("alice", account("A-1", Some("p-1"), "Login"))
+            .add_account("Alice A", account("A-1", Some("p-1"), "Name"))
+            .add_account("bob", account("A-2", Some("p-2"), "Login"))
+            .add_account("orphan", account("A-3", None, "Login"))
+            .set_unindexed("accounts", "name");
+        let host = fake.services();
+        let query = AccountQuery {
+            table: "Accounts".into(),
+            columns: RVec::from(vec![RString::from("login")]),
+            disabled_by: RVec::new(),
+            enabled_by: RVec::new(),
+            login_name: RString::new(),
+        };
+        let names = host.account_login_names(&query, "p-1".into()).unwrap();
+        assert_eq!(names, RVec::from(vec![RString::from("alice")]));
+        assert!(host.unindexed_login_columns(&query).unwrap().is_empty());
+        let both = AccountQuery {
+            columns: RVec::from(vec![RString::from("Login"), RString::from("Name")]),
+            ..query
+        };
+        let names = host.account_login_names(&both, "p-1".into()).unwrap();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let missing = host.unindexed_login_columns(&both).unwrap();
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].column, "Accounts.Name");
+        assert!(missing[0].create_index.starts_with("CREATE INDEX"));
     }
 
     #[test]

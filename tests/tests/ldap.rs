@@ -420,6 +420,18 @@ async fn directory_password_login_and_reset_through_the_portal() {
     assert_eq!(s, 200, "{items}");
     assert!(item_ids(&items).contains(&item), "{items}");
 
+    // Her directory login name is kept out of her new passwords, whichever item they are for.
+    for items in [json!([item]), json!(["Person:P-CAROL"])] {
+        let (s, v) = carol.call(
+            "POST",
+            "/api/password-items/check",
+            Some(json!({"items": items, "password": "orchard-CLDAP-velvet-42"})),
+        );
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["ok"], false, "{v}");
+        assert!(v.to_string().contains(r#"(\"cldap\")"#), "{v}");
+    }
+
     // A new password, set through the portal with Password Modify.
     let (s, v) = carol.call(
         "POST",
@@ -772,6 +784,12 @@ fn the_resolver_against_slapd_with_a_fake_host() {
     assert!(r.accounts_of("P-DORA").expect("accounts").is_empty());
     assert_eq!(r.accounts_of("P-LARS").expect("accounts").len(), 1);
     assert!(r.accounts_of("P-NOBODY").expect("accounts").is_empty());
+    // A person's login names (for RejectNames): every entry's uid, a disabled entry's too.
+    let mut names = r.login_names_of("P-CAROL").expect("names");
+    names.sort();
+    assert_eq!(names, vec!["cldap", "twin"]);
+    assert_eq!(r.login_names_of("P-DORA").expect("names"), vec!["dldap"]);
+    assert!(r.login_names_of("P-NOBODY").expect("names").is_empty());
 
     // Setting: Password Modify as the service account.
     assert_eq!(

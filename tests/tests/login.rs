@@ -560,6 +560,65 @@ prp_tests::on_each_backend! {
 }
 
 prp_tests::on_each_backend! {
+    /// `check` warns of each login-name column without an index the case-folded lookup can use,
+    /// with the statement that adds one: the host of its own `Person.CentralAccount`, the
+    /// authenticator's self-check of its search table's columns (asked of the host through
+    /// `unindexed_login_columns`). Warnings only: the portal still serves.
+    async fn check_advises_an_index_for_each_login_column_without_one(b: Backend) {
+        let tag = b.name();
+        let p = Portal::start(&b).await;
+        let warnings = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with("warn") && l.contains("has no index for login lookups"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let out = p.cli(&["check"]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "[{tag}] {text}");
+        assert_eq!(warnings(&text), Vec::<String>::new(), "[{tag}] {text}");
+
+        // DDL on one connection: another SQLite connection may hold the schema as it was.
+        let mut conn = p.store.pool().acquire().await.expect("connection");
+        for index in ["ADSAccount_SamAccountName_login", "Person_CentralAccount_login"] {
+            sqlx::query(&format!("DROP INDEX \"{index}\""))
+                .execute(&mut *conn)
+                .await
+                .expect("drop");
+        }
+        let out = p.cli(&["check"]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "[{tag}] warnings don't fail the check: {text}");
+        let found = warnings(&text);
+        assert_eq!(found.len(), 2, "[{tag}] {text}");
+        let person = found
+            .iter()
+            .find(|l| l.contains("login index") && l.contains("Person.CentralAccount"))
+            .unwrap_or_else(|| panic!("[{tag}] the host's own column: {text}"));
+        assert!(
+            person.contains(r#"add one: CREATE INDEX "Person_CentralAccount_login" ON "Person""#),
+            "[{tag}] {person}"
+        );
+        let ads = found
+            .iter()
+            .find(|l| l.contains("ADSAccount.SamAccountName"))
+            .unwrap_or_else(|| panic!("[{tag}] the plugin's column: {text}"));
+        assert!(
+            ads.contains(r#"authenticator "password-reset" (password-reset-authenticator) self-check"#)
+                && ads.contains(&format!(r"{ROOT}\SearchColumn"))
+                && ads.contains("so each login reads the whole table")
+                && ads.contains(r#"add one: CREATE INDEX "ADSAccount_SamAccountName_login" ON "ADSAccount""#),
+            "[{tag}] {ads}"
+        );
+        // The advice, run, clears the warning.
+        let ddl = ads.split("add one: ").nth(1).unwrap_or_default().trim_end_matches(';');
+        sqlx::query(ddl).execute(&mut *conn).await.expect("advice");
+        let text = stdout(&p.cli(&["check"]));
+        assert_eq!(warnings(&text).len(), 1, "[{tag}] {text}");
+    }
+}
+
+prp_tests::on_each_backend! {
     async fn a_missing_or_wrong_application_token_fails_closed(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;

@@ -1043,10 +1043,20 @@ prp_tests::on_each_backend! {
     async fn reject_names_looks_at_every_login_name_of_the_person(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
+        // Carol's ADS login name is a name nothing else of hers contains: it reaches the rule
+        // only through the search-table resolver's `login_names_of`.
+        sqlx::query("UPDATE \"ADSAccount\" SET \"SamAccountName\" = 'kestrel7' WHERE \"UID_ADSAccount\" = 'A-CAROL'")
+            .execute(p.store.pool())
+            .await
+            .expect("rename");
         let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
         // Only the central account is chosen; the names come from her other accounts: the
-        // ADS login name (SamAccountName) and the ADS display name (CN "Carol Example").
-        for password in ["orchard-cexample-velvet-42", "orchard-EXAMPLE-velvet-42"] {
+        // ADS login name (SamAccountName, any case) and the ADS display name (CN "Carol
+        // Example").
+        for (password, name) in [
+            ("orchard-KESTREL7-velvet-42", "kestrel7"),
+            ("orchard-EXAMPLE-velvet-42", "Example"),
+        ] {
             let (s, v) = carol.call(
                 "POST",
                 "/api/password-items/check",
@@ -1058,7 +1068,21 @@ prp_tests::on_each_backend! {
                 vec!["contains_name"],
                 "[{tag}] {password}: {v}"
             );
+            assert!(
+                v["items"][0]["violations"][0]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("\"{name}\""))),
+                "[{tag}] {password}: {v}"
+            );
+            // And a change with it is refused, nothing set.
+            let (s, v) = carol.call(
+                "POST",
+                "/api/password-items/set",
+                Some(json!({"items": ["Person:P-CAROL"], "password": password})),
+            );
+            assert_eq!(s, 422, "[{tag}] {password}: {v}");
         }
+        assert_eq!(p.login_status("carol", CAROL_CENTRAL), 200, "[{tag}]");
     }
 }
 

@@ -233,6 +233,55 @@ async fn an_optional_resolvers_password_check_failure_drops_only_its_account() {
     assert_eq!(status, 200, "{}", optional.last_reason().await);
 }
 
+/// A resolver that can't say a person's login names (`login_names_of`, for `RejectNames`):
+/// required, a password check or change fails with 503 rather than pass a password unchecked
+/// against them, and nothing changes; optional, its names are left out, audited as
+/// `resolver.dropped`, and the check goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resolver_that_cant_list_login_names_fails_password_checks_unless_optional() {
+    const NEW_PW: &str = "orchard-velvet-lantern-42";
+    let directory = artifacts().lib("fixture-directory-resolver");
+    let options = |optional: bool| PortalOptions {
+        plugins: json!({
+            "Resolvers": ["central-account", "search-table", "directory"],
+            "Optional": if optional { json!(["directory"]) } else { json!([]) },
+            "Settings": {"fixture-directory-resolver": {"LoginNames": "down"}},
+        }),
+        extra_plugins: Box::leak(Box::new([directory])),
+        ..Default::default()
+    };
+    let body = json!({"items": ["Person:P-CAROL"], "password": NEW_PW});
+    let required = Portal::start_with(&Backend::Sqlite, options(false), |_| async {}).await;
+    let carol = Client::password(&required.server, "carol", CAROL_CENTRAL);
+    for path in ["/api/password-items/check", "/api/password-items/set"] {
+        let (s, v) = carol.call("POST", path, Some(body.clone()));
+        assert_eq!(s, 503, "{path}: {v}");
+        assert_eq!(v["error"], "unavailable", "{path}: {v}");
+    }
+    assert_eq!(
+        required.login_status("carol", NEW_PW),
+        401,
+        "nothing changed"
+    );
+    assert_eq!(required.login_status("carol", CAROL_CENTRAL), 200);
+    drop(required);
+
+    let optional = Portal::start_with(&Backend::Sqlite, options(true), |_| async {}).await;
+    let carol = Client::password(&optional.server, "carol", CAROL_CENTRAL);
+    let (s, v) = carol.call("POST", "/api/password-items/check", Some(body.clone()));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    let tail = events(&optional, 5).await;
+    assert!(
+        tail.iter().any(|(e, r)| e == "resolver.dropped"
+            && r == r#"optional resolver "directory" (plugin fixture-directory-resolver) failed to list a person's login names, they are left out of the password rules: plugin returned an error: unavailable: the directory server is down (fixture)"#),
+        "{tail:?}"
+    );
+    let (s, v) = carol.call("POST", "/api/password-items/set", Some(body));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(optional.login_status("carol", NEW_PW), 200);
+}
+
 /// A password the template sets in its own file: the file has the new hash (logins through the
 /// resolver take the new password, not the old), and the portal keeps a hash of its own only
 /// for the item's "last set" and the history rule, like its own items; never to verify a login.

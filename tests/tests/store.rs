@@ -5,7 +5,8 @@
 use prp_host::clock::ManualClock;
 use prp_host::plugins::{host_services, HostContext};
 use prp_host::store::{ApiKeyScope, AuditEvent, LockScope, LockoutPolicy, SessionKind, Store};
-use prp_plugin_api::{HostServicesBox, SecretCheck};
+use prp_plugin_api::abi_stable::std_types::{RString, RVec};
+use prp_plugin_api::{AccountQuery, ErrorKind, HostServicesBox, SecretCheck};
 use prp_tests::{hasher, TestDb};
 use std::sync::{Arc, OnceLock};
 
@@ -503,59 +504,136 @@ prp_tests::on_each_backend! {
     }
 }
 
+/// The search of ADSAccount by CN and SamAccountName, as the reference plugin's parameters
+/// describe it to the host.
+fn ads_query(columns: &[&str]) -> AccountQuery {
+    AccountQuery {
+        table: "ADSAccount".into(),
+        columns: columns.iter().map(|c| RString::from(*c)).collect(),
+        disabled_by: RVec::new(),
+        enabled_by: RVec::new(),
+        login_name: RString::new(),
+    }
+}
+
+/// `unindexed_login_columns` through the real host services, on a blocking thread.
+async fn unindexed(s: &HostServicesBox, query: &AccountQuery) -> Vec<(String, String)> {
+    let (s, query) = (s.clone(), query.clone());
+    tokio::task::spawn_blocking(move || s.unindexed_login_columns(&query).into_result())
+        .await
+        .expect("join")
+        .expect("service")
+        .into_iter()
+        .map(|m| (m.column.into_string(), m.create_index.into_string()))
+        .collect()
+}
+
 prp_tests::on_each_backend! {
+    /// The host's own login column (`Person.CentralAccount`) is the host's to check; the search
+    /// table's columns the plugin asks about through `unindexed_login_columns`. Either way a
+    /// plain index doesn't serve the case-folded lookup, and the advice, run, clears it.
     async fn check_finds_login_columns_without_a_usable_index(b: Backend) {
-        use prp_host::store::SearchTableConfig;
         let tag = b.name();
         let db = TestDb::new(&b).await;
         let store = db.store().await;
         prp_host::demo::create_identity_schema(&store)
             .await
             .expect("schema");
-        let config = SearchTableConfig {
-            table: "ADSAccount".into(),
-            columns: vec!["CN".into(), "SamAccountName".into()],
-            disabled_by: Vec::new(),
-            enabled_by: Vec::new(),
-        };
-        assert_eq!(
-            store
-                .missing_login_indexes(Some(&config))
-                .await
-                .expect("check"),
-            Vec::new(),
-            "[{tag}]"
-        );
+        let s = services(&store);
+        let query = ads_query(&["CN", "SamAccountName"]);
+        assert_eq!(store.missing_login_indexes().await.expect("check"), Vec::new(), "[{tag}]");
+        assert_eq!(unindexed(&s, &query).await, Vec::new(), "[{tag}]");
         // DDL on one connection: another SQLite connection may hold the schema as it was.
         let mut conn = store.pool().acquire().await.expect("connection");
-        sqlx::query("DROP INDEX \"ADSAccount_CN_login\"")
-            .execute(&mut *conn)
-            .await
-            .expect("drop");
+        for drop in ["DROP INDEX \"ADSAccount_CN_login\"", "DROP INDEX \"Person_CentralAccount_login\""] {
+            sqlx::query(drop).execute(&mut *conn).await.expect("drop");
+        }
         // A plain index on the column doesn't serve the case-folded lookup either.
         sqlx::query("CREATE INDEX plain_cn ON \"ADSAccount\" (\"CN\")")
             .execute(&mut *conn)
             .await
             .expect("index");
-        let missing = store
-            .missing_login_indexes(Some(&config))
-            .await
-            .expect("check");
+        let person = store.missing_login_indexes().await.expect("check");
+        assert_eq!(person.len(), 1, "[{tag}] {person:?}");
+        assert_eq!(person[0].column, "Person.CentralAccount");
+        let missing = unindexed(&s, &query).await;
         assert_eq!(missing.len(), 1, "[{tag}] {missing:?}");
         assert_eq!(missing[0].0, "ADSAccount.CN");
+        assert!(
+            unindexed(&s, &ads_query(&["SamAccountName"])).await.is_empty(),
+            "[{tag}] only the query's columns"
+        );
         // The advice works: running it makes the warning go away.
-        sqlx::query(missing[0].1.trim_end_matches(';'))
-            .execute(&mut *conn)
-            .await
-            .expect("advice");
-        assert_eq!(
-            store
-                .missing_login_indexes(Some(&config))
+        for ddl in [&missing[0].1, &person[0].create_index] {
+            sqlx::query(ddl.trim_end_matches(';'))
+                .execute(&mut *conn)
                 .await
-                .expect("check"),
-            Vec::new(),
+                .expect("advice");
+        }
+        assert_eq!(store.missing_login_indexes().await.expect("check"), Vec::new(), "[{tag}]");
+        assert_eq!(unindexed(&s, &query).await, Vec::new(), "[{tag}]");
+        // A query the live schema doesn't have fails, naming what is wrong, as a search does.
+        let (s2, bad) = (s.clone(), ads_query(&["NoSuchColumn"]));
+        let e = tokio::task::spawn_blocking(move || s2.unindexed_login_columns(&bad).into_result())
+            .await
+            .expect("join")
+            .expect_err("no such column");
+        assert_eq!(e.kind, ErrorKind::CONFIG, "[{tag}] {e:?}");
+        assert!(e.message.contains("NoSuchColumn"), "[{tag}] {e:?}");
+    }
+}
+
+prp_tests::on_each_backend! {
+    /// `account_login_names`: the values of the query's columns in the person's rows of the
+    /// table, refused accounts' included, NULLs and repeats left out; other persons' never.
+    async fn account_login_names_lists_the_persons_names_in_the_queried_columns(b: Backend) {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        prp_tests::seed(&store).await;
+        // A second account of Carol's, disabled, whose CN is NULL and whose name repeats.
+        sqlx::query(
+            "INSERT INTO \"ADSAccount\" (\"UID_ADSAccount\", \"UID_Person\", \"CN\", \"SamAccountName\", \"Disabled\") VALUES ('A-CAROL-2', 'P-CAROL', NULL, 'carol.admin', TRUE), ('A-CAROL-3', 'P-CAROL', 'carol.admin', NULL, FALSE)",
+        )
+        .execute(store.pool())
+        .await
+        .expect("insert");
+        let s = services(&store);
+        let names = |query: AccountQuery, person: &'static str| {
+            let s = s.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    s.account_login_names(&query, person.into()).into_result()
+                })
+                .await
+                .expect("join")
+            }
+        };
+        let mut carol = names(ads_query(&["CN", "SamAccountName"]), "P-CAROL")
+            .await
+            .expect("names")
+            .into_iter()
+            .map(RString::into_string)
+            .collect::<Vec<_>>();
+        carol.sort();
+        assert_eq!(carol, vec!["Carol Example", "carol.admin", "cexample"], "[{tag}]");
+        let sam = names(ads_query(&["samaccountname"]), "P-CAROL").await.expect("names");
+        assert_eq!(sam.len(), 2, "[{tag}] the schema's spelling of the column: {sam:?}");
+        assert!(
+            names(ads_query(&["CN"]), "P-NOBODY").await.expect("names").is_empty(),
             "[{tag}]"
         );
+        let e = names(
+            AccountQuery {
+                table: "NoSuchTable".into(),
+                ..ads_query(&["CN"])
+            },
+            "P-CAROL",
+        )
+        .await
+        .expect_err("no such table");
+        assert_eq!(e.kind, ErrorKind::CONFIG, "[{tag}] {e:?}");
+        assert!(e.message.contains("NoSuchTable"), "[{tag}] {e:?}");
     }
 }
 

@@ -139,6 +139,10 @@ impl From<PortalError> for ApiError {
                 Self::new(StatusCode::BAD_GATEWAY, "partial", m)
             }
             PortalError::Busy => Self::busy("Too busy right now; try again in a moment."),
+            PortalError::Unavailable(m) => {
+                tracing::error!("portal request failed: {m}");
+                Self::unavailable()
+            }
             PortalError::Store(e) => {
                 tracing::error!("portal request failed: {e}");
                 Self::unavailable()

@@ -134,6 +134,7 @@ fn check_response(checks: &[crate::portal::ItemCheck]) -> CheckResponse {
     responses(
         (status = 200, description = "Every rule the password breaks, per item; nothing is saved", body = CheckResponse),
         (status = 404, description = "An item that isn't the person's", body = ErrorBody),
+        (status = 503, description = "The portal can't check now (busy, the database away, or a required resolver can't say the person's login names)", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn check(
@@ -155,6 +156,7 @@ pub(crate) async fn check(
         (status = 404, description = "An item that isn't the person's; nothing changed", body = ErrorBody),
         (status = 422, description = "The password breaks a rule; nothing changed (with the checks)", body = ErrorBody),
         (status = 502, description = "A connected system refused; nothing changed", body = ErrorBody),
+        (status = 503, description = "The portal can't check or set now (busy, the database away, or a required resolver can't say the person's login names); nothing changed", body = ErrorBody),
         (status = 504, description = "A connected system did not answer: its state is unknown", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = [])))]

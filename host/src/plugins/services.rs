@@ -20,7 +20,7 @@ use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString
 use prp_plugin_api::{
     guarded, AccountMatch, AccountQuery, ErrorKind, HostServices, HostServicesBox, HostServices_TO,
     LogLevel, PersonInfo, PluginError, PluginResult, QuestionAnswer, QuestionInfo, ResolvedAccount,
-    ResolverBox, SecretCheck,
+    ResolverBox, SecretCheck, UnindexedColumn,
 };
 use std::cell::RefCell;
 use std::future::Future;
@@ -581,6 +581,16 @@ fn strings(v: &RVec<RString>) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// The search-table configuration a plugin's query describes (its login name aside).
+fn search_table(query: &AccountQuery) -> SearchTableConfig {
+    SearchTableConfig {
+        table: query.table.to_string(),
+        columns: strings(&query.columns),
+        disabled_by: strings(&query.disabled_by),
+        enabled_by: strings(&query.enabled_by),
+    }
+}
+
 impl HostServices for Services {
     fn parameter(&self, path: RStr<'_>) -> PluginResult<ROption<RString>> {
         RequestScope::callback("parameter");
@@ -676,12 +686,7 @@ impl HostServices for Services {
         guarded(|| {
             let store = self.store()?;
             let search = AccountSearch {
-                config: SearchTableConfig {
-                    table: query.table.to_string(),
-                    columns: strings(&query.columns),
-                    disabled_by: strings(&query.disabled_by),
-                    enabled_by: strings(&query.enabled_by),
-                },
+                config: search_table(query),
                 login_name: query.login_name.to_string(),
             };
             let rows = self.block(store.search_accounts(&search))?;
@@ -833,6 +838,35 @@ impl HostServices for Services {
                 .block(store.person_column_value(person_uid.as_str(), column.as_str()))?
                 .map(RString::from)
                 .into())
+        })
+    }
+
+    fn account_login_names(
+        &self,
+        query: &AccountQuery,
+        person_uid: RStr<'_>,
+    ) -> PluginResult<RVec<RString>> {
+        RequestScope::callback("account_login_names");
+        guarded(|| {
+            let store = self.store()?;
+            let names =
+                self.block(store.account_login_names(&search_table(query), person_uid.as_str()))?;
+            Ok(names.into_iter().map(RString::from).collect())
+        })
+    }
+
+    fn unindexed_login_columns(&self, query: &AccountQuery) -> PluginResult<RVec<UnindexedColumn>> {
+        RequestScope::callback("unindexed_login_columns");
+        guarded(|| {
+            let store = self.store()?;
+            let missing = self.block(store.unindexed_search_columns(&search_table(query)))?;
+            Ok(missing
+                .into_iter()
+                .map(|m| UnindexedColumn {
+                    column: m.column.into(),
+                    create_index: m.create_index.into(),
+                })
+                .collect())
         })
     }
 }

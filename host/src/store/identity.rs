@@ -66,10 +66,22 @@ impl std::fmt::Display for SchemaProblem {
     }
 }
 
+/// A login-name column without an index the case-folded lookup can use: each lookup on it
+/// reads the whole table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingIndex {
+    /// `Table.Column`, as the live schema spells them.
+    pub column: String,
+    /// The statement that adds an index the lookup can use, in the database's dialect.
+    pub create_index: String,
+}
+
 /// The search table as the live schema spells it.
 #[derive(Debug, Clone)]
 struct ResolvedTable {
     table: String,
+    /// The column that holds the account's person.
+    uid_person: String,
     columns: Vec<String>,
     disabled_by: Vec<String>,
     enabled_by: Vec<String>,
@@ -520,6 +532,7 @@ impl Store {
                     &enabled_by,
                 ),
                 table,
+                uid_person,
                 columns,
                 disabled_by,
                 enabled_by,
@@ -528,22 +541,27 @@ impl Store {
         }
     }
 
+    /// The search table of `config` as the live schema spells it; an error naming every problem
+    /// when the configuration doesn't match the schema.
+    async fn validated_search_table(
+        &self,
+        config: &SearchTableConfig,
+    ) -> Result<ResolvedTable, StoreError> {
+        self.resolve_search_table(config)
+            .await?
+            .map_err(|problems| {
+                let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                StoreError::Invalid(format!("search table misconfigured: {}", text.join("; ")))
+            })
+    }
+
     /// Accounts in the search table whose configured columns match the login name. Fails
     /// (closed) when the configuration doesn't match the live schema.
     pub async fn search_accounts(
         &self,
         search: &AccountSearch,
     ) -> Result<Vec<AccountRow>, StoreError> {
-        let t = match self.resolve_search_table(&search.config).await? {
-            Ok(t) => t,
-            Err(problems) => {
-                let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                return Err(StoreError::Invalid(format!(
-                    "search table misconfigured: {}",
-                    text.join("; ")
-                )));
-            }
-        };
+        let t = self.validated_search_table(&search.config).await?;
         let name = fold_login_name(&search.login_name);
         let rows = sqlx::query(&t.lookup_sql)
             .bind(&name)
@@ -575,6 +593,44 @@ impl Store {
                 matched_column: t.columns.get(k as usize).cloned().unwrap_or_default(),
                 refused_by,
             });
+        }
+        Ok(out)
+    }
+
+    /// The login names of the person's accounts in the search table: the values of its search
+    /// columns in the rows that belong to `person_uid`, without NULLs and repeats. Fails, as
+    /// [`Store::search_accounts`] does, when the configuration doesn't match the live schema.
+    pub async fn account_login_names(
+        &self,
+        config: &SearchTableConfig,
+        person_uid: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let t = self.validated_search_table(config).await?;
+        // Every name here came from the live schema and passed `is_identifier`.
+        let columns: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("CAST({} AS TEXT)", quote(c)))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = $1",
+            columns.join(", "),
+            quote(&t.table),
+            quote(&t.uid_person)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(person_uid)
+            .fetch_all(self.pool())
+            .await?;
+        let mut out: Vec<String> = Vec::new();
+        for r in &rows {
+            for i in 0..t.columns.len() {
+                if let Some(name) = r.try_get::<Option<String>, _>(i)? {
+                    if !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -699,23 +755,58 @@ impl Store {
 }
 
 impl Store {
-    /// The login-name columns (`Person.CentralAccount` and the search table's columns) that have
-    /// no index the lookup can use, each with the statement that would add one. A lookup on such
-    /// a column reads the whole table.
-    pub async fn missing_login_indexes(
+    /// The host's own login-name column, `Person.CentralAccount`, when it has no index the
+    /// lookup can use, with the statement that would add one. (The search table's columns are
+    /// the plugin's to check, through [`Store::unindexed_search_columns`].)
+    pub async fn missing_login_indexes(&self) -> Result<Vec<MissingIndex>, StoreError> {
+        let Some(person) = self.dialect().table_name(self, "Person").await? else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .missing_index(&person, "CentralAccount")
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// The search columns of `config` that have no index the lookup can use, each with the
+    /// statement that would add one. Fails, as [`Store::search_accounts`] does, when the
+    /// configuration doesn't match the live schema.
+    pub async fn unindexed_search_columns(
         &self,
-        config: Option<&SearchTableConfig>,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+        config: &SearchTableConfig,
+    ) -> Result<Vec<MissingIndex>, StoreError> {
+        let t = self.validated_search_table(config).await?;
+        let mut out = Vec::new();
+        for column in &t.columns {
+            out.extend(self.missing_index(&t.table, column).await?);
+        }
+        Ok(out)
+    }
+
+    /// `table.column` (as the live schema spells them), unless one of the table's indexes is
+    /// on the column's case-folded value ([`Dialect::ascii_lower`]), the expression login
+    /// lookups compare. A plain index on the column doesn't serve them.
+    async fn missing_index(
+        &self,
+        table: &str,
+        column: &str,
+    ) -> Result<Option<MissingIndex>, StoreError> {
+        if !is_identifier(table) || !is_identifier(column) {
+            return Ok(None);
+        }
         let d = self.dialect();
-        let mut wanted: Vec<(String, String)> = Vec::new();
-        if let Some(person) = d.table_name(self, "Person").await? {
-            wanted.push((person, "CentralAccount".into()));
+        let defs: Vec<String> = match d {
+            Dialect::Sqlite => sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
+            ),
+            Dialect::Postgres => sqlx::query_scalar(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+            ),
         }
-        if let Some(c) = config {
-            if let Ok(t) = self.resolve_search_table(c).await? {
-                wanted.extend(t.columns.iter().map(|col| (t.table.clone(), col.clone())));
-            }
-        }
+        .bind(table)
+        .fetch_all(self.pool())
+        .await?;
         let normalize = |s: &str| {
             s.to_ascii_lowercase()
                 .replace("::text", "")
@@ -723,35 +814,22 @@ impl Store {
                 .filter(|c| !matches!(c, '"' | ' ' | '(' | ')' | '\n' | '\t'))
                 .collect::<String>()
         };
-        let mut out = Vec::new();
-        for (table, column) in wanted {
-            if !is_identifier(&table) || !is_identifier(&column) {
-                continue;
-            }
-            let defs: Vec<String> = match d {
-                Dialect::Sqlite => sqlx::query_scalar(
-                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
-                ),
-                Dialect::Postgres => sqlx::query_scalar(
-                    "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
-                ),
-            }
-            .bind(&table)
-            .fetch_all(self.pool())
-            .await?;
-            let col = column.to_ascii_lowercase();
-            let needle = match d {
-                Dialect::Sqlite => format!("lower{col}"),
-                Dialect::Postgres => format!("translate{col},"),
-            };
-            if !defs.iter().any(|def| normalize(def).contains(&needle)) {
-                let ddl = format!(
-                    "CREATE INDEX \"{table}_{column}_login\" ON \"{table}\" ({});",
-                    d.ascii_lower(&quote(&column))
-                );
-                out.push((format!("{table}.{column}"), ddl));
-            }
+        let col = column.to_ascii_lowercase();
+        let needle = match d {
+            Dialect::Sqlite => format!("lower{col}"),
+            Dialect::Postgres => format!("translate{col},"),
+        };
+        if defs.iter().any(|def| normalize(def).contains(&needle)) {
+            return Ok(None);
         }
-        Ok(out)
+        Ok(Some(MissingIndex {
+            column: format!("{table}.{column}"),
+            create_index: format!(
+                "CREATE INDEX {} ON {} ({});",
+                quote(&format!("{table}_{column}_login")),
+                quote(table),
+                d.ascii_lower(&quote(column))
+            ),
+        }))
     }
 }

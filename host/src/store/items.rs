@@ -139,65 +139,6 @@ impl Store {
         Ok((tables, problems))
     }
 
-    /// Every login name of the person's accounts in the login search table: the values of the
-    /// columns `SearchColumn` lists in `SearchTable` (the names people log in with). Columns or
-    /// tables that don't exist are left out (the configuration check reports them).
-    pub async fn search_table_login_names(
-        &self,
-        person_uid: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        let root = r"QER\Person\PasswordResetAuthenticator";
-        let (Some(table), Some(columns)) = (
-            self.parameter_value(&format!(r"{root}\SearchTable"))
-                .await?,
-            self.parameter_value(&format!(r"{root}\SearchColumn"))
-                .await?,
-        ) else {
-            return Ok(Vec::new());
-        };
-        let d = self.dialect();
-        if !is_identifier(table.trim()) {
-            return Ok(Vec::new());
-        }
-        let Some(table) = d.table_name(self, table.trim()).await? else {
-            return Ok(Vec::new());
-        };
-        let cols = d.columns(self, &table).await?;
-        let find = |n: &str| {
-            cols.iter()
-                .find(|(c, _, _)| c.eq_ignore_ascii_case(n))
-                .map(|(c, _, _)| c.clone())
-        };
-        let Some(uid_person) = ["UID_Person", "CCC_UID_Person"]
-            .iter()
-            .find_map(|c| find(c))
-        else {
-            return Ok(Vec::new());
-        };
-        if !is_identifier(&table) || !is_identifier(&uid_person) {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for column in columns
-            .split('|')
-            .filter_map(|c| find(c.trim()))
-            .filter(|c| is_identifier(c))
-        {
-            let sql = format!(
-                "SELECT CAST({c} AS TEXT) FROM {t} WHERE {u} = $1",
-                c = quote(&column),
-                t = quote(&table),
-                u = quote(&uid_person),
-            );
-            let names: Vec<Option<String>> = sqlx::query_scalar(&sql)
-                .bind(person_uid)
-                .fetch_all(self.pool())
-                .await?;
-            out.extend(names.into_iter().flatten());
-        }
-        Ok(out)
-    }
-
     /// The person's accounts in one account table.
     pub async fn accounts_in(
         &self,

@@ -15,7 +15,8 @@ mod sessions;
 
 pub use audit::{AuditEvent, AuditRecord, AuditWriter};
 pub use identity::{
-    is_identifier, AccountRow, AccountSearch, Person, SchemaProblem, SearchTableConfig,
+    is_identifier, AccountRow, AccountSearch, MissingIndex, Person, SchemaProblem,
+    SearchTableConfig,
 };
 pub use import::{
     read_import_file, ImportError, ImportReport, ImportTarget, RowChange, RowProblem,

@@ -144,6 +144,39 @@ impl<H: Host> LdapResolver<H> {
         }
     }
 
+    /// The entries (`AccountFilter`) whose `PersonAttribute` is the person's `PersonColumn`, at
+    /// most `MaxEntries` of them (more are logged).
+    fn entries_of(&self, person_uid: &str) -> Result<Vec<Entry>, PluginError> {
+        let c = &self.dir.config;
+        let Some(value) = self.host.column_of(person_uid, &c.person_column)? else {
+            return Ok(Vec::new());
+        };
+        if value.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let search = filter::and_equals(&c.account_filter, &c.person_attribute, &value);
+        let mut session = self.dir.service(&self.budget())?;
+        let (entries, truncated) = session.search(
+            &c.base_dn,
+            Scope::Subtree,
+            &search,
+            &self.attributes(),
+            c.max_entries,
+        )?;
+        drop(session);
+        if truncated {
+            self.host.write_log(
+                LogLevel::WARN,
+                &format!(
+                    "more than {} entries have {}={value}; only those are listed",
+                    entries.len(),
+                    c.person_attribute
+                ),
+            );
+        }
+        Ok(entries)
+    }
+
     /// The account of `entry` with `person_uid`, found by `matched_by`.
     fn account(&self, person_uid: &str, entry: &Entry, matched_by: &str) -> ResolvedAccount {
         ResolvedAccount::new(
@@ -250,39 +283,29 @@ impl<H: Host> ResolverImpl for LdapResolver<H> {
 
     fn accounts_of(&self, person_uid: &str) -> Result<Vec<ResolvedAccount>, PluginError> {
         let c = &self.dir.config;
-        let Some(value) = self.host.column_of(person_uid, &c.person_column)? else {
-            return Ok(Vec::new());
-        };
-        if value.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        let search = filter::and_equals(&c.account_filter, &c.person_attribute, &value);
-        let mut session = self.dir.service(&self.budget())?;
-        let (entries, truncated) = session.search(
-            &c.base_dn,
-            Scope::Subtree,
-            &search,
-            &self.attributes(),
-            c.max_entries,
-        )?;
-        drop(session);
-        if truncated {
-            self.host.write_log(
-                LogLevel::WARN,
-                &format!(
-                    "more than {} entries have {}={value}; only those are listed",
-                    entries.len(),
-                    c.person_attribute
-                ),
-            );
-        }
         // Disabled entries are not the person's to reset; locked ones are (that is what a
         // reset is for; whether it unlocks them is the directory's policy).
-        Ok(entries
+        Ok(self
+            .entries_of(person_uid)?
             .iter()
             .filter(|e| self.disabled(e).is_none())
             .map(|e| self.account(person_uid, e, &c.person_attribute))
             .collect())
+    }
+
+    /// The `LoginAttribute` values of every entry of the person's, disabled ones included:
+    /// a name stays the person's, and the host keeps it out of their new passwords.
+    fn login_names_of(&self, person_uid: &str) -> Result<Vec<String>, PluginError> {
+        let attribute = &self.dir.config.login_attribute;
+        let mut names: Vec<String> = Vec::new();
+        for entry in self.entries_of(person_uid)? {
+            for value in entry.values(attribute) {
+                if !names.contains(value) {
+                    names.push(value.clone());
+                }
+            }
+        }
+        Ok(names)
     }
 
     fn set_password(

@@ -172,6 +172,36 @@ impl PasswordResetAuthenticator {
         }))
     }
 
+    /// A warning for each `SearchColumn` column that has no index the host's case-folded
+    /// search can use: every login would read the whole table. Each names the column and
+    /// the statement that adds the index.
+    fn index_findings(&self, query: &AccountQuery) -> Vec<CheckFinding> {
+        let subject = Param::SearchColumn.path();
+        match self.host.unindexed_login_columns(query) {
+            RResult::ROk(missing) => missing
+                .iter()
+                .map(|m| {
+                    CheckFinding::new(
+                        Severity::WARNING,
+                        subject.as_str(),
+                        format!(
+                            "{} has no index for login lookups, so each login reads the whole table; add one: {}",
+                            m.column, m.create_index
+                        ),
+                    )
+                })
+                .collect(),
+            RResult::RErr(e) => vec![CheckFinding::new(
+                Severity::WARNING,
+                subject,
+                format!(
+                    "could not check the indexes of the login-name columns: {}",
+                    e.message
+                ),
+            )],
+        }
+    }
+
     /// Whether passcodes are split four-eyes (`PasscodeSplit`, unset: no).
     fn passcode_split(params: &Params) -> Result<bool, PluginError> {
         match params.get(Param::PasscodeSplit)? {
@@ -393,12 +423,13 @@ impl AuthenticatorImpl for PasswordResetAuthenticator {
         }
         if values_ok && columns.is_some() {
             if let Some(query) = Self::search_query(&params)? {
-                if let RResult::RErr(e) = self.host.search_accounts(&query) {
-                    findings.push(CheckFinding::new(
+                match self.host.search_accounts(&query) {
+                    RResult::RErr(e) => findings.push(CheckFinding::new(
                         Severity::ERROR,
                         Param::SearchTable.path(),
                         e.message.to_string(),
-                    ));
+                    )),
+                    RResult::ROk(_) => findings.extend(self.index_findings(&query)),
                 }
             }
         }
@@ -594,6 +625,34 @@ mod tests {
             Resolution::Nobody(why) => why,
             Resolution::Person { uid, .. } => panic!("resolved to {uid}"),
         }
+    }
+
+    #[test]
+    fn the_self_check_warns_of_each_search_column_without_a_login_index() {
+        use prp_plugin_api::testing::FakeHost;
+        let fake = FakeHost::new(crate::PLUGIN_NAME);
+        fake.set_parameter(&Param::SearchTable.path(), "ADSAccount")
+            .set_parameter(&Param::SearchColumn.path(), "CN|SamAccountName");
+        let auth = PasswordResetAuthenticator::new(fake.services());
+        let warnings = |findings: Vec<CheckFinding>| -> Vec<CheckFinding> {
+            findings
+                .into_iter()
+                .filter(|f| f.severity == Severity::WARNING)
+                .collect()
+        };
+        assert!(warnings(auth.self_check().expect("check")).is_empty());
+
+        fake.set_unindexed("ADSAccount", "CN");
+        let found = warnings(auth.self_check().expect("check"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].subject, Param::SearchColumn.path().as_str());
+        let message = found[0].message.as_str();
+        assert!(
+            message.starts_with("ADSAccount.CN has no index for login lookups")
+                && message.contains("reads the whole table")
+                && message.contains(r#"add one: CREATE INDEX "ADSAccount_CN_login""#),
+            "{message}"
+        );
     }
 
     #[test]

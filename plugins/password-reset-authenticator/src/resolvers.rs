@@ -1,5 +1,6 @@
 //! The two resolvers this plugin provides: the central account (`Person.CentralAccount`), which
-//! always works, and the `SearchTable` resolver for target-system accounts.
+//! always works, and the `SearchTable` resolver for target-system accounts, which also tells
+//! the host a person's login names there (for the `RejectNames` password rule).
 
 use crate::params::{parse_column_list, Param, Params};
 use prp_plugin_api::abi_stable::std_types::{ROption, RResult, RString, RVec};
@@ -42,15 +43,14 @@ pub struct SearchTableResolver {
     pub host: HostServicesBox,
 }
 
-impl ResolverImpl for SearchTableResolver {
-    fn id(&self) -> String {
-        "search-table".to_owned()
-    }
-
-    fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, PluginError> {
+impl SearchTableResolver {
+    /// The search of `login_name` the parameters describe, `None` when `SearchTable` is not
+    /// set (then this resolver finds nothing). A column list that doesn't parse is an error
+    /// naming its parameter.
+    fn query(&self, login_name: &str) -> Result<Option<AccountQuery>, PluginError> {
         let params = Params::new(&self.host);
         let Some(table) = params.get(Param::SearchTable)? else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let list = |p: Param| -> Result<RVec<RString>, PluginError> {
             match params.get(p)? {
@@ -60,12 +60,24 @@ impl ResolverImpl for SearchTableResolver {
                     .map_err(|e| PluginError::config(format!("{}: {e}", p.path()))),
             }
         };
-        let query = AccountQuery {
+        Ok(Some(AccountQuery {
             table: RString::from(table.trim()),
             columns: list(Param::SearchColumn)?,
             disabled_by: list(Param::DisabledBy)?,
             enabled_by: list(Param::EnabledBy)?,
             login_name: RString::from(login_name),
+        }))
+    }
+}
+
+impl ResolverImpl for SearchTableResolver {
+    fn id(&self) -> String {
+        "search-table".to_owned()
+    }
+
+    fn resolve(&self, login_name: &str) -> Result<Vec<ResolvedAccount>, PluginError> {
+        let Some(query) = self.query(login_name)? else {
+            return Ok(Vec::new());
         };
         let matches = ok(self.host.search_accounts(&query))?;
         let mut out = Vec::with_capacity(matches.len());
@@ -104,5 +116,61 @@ impl ResolverImpl for SearchTableResolver {
             });
         }
         Ok(out)
+    }
+
+    /// The person's names in `SearchTable`: the values of the `SearchColumn` columns in the
+    /// person's rows (refused accounts' too: a name stays the person's). Under the same
+    /// schema checks as a login's search, so a misconfiguration fails here as it does there.
+    fn login_names_of(&self, person_uid: &str) -> Result<Vec<String>, PluginError> {
+        let Some(query) = self.query("")? else {
+            return Ok(Vec::new());
+        };
+        let names = ok(self.host.account_login_names(&query, person_uid.into()))?;
+        Ok(names.into_iter().map(RString::into_string).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prp_plugin_api::testing::FakeHost;
+    use prp_plugin_api::{AccountMatch, ErrorKind};
+
+    fn account(uid: &str, person: &str, column: &str) -> AccountMatch {
+        AccountMatch {
+            table: "ADSAccount".into(),
+            account_uid: uid.into(),
+            person_uid: ROption::RSome(person.into()),
+            matched_column: column.into(),
+            refused_by: ROption::RNone,
+        }
+    }
+
+    #[test]
+    fn the_search_table_resolver_names_the_persons_login_names_in_its_columns() {
+        let fake = FakeHost::new(crate::PLUGIN_NAME);
+        fake.add_account("cexample", account("A-1", "P-1", "SamAccountName"))
+            .add_account("Carol Example", account("A-1", "P-1", "CN"))
+            .add_account("dexample", account("A-2", "P-2", "SamAccountName"));
+        let r = SearchTableResolver {
+            host: fake.services(),
+        };
+        // No SearchTable: no names (and no error).
+        assert!(r.login_names_of("P-1").expect("names").is_empty());
+
+        fake.set_parameter(&Param::SearchTable.path(), "ADSAccount")
+            .set_parameter(&Param::SearchColumn.path(), "SamAccountName");
+        assert_eq!(r.login_names_of("P-1").expect("names"), vec!["cexample"]);
+        fake.set_parameter(&Param::SearchColumn.path(), "CN|SamAccountName");
+        let mut names = r.login_names_of("P-1").expect("names");
+        names.sort();
+        assert_eq!(names, vec!["Carol Example", "cexample"]);
+        assert!(r.login_names_of("P-3").expect("names").is_empty());
+
+        // A column list that doesn't parse is an error naming the parameter, not "no names".
+        fake.set_parameter(&Param::SearchColumn.path(), "CN; DROP TABLE Person");
+        let e = r.login_names_of("P-1").expect_err("bad list");
+        assert_eq!(e.kind, ErrorKind::CONFIG);
+        assert!(e.message.contains("SearchColumn"), "{e:?}");
     }
 }

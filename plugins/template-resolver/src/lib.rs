@@ -87,6 +87,9 @@ impl ResolverImpl for FileResolver {
         Ok(theirs.map(Self::account).collect())
     }
 
+    // `login_names_of` keeps its default (none): here an account's key is its login name, and
+    // the host already keeps every listed account's key out of the person's new passwords.
+
     fn verify_password(&self, a: &ResolvedAccount, pw: &str) -> Result<SecretCheck, PluginError> {
         let Some((_, _, _, phc)) = self.line_of(a)? else {
             return Ok(SecretCheck::UNSUPPORTED);
