@@ -105,24 +105,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     );
     one_backend(&rt, "SQLite", &sqlite, &host, &plugin, dir.path(), args)?;
     if let Some(admin) = postgres {
-        let name = format!("prp_bench_enum_{}", std::process::id());
-        rt.block_on(async {
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await?;
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await?;
-            anyhow::Ok(())
-        })?;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        let result = one_backend(&rt, "PostgreSQL", &url, &host, &plugin, dir.path(), args);
-        rt.block_on(async {
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await?;
-            anyhow::Ok(())
-        })?;
+        let db = crate::scratch::ScratchDatabase::create(&rt, &admin, "enum")?;
+        let result = one_backend(
+            &rt,
+            "PostgreSQL",
+            db.url(),
+            &host,
+            &plugin,
+            dir.path(),
+            args,
+        );
+        db.remove(&rt)?;
         result?;
     } else {
         println!("PostgreSQL: skipped (no --postgres and no PRP_TEST_POSTGRES_URL)");

@@ -18,6 +18,7 @@ mod load;
 mod pages;
 mod portal;
 mod resolve;
+mod scratch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -201,6 +201,8 @@ fn live_threads_cpu() -> anyhow::Result<f64> {
 struct ServerCounters {
     /// CPU of the live threads by name (digits dropped), seconds.
     by_thread: std::collections::BTreeMap<String, f64>,
+    /// Context switches (voluntary and not) of the live threads by name.
+    switches: std::collections::BTreeMap<String, f64>,
     /// CPU of the whole process (utime + stime), seconds.
     cpu: f64,
     /// CPU of its argon2 threads (`prp-hash-*`, alive for the server's lifetime), seconds.
@@ -209,6 +211,8 @@ struct ServerCounters {
     hash_wait: f64,
     hashes: f64,
     logins: f64,
+    /// CPU of the machine's PostgreSQL processes (0 when there are none), seconds.
+    database_cpu: f64,
 }
 
 /// The CPU time of a process's live threads by name, digits dropped (`tokio-runtime-w`,
@@ -230,6 +234,30 @@ fn cpu_by_thread(pid: u32) -> anyhow::Result<std::collections::BTreeMap<String, 
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
         *out.entry(name).or_default() += ns as f64 / 1e9;
+    }
+    Ok(out)
+}
+
+/// The context switches of a process's live threads by name, digits dropped: the times each
+/// gave up its core waiting for something (voluntary) or was made to (not), from
+/// `/proc/<pid>/task/*/status`.
+fn switches_by_thread(pid: u32) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let dir = task?.path();
+        let name: String = std::fs::read_to_string(dir.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let switches: f64 = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .sum();
+        *out.entry(name).or_default() += switches;
     }
     Ok(out)
 }
@@ -260,12 +288,29 @@ fn server_counters(admin: SocketAddr, pid: u32, ticks: f64) -> anyhow::Result<Se
     let (hash_cpu, hash_wait) = threads_cpu(pid, "prp-hash-")?;
     Ok(ServerCounters {
         by_thread: cpu_by_thread(pid)?,
+        switches: switches_by_thread(pid)?,
         cpu: process_cpu(pid, ticks)?,
         hash_cpu,
         hash_wait,
         hashes: metric_sum(&text, "prp_argon2_hashes_total"),
         logins: metric_sum(&text, "prp_logins_total"),
+        database_cpu: postgres_cpu(ticks),
     })
+}
+
+/// The CPU time of every process named `postgres` on the machine (its server and backends),
+/// in seconds; ended processes are not counted. 0 when there are none.
+fn postgres_cpu(ticks: f64) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|pid| process_cpu(pid, ticks).ok())
+        .sum()
 }
 
 /// A request body as the JSON text sent (the API's types always serialise).
@@ -419,6 +464,11 @@ pub struct Args {
     /// The plugin library to serve with `--host-bin`.
     #[arg(long, requires = "host_bin")]
     plugin_lib: Option<PathBuf>,
+    /// Serve from a fresh database on this PostgreSQL server (an admin URL, e.g.
+    /// `postgres://postgres@127.0.0.1:5432/postgres`; dropped after the run) instead of SQLite.
+    /// PostgreSQL's own CPU per login is reported next to the server's.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -433,13 +483,27 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map(|n| n.get())
         .unwrap_or(2);
     let dir = tempfile::tempdir()?;
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("bench.db").display()
-    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let scratch = match &args.postgres {
+        Some(admin) => Some(crate::scratch::ScratchDatabase::create(
+            &rt, admin, "portal",
+        )?),
+        None => None,
+    };
+    let url = match &scratch {
+        Some(db) => db.url().to_owned(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        ),
+    };
+    let backend = if scratch.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
 
     // The demo identities, the token's hash, and lockouts out of the way of the load.
     rt.block_on(async {
@@ -479,7 +543,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     )?;
 
     println!(
-        "machine: {workers} cores; argon2id m=19456 KiB, t=2, p=1; {workers} hash workers; SQLite"
+        "machine: {workers} cores; argon2id m=19456 KiB, t=2, p=1; {workers} hash workers; {backend}"
     );
 
     // Cold start.
@@ -642,6 +706,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         endpoints(addr, duration)?;
     }
     drop(server);
+    if let Some(db) = scratch {
+        db.remove(&rt)?;
+    }
     Ok(())
 }
 
@@ -679,6 +746,13 @@ fn cpu_line(before: &ServerCounters, after: &ServerCounters, hash: &HashingLimit
         1e3 * beyond_bench,
         100.0 * beyond_bench / hash.cpu
     );
+    let database = after.database_cpu - before.database_cpu;
+    if database > 0.0 {
+        println!(
+            "    PostgreSQL's own processes (not the server's CPU above): {:.3} ms per login",
+            1e3 * database / logins
+        );
+    }
     let by_thread: Vec<String> = after
         .by_thread
         .iter()
@@ -692,6 +766,20 @@ fn cpu_line(before: &ServerCounters, after: &ServerCounters, hash: &HashingLimit
     println!(
         "    CPU per login by server thread (ms; threads alive at both ends): {}",
         by_thread.join(", ")
+    );
+    let switches: Vec<String> = after
+        .switches
+        .iter()
+        .map(|(name, n)| {
+            let was = before.switches.get(name).copied().unwrap_or(0.0);
+            (name, (n - was) / logins)
+        })
+        .filter(|(_, n)| *n >= 0.05)
+        .map(|(name, n)| format!("{name} {n:.1}"))
+        .collect();
+    println!(
+        "    context switches per login by server thread (threads alive at both ends): {}",
+        switches.join(", ")
     );
 }
 

@@ -8,15 +8,15 @@ use crate::plugins::{
 };
 use crate::security::{take_hash_count, Hasher};
 use crate::store::{
-    AuditEvent, AuditWriter, Consumption, LockScope, LockoutPolicy, NewSession, ParameterSnapshot,
-    SessionKind, Store,
+    AuditEvent, AuditWriter, Consumption, Counter, LockScope, LockoutPolicy, NewSession,
+    ParameterSnapshot, SessionKind, Store,
 };
 use crate::throttle::{self, Device, FailureFloor};
-use prp_plugin_api::abi_stable::std_types::{RString, RVec};
+use prp_plugin_api::abi_stable::std_types::{RResult, RString, RVec};
 use prp_plugin_api::rules;
 use prp_plugin_api::{
     AuthenticatorBox, ErrorKind, LoginMethod, LoginRequest, QuestionAnswer, QuestionChallenge,
-    ResolvedAccount,
+    ResolvedAccount, ResolverBox,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -319,18 +319,76 @@ impl LoginService {
         scope: &RequestScope,
         login_name: &str,
     ) -> Result<Vec<ResolvedAccount>, ResolveError> {
-        let mut out = Vec::new();
-        for owner in &self.resolvers {
+        let mut found: Vec<Option<RVec<ResolvedAccount>>> = vec![None; self.resolvers.len()];
+        // The required resolvers, in one plugin call: any failure of one fails the whole
+        // resolution anyway, so one call (one hop to a blocking thread) does for all of them.
+        let required: Vec<usize> = (0..self.resolvers.len())
+            .filter(|&i| !self.resolvers[i].optional)
+            .collect();
+        if !required.is_empty() {
+            let rs: Vec<Arc<ResolverBox>> = required
+                .iter()
+                .map(|&i| Arc::clone(&self.resolvers[i].resolver))
+                .collect();
+            let failed = Arc::new(AtomicUsize::new(usize::MAX));
+            let (name, scope, failed_in) =
+                (login_name.to_owned(), scope.clone(), Arc::clone(&failed));
+            let answer = self
+                .gate
+                .call(move || {
+                    let mut all = Vec::with_capacity(rs.len());
+                    for (k, r) in rs.iter().enumerate() {
+                        match scope.run("resolve", || r.resolve(name.as_str().into())) {
+                            RResult::ROk(accounts) => all.push(accounts),
+                            RResult::RErr(e) => {
+                                failed_in.store(k, Ordering::SeqCst);
+                                return RResult::RErr(e);
+                            }
+                        }
+                    }
+                    RResult::ROk(all)
+                })
+                .await;
+            match answer {
+                Ok(all) => {
+                    for (&i, accounts) in required.iter().zip(all) {
+                        found[i] = Some(accounts);
+                    }
+                }
+                Err(e) => {
+                    // The one that failed; all of them when the call as a whole timed out.
+                    let culprits: Vec<&ResolverInUse> =
+                        match required.get(failed.load(Ordering::SeqCst)) {
+                            Some(&i) => vec![&self.resolvers[i]],
+                            None => required.iter().map(|&i| &self.resolvers[i]).collect(),
+                        };
+                    let named: Vec<String> = culprits
+                        .iter()
+                        .map(|o| format!("resolver \"{}\" (plugin {})", o.id, o.plugin))
+                        .collect();
+                    return Err(ResolveError {
+                        message: format!("{}: {e}", named.join(", ")),
+                        unavailable: is_unavailable(&e),
+                    });
+                }
+            }
+        }
+        // Each optional resolver in a call of its own: when it fails or hangs, only its own
+        // accounts are left out.
+        for (i, owner) in self.resolvers.iter().enumerate() {
+            if !owner.optional {
+                continue;
+            }
             let r = Arc::clone(&owner.resolver);
             let name = login_name.to_owned();
             let scope = scope.clone();
-            let found = match self
+            match self
                 .gate
                 .call(move || scope.run("resolve", || r.resolve(name.as_str().into())))
                 .await
             {
-                Ok(found) => found,
-                Err(e) if owner.optional => {
+                Ok(accounts) => found[i] = Some(accounts),
+                Err(e) => {
                     let why = format!(
                         "optional resolver \"{}\" (plugin {}) failed to resolve a name, its accounts are left out: {e}",
                         owner.id, owner.plugin
@@ -344,19 +402,13 @@ impl LoginService {
                         ..Default::default()
                     })
                     .await;
-                    continue;
                 }
-                Err(e) => {
-                    return Err(ResolveError {
-                        message: format!(
-                            "resolver \"{}\" (plugin {}): {e}",
-                            owner.id, owner.plugin
-                        ),
-                        unavailable: is_unavailable(&e),
-                    })
-                }
-            };
-            for mut account in found {
+            }
+        }
+        // In the configured order.
+        let mut out = Vec::new();
+        for (owner, accounts) in self.resolvers.iter().zip(found) {
+            for mut account in accounts.into_iter().flatten() {
                 account.resolver = RString::from(owner.id.as_str());
                 out.push(account);
             }
@@ -845,18 +897,31 @@ impl LoginService {
         let p = policy.scope(scope);
         let over = device.is_none()
             && pow_enabled
-            && (self.store.failures(&name, scope, p.window).await? >= p.max_failures
-                || self
+            && ({
+                // The name's and the source's failures, read together.
+                let n = self
                     .store
-                    .failures(&source, LockScope::All, policy.all.window)
+                    .failures_of(&[
+                        Counter {
+                            subject: &name,
+                            scope,
+                            window: p.window,
+                        },
+                        Counter {
+                            subject: &source,
+                            scope: LockScope::All,
+                            window: policy.all.window,
+                        },
+                    ])
+                    .await?;
+                n.first().is_some_and(|&f| f >= p.max_failures)
+                    || n.get(1).is_some_and(|&f| f >= policy.source_max_failures)
+            } || (challenge
+                && self
+                    .store
+                    .count_failure(&format!("c:{src}"), LockScope::All, policy.all.window)
                     .await?
-                    >= policy.source_max_failures
-                || (challenge
-                    && self
-                        .store
-                        .count_failure(&format!("c:{src}"), LockScope::All, policy.all.window)
-                        .await?
-                        > policy.source_max_failures));
+                    > policy.source_max_failures));
         let gate = Gate {
             scope,
             name,
@@ -973,15 +1038,25 @@ impl LoginService {
             let mut over = wanted;
             if gate.device.is_none() {
                 let p = policy.scope(gate.scope);
-                let named = self
+                let counted = self
                     .store
-                    .count_failure(&gate.name, gate.scope, p.window)
+                    .count_failures(&[
+                        Counter {
+                            subject: &gate.name,
+                            scope: gate.scope,
+                            window: p.window,
+                        },
+                        Counter {
+                            subject: &gate.source,
+                            scope: LockScope::All,
+                            window: policy.all.window,
+                        },
+                    ])
                     .await?;
-                let sourced = self
-                    .store
-                    .count_failure(&gate.source, LockScope::All, policy.all.window)
-                    .await?;
-                over |= named >= p.max_failures || sourced >= policy.source_max_failures;
+                over |= counted.first().is_some_and(|&n| n >= p.max_failures)
+                    || counted
+                        .get(1)
+                        .is_some_and(|&n| n >= policy.source_max_failures);
             }
             Ok(if over {
                 LoginResult::Challenged(self.new_pow(&gate.name, bits).await?)

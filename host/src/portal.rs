@@ -7,7 +7,9 @@ use crate::policy::{PasswordPolicy, Violation};
 use crate::security::{self, HashError, HashPermit, Hasher};
 use crate::store::{AuditEvent, ItemChange, PasswordChange, Person, Store, StoreError};
 use prp_plugin_api::abi_stable::std_types::RString;
-use prp_plugin_api::{AuthenticatorBox, AuthenticatorPolicy, ResolvedAccount, SecretCheck};
+use prp_plugin_api::{
+    AuthenticatorBox, AuthenticatorPolicy, PasswordRoles, ResolvedAccount, SecretCheck,
+};
 use std::sync::Arc;
 
 /// Limits on password questions.
@@ -460,11 +462,15 @@ impl SelfService {
                         (**account).clone(),
                         password.to_owned(),
                     );
-                    match self
-                        .gate
-                        .call(move || r.set_password(&account, pw.as_str().into()))
-                        .await
-                    {
+                    // A resolver that says it sets no passwords isn't asked.
+                    let asked = if owner.roles.contains(PasswordRoles::SETS) {
+                        self.gate
+                            .call(move || r.set_password(&account, pw.as_str().into()))
+                            .await
+                    } else {
+                        Ok(SecretCheck::UNSUPPORTED)
+                    };
+                    match asked {
                         Ok(c) if c.is_ok() => (Some(hash), true),
                         Ok(c) if c == SecretCheck::UNSUPPORTED => (Some(hash), false),
                         Ok(c) => {

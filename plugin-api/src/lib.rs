@@ -73,7 +73,7 @@ pub use plugin::{
     Authenticator_TO, CheckFinding, Severity,
 };
 pub use resolver::{
-    resolver_box, ResolvedAccount, Resolver, ResolverBox, ResolverImpl, Resolver_TO,
+    resolver_box, PasswordRoles, ResolvedAccount, Resolver, ResolverBox, ResolverImpl, Resolver_TO,
 };
 pub use root::{Capabilities, PluginInstance, PluginMod, PluginModRef, ABI_VERSION};
 pub use settings::{is_secret_setting, SecretString, Settings};

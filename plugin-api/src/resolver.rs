@@ -114,6 +114,36 @@ pub trait Resolver: Send + Sync {
         let _ = person_uid;
         RResult::ROk(RVec::new())
     }
+
+    /// Whether the resolver verifies and sets passwords in its own system (ABI 1.1), asked
+    /// once when the host loads it: the host never asks one that says it doesn't, which
+    /// saves a call per login. A 1.0 resolver can't say, and is asked every time.
+    fn password_roles(&self) -> PasswordRoles {
+        PasswordRoles::BOTH
+    }
+}
+
+/// What a resolver does with passwords in its own system, as bit flags. Unknown bits (from a
+/// newer ABI) are ignored.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PasswordRoles(u8);
+
+impl PasswordRoles {
+    /// Neither: the portal checks and stores the password hashes of its accounts itself.
+    pub const NONE: Self = Self(0);
+    /// [`Resolver::verify_password`] checks passwords in the resolver's system.
+    pub const VERIFIES: Self = Self(1);
+    /// [`Resolver::set_password`] sets passwords in the resolver's system.
+    pub const SETS: Self = Self(2);
+    pub const BOTH: Self = Self(3);
+
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
 }
 
 /// A resolver as the host holds it.
@@ -155,6 +185,12 @@ pub trait ResolverImpl: Send + Sync + 'static {
     fn login_names_of(&self, _person_uid: &str) -> Result<Vec<String>, PluginError> {
         Ok(Vec::new())
     }
+    /// Override to say that the resolver doesn't verify passwords, or doesn't set them (the
+    /// default says it may do both, so the host asks [`ResolverImpl::verify_password`] at each
+    /// login through one of its accounts). Asked once, when the host loads the resolver.
+    fn password_roles(&self) -> PasswordRoles {
+        PasswordRoles::BOTH
+    }
 }
 
 struct GuardedResolver<R> {
@@ -195,10 +231,60 @@ impl<R: ResolverImpl> Resolver for GuardedResolver<R> {
             Ok(names.into_iter().map(RString::from).collect())
         })
     }
+    fn password_roles(&self) -> PasswordRoles {
+        // A panic means "can't say": the host then asks each time, as of a 1.0 resolver.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inner.password_roles()))
+            .unwrap_or(PasswordRoles::BOTH)
+    }
 }
 
 /// Wraps a [`ResolverImpl`] so that every call across the ABI catches panics.
 pub fn resolver_box<R: ResolverImpl>(inner: R) -> ResolverBox {
     let id = RString::from(inner.id());
     Resolver_TO::from_value(GuardedResolver { id, inner }, TD_Opaque)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Roles(Option<PasswordRoles>);
+
+    impl ResolverImpl for Roles {
+        fn id(&self) -> String {
+            "roles".into()
+        }
+        fn resolve(&self, _: &str) -> Result<Vec<ResolvedAccount>, PluginError> {
+            Ok(Vec::new())
+        }
+        fn password_roles(&self) -> PasswordRoles {
+            match self.0 {
+                Some(r) => r,
+                None => panic!("roles unknown"),
+            }
+        }
+    }
+
+    #[test]
+    fn password_roles_cross_the_abi_and_a_panic_means_both() {
+        let none = resolver_box(Roles(Some(PasswordRoles::NONE)));
+        assert_eq!(none.password_roles(), PasswordRoles::NONE);
+        let sets = resolver_box(Roles(Some(PasswordRoles::SETS)));
+        assert!(sets.password_roles().contains(PasswordRoles::SETS));
+        assert!(!sets.password_roles().contains(PasswordRoles::VERIFIES));
+        // Can't say: asked every time, as a 1.0 resolver is.
+        let panics = resolver_box(Roles(None));
+        assert_eq!(panics.password_roles(), PasswordRoles::BOTH);
+        // The default of a resolver that doesn't say.
+        struct Quiet;
+        impl ResolverImpl for Quiet {
+            fn id(&self) -> String {
+                "quiet".into()
+            }
+            fn resolve(&self, _: &str) -> Result<Vec<ResolvedAccount>, PluginError> {
+                Ok(Vec::new())
+            }
+        }
+        assert_eq!(resolver_box(Quiet).password_roles(), PasswordRoles::BOTH);
+    }
 }

@@ -85,14 +85,16 @@ async fn sqlite_password_login_makes_a_pinned_number_of_plugin_crossings() {
     assert_eq!(zero.calls.get("login"), Some(&0), "{zero:?}");
     assert_eq!(zero.callbacks.get("parameter"), Some(&0), "{zero:?}");
 
-    // The central account: both resolvers, the decision, the central-account resolver asked
-    // whether it checks passwords itself. Callbacks: the central-account lookup; the four
-    // SearchTable settings and the search; the stored token hash; the person; the password.
+    // The central account: both resolvers, the decision. The central-account resolver is not
+    // asked whether it checks passwords itself: it said at load that it doesn't
+    // (`Resolver::password_roles`). Callbacks: the central-account lookup; the four
+    // SearchTable settings and the search; the stored token hash; the person (served from
+    // what the lookup read); the password.
     let central = one_login(&server, "carol", CAROL_CENTRAL);
     assert_eq!(
         central,
         Crossings {
-            calls: counts(&[("login", 1), ("resolve", 2), ("verify_password", 1)]),
+            calls: counts(&[("login", 1), ("resolve", 2)]),
             callbacks: counts(&[
                 ("parameter", 5),
                 ("persons_by_central_account", 1),
@@ -103,14 +105,14 @@ async fn sqlite_password_login_makes_a_pinned_number_of_plugin_crossings() {
         },
         "crossings of one password login (central account)"
     );
-    assert_eq!(central.total(), (4, 9));
+    assert_eq!(central.total(), (3, 9));
 
     // A SearchTable account: the resolver also checks the account's person.
     let ads = one_login(&server, "cexample", CAROL_ADS);
     assert_eq!(
         ads,
         Crossings {
-            calls: counts(&[("login", 1), ("resolve", 2), ("verify_password", 1)]),
+            calls: counts(&[("login", 1), ("resolve", 2)]),
             callbacks: counts(&[
                 ("parameter", 5),
                 ("persons_by_central_account", 1),

@@ -4,7 +4,9 @@
 
 use prp_host::clock::ManualClock;
 use prp_host::plugins::{host_services, HostContext};
-use prp_host::store::{ApiKeyScope, AuditEvent, LockScope, LockoutPolicy, SessionKind, Store};
+use prp_host::store::{
+    ApiKeyScope, AuditEvent, Counter, LockScope, LockoutPolicy, SessionKind, Store,
+};
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
 use prp_plugin_api::{AccountQuery, ErrorKind, HostServicesBox, SecretCheck};
 use prp_tests::{hasher, TestDb};
@@ -287,6 +289,68 @@ prp_tests::on_each_backend! {
             granted += usize::from(t.await.expect("join"));
         }
         assert_eq!(granted, 3, "[{tag}] exactly the three tries of the window");
+    }
+}
+
+prp_tests::on_each_backend! {
+    async fn counters_move_together_in_one_statement(b: Backend) {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let clock = ManualClock::at(T0);
+        let store = db.store_with(clock.clone()).await;
+        let mut policy = LockoutPolicy::default();
+        policy.password.max_failures = 5;
+        policy.password.window = 600;
+        policy.all.max_failures = 2;
+        let pw = LockScope::Password;
+        let count = |subject, scope| {
+            let store = store.clone();
+            async move { store.failures(subject, scope, 600).await.expect("read") }
+        };
+
+        // `all` is out of tries while the scope isn't: refused, and the scope's count taken
+        // back, so the refused attempt counts nowhere.
+        assert!(store.reserve_attempt("P-4", pw, &policy).await.expect("r"));
+        assert!(store.reserve_attempt("P-4", pw, &policy).await.expect("r"));
+        assert!(!store.reserve_attempt("P-4", pw, &policy).await.expect("r"), "[{tag}]");
+        assert_eq!(count("P-4", pw).await, 2, "[{tag}] the scope's count taken back");
+        assert_eq!(count("P-4", LockScope::All).await, 2, "[{tag}]");
+
+        // The scope out of tries while `all` isn't: `all` is not counted either.
+        policy.all.max_failures = 100;
+        policy.password.max_failures = 2;
+        assert!(!store.reserve_attempt("P-4", pw, &policy).await.expect("r"), "[{tag}]");
+        assert_eq!(count("P-4", LockScope::All).await, 2, "[{tag}] all not counted");
+
+        // A right secret: the scope reads as if it had no row, and `all` gets its try back;
+        // the next failure starts a window of its own (not one from before the success).
+        store.settle_success("P-4", pw).await.expect("settle");
+        assert_eq!(count("P-4", pw).await, 0, "[{tag}]");
+        assert_eq!(count("P-4", LockScope::All).await, 1, "[{tag}]");
+        assert_eq!(store.locked_until("P-4", pw).await.expect("q"), None);
+        clock.advance(599);
+        assert_eq!(fail(&store, "P-4", pw, &policy).await, Some(false), "[{tag}]");
+        clock.advance(2);
+        assert_eq!(
+            fail(&store, "P-4", pw, &policy).await,
+            Some(true),
+            "[{tag}] two failures within 600 s of the first one after the success lock"
+        );
+
+        // Several counters counted and read in one statement each, in the order asked.
+        let counters = [
+            Counter { subject: "n:x", scope: pw, window: 600 },
+            Counter { subject: "s:10.0.0.0", scope: LockScope::All, window: 60 },
+        ];
+        assert_eq!(store.count_failures(&counters).await.expect("c"), vec![1, 1]);
+        assert_eq!(store.count_failures(&counters).await.expect("c"), vec![2, 2]);
+        clock.advance(61);
+        // The source's window ran out, the name's didn't.
+        assert_eq!(store.failures_of(&counters).await.expect("f"), vec![2, 0], "[{tag}]");
+        assert_eq!(store.count_failures(&counters).await.expect("c"), vec![3, 1], "[{tag}]");
+        // The same counter twice is counted twice.
+        let twice = [counters[0], counters[0]];
+        assert_eq!(store.count_failures(&twice).await.expect("c"), vec![4, 5], "[{tag}]");
     }
 }
 

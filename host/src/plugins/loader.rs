@@ -174,6 +174,7 @@ pub fn select_resolvers(
                 plugin: p.name.clone(),
                 resolver: Arc::clone(r),
                 optional: false,
+                roles: r.password_roles(),
             })
         })
         .collect();

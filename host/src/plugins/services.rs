@@ -19,8 +19,8 @@ use prp_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
 use prp_plugin_api::{
     guarded, AccountMatch, AccountQuery, ErrorKind, HostServices, HostServicesBox, HostServices_TO,
-    LogLevel, PersonInfo, PluginError, PluginResult, QuestionAnswer, QuestionInfo, ResolvedAccount,
-    ResolverBox, SecretCheck, UnindexedColumn,
+    LogLevel, PasswordRoles, PersonInfo, PluginError, PluginResult, QuestionAnswer, QuestionInfo,
+    ResolvedAccount, ResolverBox, SecretCheck, UnindexedColumn,
 };
 use std::cell::RefCell;
 use std::future::Future;
@@ -34,6 +34,9 @@ use std::sync::{Arc, OnceLock};
 pub struct RequestScope {
     parameters: Option<Arc<ParameterSnapshot>>,
     crossings: Arc<Crossings>,
+    /// The persons this request has read so far, by `UID_Person`: the authenticator's
+    /// `person` is served from what resolution read a moment before in the same request.
+    persons: Arc<std::sync::Mutex<Vec<PersonInfo>>>,
 }
 
 thread_local! {
@@ -56,6 +59,7 @@ impl RequestScope {
         Self {
             parameters: parameters.map(Arc::new),
             crossings,
+            persons: Arc::default(),
         }
     }
 
@@ -88,6 +92,31 @@ impl RequestScope {
     fn parameters() -> Option<Arc<ParameterSnapshot>> {
         Self::with(|scope| scope.parameters.clone()).flatten()
     }
+
+    /// Keeps persons read in the scope in force (none outside a scope).
+    fn remember(persons: &[PersonInfo]) {
+        Self::with(|scope| {
+            if let Ok(mut known) = scope.persons.lock() {
+                for p in persons {
+                    if !known.iter().any(|k| k.uid == p.uid) {
+                        known.push(p.clone());
+                    }
+                }
+            }
+        });
+    }
+
+    /// A person the scope in force has read, if any.
+    fn known_person(uid: &str) -> Option<PersonInfo> {
+        Self::with(|scope| {
+            scope
+                .persons
+                .lock()
+                .ok()
+                .and_then(|known| known.iter().find(|p| p.uid.as_str() == uid).cloned())
+        })
+        .flatten()
+    }
 }
 
 /// What every plugin's services share.
@@ -115,6 +144,8 @@ pub struct ResolverInUse {
     pub resolver: Arc<ResolverBox>,
     /// Listed in `Plugins:Optional`: when it fails, only its own accounts are dropped.
     pub optional: bool,
+    /// Whether it verifies and sets passwords in its own system (asked once, at load).
+    pub roles: PasswordRoles,
 }
 
 #[derive(Clone)]
@@ -298,6 +329,7 @@ impl Services {
             // of its own inside the authenticator's call.
             let owner = resolvers.and_then(|rs| {
                 rs.iter()
+                    .filter(|r| r.roles.contains(PasswordRoles::VERIFIES))
                     .find(|r| r.id.as_str() == account.resolver.as_str())
             });
             if let Some(owner) = owner {
@@ -666,18 +698,24 @@ impl HostServices for Services {
         guarded(|| {
             let store = self.store()?;
             let persons = self.block(store.persons_by_central_account(login_name.as_str()))?;
-            Ok(persons.into_iter().map(person_info).collect())
+            let persons: RVec<PersonInfo> = persons.into_iter().map(person_info).collect();
+            RequestScope::remember(&persons);
+            Ok(persons)
         })
     }
 
     fn person(&self, uid: RStr<'_>) -> PluginResult<ROption<PersonInfo>> {
         RequestScope::callback("person");
         guarded(|| {
+            if let Some(known) = RequestScope::known_person(uid.as_str()) {
+                return Ok(ROption::RSome(known));
+            }
             let store = self.store()?;
-            Ok(self
-                .block(store.person(uid.as_str()))?
-                .map(person_info)
-                .into())
+            let person = self.block(store.person(uid.as_str()))?.map(person_info);
+            if let Some(p) = &person {
+                RequestScope::remember(std::slice::from_ref(p));
+            }
+            Ok(person.into())
         })
     }
 

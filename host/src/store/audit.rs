@@ -116,7 +116,8 @@ enum Job {
 }
 
 /// Writes audit events in batches: every event waiting when a write starts goes into the same
-/// transaction, so a flood of logins costs one commit per batch instead of one per event.
+/// statement (or transaction), so a flood of logins costs one commit per batch instead of one
+/// per event.
 ///
 /// [`AuditWriter::write`] returns once its event is committed, or with an error when it can't
 /// be: the login pipeline answers nothing decided before it is audited (an answer whose record
@@ -353,31 +354,62 @@ impl AuditWriter {
     }
 }
 
+/// Events per `INSERT` statement at most. Each size is its own prepared statement in every
+/// connection's cache, so the sizes are few; a larger batch is a transaction of several.
+const EVENTS_PER_STATEMENT: usize = 8;
+
 impl Store {
+    /// Writes a batch atomically: one multi-row `INSERT` (a statement is atomic by itself),
+    /// or, for a batch larger than one statement takes, one transaction of several.
     async fn audit_batch<'a>(
         &self,
         events: impl Iterator<Item = &'a OwnedEvent>,
     ) -> Result<(), StoreError> {
-        let now = self.now();
+        let events: Vec<&OwnedEvent> = events.collect();
+        if events.len() <= EVENTS_PER_STATEMENT {
+            return self.insert_audit(&events, self.pool()).await;
+        }
         let mut tx = self.pool().begin().await?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO prp_audit (at, event, outcome, method, login_name, person_uid, reason, actor, remote_addr)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(now)
-            .bind(&e.event)
-            .bind(&e.outcome)
-            .bind(e.method.as_deref())
-            .bind(e.login_name.as_deref())
-            .bind(e.person_uid.as_deref())
-            .bind(e.reason.as_deref())
-            .bind(e.actor.as_deref())
-            .bind(e.remote_addr.as_deref())
-            .execute(&mut *tx)
-            .await?;
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            self.insert_audit(chunk, &mut *tx).await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_audit<'e>(
+        &self,
+        events: &[&OwnedEvent],
+        executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // $1 is the time; event i binds its 8 fields from $(8i + 2).
+        let rows: Vec<String> = (0..events.len())
+            .map(|i| {
+                let first = 8 * i + 2;
+                let fields: Vec<String> = (first..first + 8).map(|n| format!("${n}")).collect();
+                format!("($1, {})", fields.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO prp_audit (at, event, outcome, method, login_name, person_uid, reason, actor, remote_addr) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(self.now());
+        for e in events {
+            query = query
+                .bind(&e.event)
+                .bind(&e.outcome)
+                .bind(e.method.as_deref())
+                .bind(e.login_name.as_deref())
+                .bind(e.person_uid.as_deref())
+                .bind(e.reason.as_deref())
+                .bind(e.actor.as_deref())
+                .bind(e.remote_addr.as_deref());
+        }
+        query.execute(executor).await?;
         Ok(())
     }
 }

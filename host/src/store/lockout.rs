@@ -222,9 +222,9 @@ impl Store {
     }
 
     /// Counts an attempt in the scope and in `all` *before* its secret is checked, in one
-    /// statement each: refused (false, nothing counted) while either is locked or has used up
-    /// its tries in the current window. So attempts sent in parallel get no more tries than
-    /// the limit between them. A window that ran out, or a lock that ended, starts afresh.
+    /// statement: refused (false, nothing counted) while either is locked or has used up its
+    /// tries in the current window. So attempts sent in parallel get no more tries than the
+    /// limit between them. A window that ran out, or a lock that ended, starts afresh.
     pub async fn reserve_attempt(
         &self,
         person_uid: &str,
@@ -232,44 +232,59 @@ impl Store {
         policy: &LockoutPolicy,
     ) -> Result<bool, StoreError> {
         let now = self.now();
-        for s in [scope, LockScope::All] {
-            let p = policy.scope(s);
-            let counted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
-                 VALUES ($1, $2, $3, 1, 0)
-                 ON CONFLICT (person_uid, scope) DO UPDATE SET
-                   failures = CASE WHEN prp_failure.window_start <= $4
+        let (p, all) = (policy.scope(scope), policy.all);
+        // Both rows in one upsert; each row's own window and limit are picked by its scope.
+        // A row whose scope refuses is left as it was and not returned.
+        let values = if scope == LockScope::All {
+            "($1, $2, $3, 1, 0)"
+        } else {
+            "($1, $2, $3, 1, 0), ($1, 'all', $3, 1, 0)"
+        };
+        let sql = format!(
+            "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
+             VALUES {values}
+             ON CONFLICT (person_uid, scope) DO UPDATE SET
+               failures = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $5 ELSE $4 END
+                                 OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
+                               THEN 1 ELSE prp_failure.failures + 1 END,
+               window_start = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $5 ELSE $4 END
                                      OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
-                                   THEN 1 ELSE prp_failure.failures + 1 END,
-                   window_start = CASE WHEN prp_failure.window_start <= $4
-                                         OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
-                                       THEN $3 ELSE prp_failure.window_start END,
-                   locked_until = CASE WHEN prp_failure.locked_until <= $3 THEN 0 ELSE prp_failure.locked_until END
-                 WHERE prp_failure.locked_until <= $3
-                   AND (prp_failure.window_start <= $4
-                        OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
-                        OR prp_failure.failures < $5)
-                 RETURNING failures",
-            )
+                                   THEN $3 ELSE prp_failure.window_start END,
+               locked_until = CASE WHEN prp_failure.locked_until <= $3 THEN 0 ELSE prp_failure.locked_until END
+             WHERE prp_failure.locked_until <= $3
+               AND (prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $5 ELSE $4 END
+                    OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
+                    OR prp_failure.failures < CASE WHEN prp_failure.scope = 'all' THEN $7 ELSE $6 END)
+             RETURNING scope"
+        );
+        let counted: Vec<String> = sqlx::query_scalar(&sql)
             .bind(person_uid)
-            .bind(s.name())
+            .bind(scope.name())
             .bind(now)
             .bind(now - p.window)
+            .bind(now - all.window)
             .bind(p.max_failures)
-            .fetch_optional(self.pool())
+            .bind(all.max_failures)
+            .fetch_all(self.pool())
             .await?;
-            if counted.is_none() {
-                if s == LockScope::All && scope != LockScope::All {
-                    self.uncount(person_uid, scope).await?;
-                }
-                return Ok(false);
+        let wanted = if scope == LockScope::All { 1 } else { 2 };
+        if counted.len() == wanted {
+            return Ok(true);
+        }
+        // One of the two refused: take back the attempt the other counted.
+        for s in counted {
+            if s == LockScope::All.name() {
+                self.uncount(person_uid, LockScope::All).await?;
+            } else {
+                self.uncount(person_uid, scope).await?;
             }
         }
-        Ok(true)
+        Ok(false)
     }
 
     /// After a wrong secret: the attempt stays counted, and a scope whose tries are spent is
-    /// locked. Returns whether the person is now locked for this scope (or all of them).
+    /// locked (the scope and `all`, in one statement). Returns whether the person is now
+    /// locked for this scope (or all of them).
     pub async fn settle_failure(
         &self,
         person_uid: &str,
@@ -277,33 +292,47 @@ impl Store {
         policy: &LockoutPolicy,
     ) -> Result<bool, StoreError> {
         let now = self.now();
-        let mut locked = false;
-        for s in [scope, LockScope::All] {
-            let p = policy.scope(s);
-            let hit: Option<i64> = sqlx::query_scalar(
-                "UPDATE prp_failure SET locked_until = $3
-                 WHERE person_uid = $1 AND scope = $2 AND failures >= $4 AND locked_until < $3
-                 RETURNING failures",
-            )
-            .bind(person_uid)
-            .bind(s.name())
-            .bind(now + p.lock)
-            .bind(p.max_failures)
-            .fetch_optional(self.pool())
-            .await?;
-            locked |= hit.is_some();
-        }
-        Ok(locked)
+        let (p, all) = (policy.scope(scope), policy.all);
+        let hit: Vec<i64> = sqlx::query_scalar(
+            "UPDATE prp_failure SET locked_until = CASE WHEN scope = 'all' THEN $4 ELSE $3 END
+             WHERE person_uid = $1 AND scope IN ($2, 'all')
+               AND failures >= CASE WHEN scope = 'all' THEN $6 ELSE $5 END
+               AND locked_until < CASE WHEN scope = 'all' THEN $4 ELSE $3 END
+             RETURNING failures",
+        )
+        .bind(person_uid)
+        .bind(scope.name())
+        .bind(now + p.lock)
+        .bind(now + all.lock)
+        .bind(p.max_failures)
+        .bind(all.max_failures)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(!hit.is_empty())
     }
 
-    /// After a right secret: the scope starts afresh and the attempt is taken back from `all`.
+    /// After a right secret: the scope starts afresh and the attempt is taken back from `all`,
+    /// in one statement.
     pub async fn settle_success(
         &self,
         person_uid: &str,
         scope: LockScope,
     ) -> Result<(), StoreError> {
-        self.clear_failures(person_uid, scope).await?;
-        self.uncount(person_uid, LockScope::All).await
+        // The scope's row is left with no failures, no lock and a window that ended long
+        // ago, which every rule reads exactly as no row at all: the next attempt starts a
+        // window of its own.
+        sqlx::query(
+            "UPDATE prp_failure SET
+               failures = CASE WHEN scope = $2 THEN 0 WHEN failures > 0 THEN failures - 1 ELSE 0 END,
+               locked_until = CASE WHEN scope = $2 THEN 0 ELSE locked_until END,
+               window_start = CASE WHEN scope = $2 THEN 0 ELSE window_start END
+             WHERE person_uid = $1 AND scope IN ($2, 'all')",
+        )
+        .bind(person_uid)
+        .bind(scope.name())
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Takes an attempt back from both counters (it was neither right nor wrong).
@@ -312,8 +341,12 @@ impl Store {
         person_uid: &str,
         scope: LockScope,
     ) -> Result<(), StoreError> {
-        self.uncount(person_uid, scope).await?;
-        self.uncount(person_uid, LockScope::All).await
+        sqlx::query("UPDATE prp_failure SET failures = failures - 1 WHERE person_uid = $1 AND scope IN ($2, 'all') AND failures > 0")
+            .bind(person_uid)
+            .bind(scope.name())
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     async fn uncount(&self, person_uid: &str, scope: LockScope) -> Result<(), StoreError> {
@@ -340,6 +373,36 @@ impl Store {
     }
 }
 
+/// One failure counter: a subject (a person, a login name's key, a client source) in a scope,
+/// counted over a window of `window` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter<'a> {
+    pub subject: &'a str,
+    pub scope: LockScope,
+    pub window: i64,
+}
+
+/// Whether a counter appears twice.
+fn has_repeats(counters: &[Counter<'_>]) -> bool {
+    counters.iter().enumerate().any(|(i, c)| {
+        counters[..i]
+            .iter()
+            .any(|d| d.subject == c.subject && d.scope == c.scope)
+    })
+}
+
+/// Each counter's failures from rows of (subject, scope, failures); 0 for a counter no row has.
+fn in_order(counters: &[Counter<'_>], rows: &[(String, String, i64)]) -> Vec<i64> {
+    counters
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .find(|(s, sc, _)| s == c.subject && sc == c.scope.name())
+                .map_or(0, |r| r.2)
+        })
+        .collect()
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` prefix match.
 fn like_prefix(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
@@ -362,22 +425,65 @@ impl Store {
         scope: LockScope,
         window: i64,
     ) -> Result<i64, StoreError> {
+        let counted = self
+            .upsert_failures(&[Counter {
+                subject,
+                scope,
+                window,
+            }])
+            .await?;
+        Ok(counted.first().copied().unwrap_or(0))
+    }
+
+    /// [`Self::count_failure`] for several counters in one statement; the failures in each
+    /// counter's window, in the order given.
+    pub async fn count_failures(&self, counters: &[Counter<'_>]) -> Result<Vec<i64>, StoreError> {
+        if has_repeats(counters) {
+            // One upsert can't touch a row twice.
+            let mut out = Vec::with_capacity(counters.len());
+            for c in counters {
+                out.extend(self.upsert_failures(std::slice::from_ref(c)).await?);
+            }
+            return Ok(out);
+        }
+        self.upsert_failures(counters).await
+    }
+
+    /// One upsert counting a failure on each of `counters` (no two the same).
+    async fn upsert_failures(&self, counters: &[Counter<'_>]) -> Result<Vec<i64>, StoreError> {
         let now = self.now();
-        let n: i64 = sqlx::query_scalar(
+        // $1 is now; counter i binds subject, scope and the start of its window.
+        let values: Vec<String> = (0..counters.len())
+            .map(|i| format!("(${}, ${}, $1, 1, 0)", 3 * i + 2, 3 * i + 3))
+            .collect();
+        let window_start: String = (0..counters.len())
+            .map(|i| {
+                format!(
+                    " WHEN prp_failure.person_uid = ${} AND prp_failure.scope = ${} THEN ${}",
+                    3 * i + 2,
+                    3 * i + 3,
+                    3 * i + 4
+                )
+            })
+            .collect();
+        let sql = format!(
             "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
-             VALUES ($1, $2, $3, 1, 0)
+             VALUES {}
              ON CONFLICT (person_uid, scope) DO UPDATE SET
-               failures = CASE WHEN prp_failure.window_start <= $4 THEN 1 ELSE prp_failure.failures + 1 END,
-               window_start = CASE WHEN prp_failure.window_start <= $4 THEN $3 ELSE prp_failure.window_start END
-             RETURNING failures",
-        )
-        .bind(subject)
-        .bind(scope.name())
-        .bind(now)
-        .bind(now - window)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(n)
+               failures = CASE WHEN prp_failure.window_start <= CASE{window_start} END THEN 1 ELSE prp_failure.failures + 1 END,
+               window_start = CASE WHEN prp_failure.window_start <= CASE{window_start} END THEN $1 ELSE prp_failure.window_start END
+             RETURNING person_uid, scope, failures",
+            values.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql).bind(now);
+        for c in counters {
+            query = query
+                .bind(c.subject)
+                .bind(c.scope.name())
+                .bind(now - c.window);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
+        Ok(in_order(counters, &rows))
     }
 
     /// The failures of `subject` in `scope` within the window (0 when none are counted).
@@ -387,15 +493,42 @@ impl Store {
         scope: LockScope,
         window: i64,
     ) -> Result<i64, StoreError> {
-        let n: Option<i64> = sqlx::query_scalar(
-            "SELECT failures FROM prp_failure WHERE person_uid = $1 AND scope = $2 AND window_start > $3",
-        )
-        .bind(subject)
-        .bind(scope.name())
-        .bind(self.now() - window)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(n.unwrap_or(0))
+        let n = self
+            .failures_of(&[Counter {
+                subject,
+                scope,
+                window,
+            }])
+            .await?;
+        Ok(n.first().copied().unwrap_or(0))
+    }
+
+    /// [`Self::failures`] of several counters in one statement, in the order given.
+    pub async fn failures_of(&self, counters: &[Counter<'_>]) -> Result<Vec<i64>, StoreError> {
+        let now = self.now();
+        let wanted: Vec<String> = (0..counters.len())
+            .map(|i| {
+                format!(
+                    "(person_uid = ${} AND scope = ${} AND window_start > ${})",
+                    3 * i + 1,
+                    3 * i + 2,
+                    3 * i + 3
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT person_uid, scope, failures FROM prp_failure WHERE {}",
+            wanted.join(" OR ")
+        );
+        let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
+        for c in counters {
+            query = query
+                .bind(c.subject)
+                .bind(c.scope.name())
+                .bind(now - c.window);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
+        Ok(in_order(counters, &rows))
     }
 
     /// Clears every counter and lock of `subject` and of the subjects under it

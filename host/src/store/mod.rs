@@ -25,7 +25,7 @@ pub use import::{
 pub use items::{
     AccountTable, ItemChange, PasswordChange, TableAccount, ACCOUNT_TABLES, DISPLAY_COLUMN,
 };
-pub use lockout::{LockScope, LockoutPolicy};
+pub use lockout::{Counter, LockScope, LockoutPolicy};
 pub use notify::{OutboxMessage, OutboxState, Recipient};
 pub use params::{ApiKeyScope, ApiKeyValue, Parameter, ParameterSnapshot, ParameterView};
 pub use secrets::{AnswerOutcome, Consumption, PasscodeOutcome, QuestionRow, StoredPassword};
@@ -104,6 +104,11 @@ impl Store {
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT);
         if dialect == Dialect::Sqlite {
+            // A SQLite connection lives in this process: a ping before each statement (a round
+            // trip to the connection's thread, doubling each statement's thread switches) can't
+            // find anything a statement wouldn't. A PostgreSQL connection keeps its ping: it
+            // finds connections a restarted server dropped before a request uses them.
+            options = options.test_before_acquire(false);
             // With WAL, NORMAL syncs at checkpoints instead of every commit: a crash of the
             // process loses nothing; a power cut may lose the last commits.
             options = options.after_connect(|conn, _| {

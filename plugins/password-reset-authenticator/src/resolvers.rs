@@ -4,7 +4,9 @@
 
 use crate::params::{parse_column_list, Param, Params};
 use prp_plugin_api::abi_stable::std_types::{ROption, RResult, RString, RVec};
-use prp_plugin_api::{AccountQuery, HostServicesBox, PluginError, ResolvedAccount, ResolverImpl};
+use prp_plugin_api::{
+    AccountQuery, HostServicesBox, PasswordRoles, PluginError, ResolvedAccount, ResolverImpl,
+};
 
 fn ok<T>(r: RResult<T, PluginError>) -> Result<T, PluginError> {
     r.into_result()
@@ -36,6 +38,11 @@ impl ResolverImpl for CentralAccountResolver {
                 resolver: RString::new(),
             })
             .collect())
+    }
+
+    /// The central account's password is the hash the portal stores.
+    fn password_roles(&self) -> PasswordRoles {
+        PasswordRoles::NONE
     }
 }
 
@@ -127,6 +134,11 @@ impl ResolverImpl for SearchTableResolver {
         };
         let names = ok(self.host.account_login_names(&query, person_uid.into()))?;
         Ok(names.into_iter().map(RString::into_string).collect())
+    }
+
+    /// Target-system accounts' passwords are hashes the portal stores.
+    fn password_roles(&self) -> PasswordRoles {
+        PasswordRoles::NONE
     }
 }
 
