@@ -16,6 +16,7 @@ impl ScratchDatabase {
         what: &str,
     ) -> anyhow::Result<Self> {
         let name = format!("prp_bench_{what}_{}", std::process::id());
+        sqlx::any::install_default_drivers();
         rt.block_on(async {
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await?;
             sqlx::query(&format!("CREATE DATABASE {name}"))

@@ -355,6 +355,47 @@ prp_tests::on_each_backend! {
 }
 
 prp_tests::on_each_backend! {
+    async fn concurrent_attempts_on_one_person_never_deadlock(b: Backend) {
+        // Logins of one person in parallel, each reserving, then settling one way or the
+        // other, on two methods: every statement must go through (a deadlock between two
+        // statements that each lock both of the person's rows would fail one of them).
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let store = db.store().await;
+        let mut policy = LockoutPolicy::default();
+        policy.password.max_failures = 1_000_000;
+        policy.questions.max_failures = 1_000_000;
+        policy.all.max_failures = 1_000_000;
+        let tasks: Vec<_> = (0..24)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let scope = if t % 2 == 0 {
+                        LockScope::Password
+                    } else {
+                        LockScope::Questions
+                    };
+                    for i in 0..25 {
+                        store.reserve_attempt("P-D", scope, &policy).await?;
+                        match (t + i) % 3 {
+                            0 => store.settle_success("P-D", scope).await?,
+                            1 => {
+                                store.settle_failure("P-D", scope, &policy).await?;
+                            }
+                            _ => store.refund_attempt("P-D", scope).await?,
+                        }
+                    }
+                    Ok::<_, prp_host::store::StoreError>(())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("join").unwrap_or_else(|e| panic!("[{tag}] {e}"));
+        }
+    }
+}
+
+prp_tests::on_each_backend! {
     async fn the_audit_log_is_append_only(b: Backend) {
         let tag = b.name();
         let db = TestDb::new(&b).await;

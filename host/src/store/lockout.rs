@@ -221,70 +221,92 @@ impl Store {
         Ok(until)
     }
 
-    /// Counts an attempt in the scope and in `all` *before* its secret is checked, in one
-    /// statement: refused (false, nothing counted) while either is locked or has used up its
-    /// tries in the current window. So attempts sent in parallel get no more tries than the
-    /// limit between them. A window that ran out, or a lock that ended, starts afresh.
+    /// Counts an attempt in the scope and in `all` *before* its secret is checked: refused
+    /// (false, nothing counted) while either is locked or has used up its tries in the
+    /// current window. So attempts sent in parallel get no more tries than the limit between
+    /// them. A window that ran out, or a lock that ended, starts afresh. On SQLite both rows
+    /// move in one statement (see [`Store::row_batches`]).
     pub async fn reserve_attempt(
         &self,
         person_uid: &str,
         scope: LockScope,
         policy: &LockoutPolicy,
     ) -> Result<bool, StoreError> {
+        let scopes = both(scope);
+        let mut counted: Vec<String> = Vec::new();
+        for batch in self.row_batches(&scopes) {
+            let got = self.reserve_rows(person_uid, batch, policy).await?;
+            let complete = got.len() == batch.len();
+            counted.extend(got);
+            if !complete {
+                // One refused: take back what the others counted.
+                for s in scopes
+                    .iter()
+                    .filter(|s| counted.iter().any(|c| c == s.name()))
+                {
+                    self.uncount(person_uid, *s).await?;
+                }
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// One upsert of the rows of `scopes`, each under its own scope's window and limit; the
+    /// scopes it counted (a row whose scope refuses is left as it was and not returned).
+    async fn reserve_rows(
+        &self,
+        person_uid: &str,
+        scopes: &[LockScope],
+        policy: &LockoutPolicy,
+    ) -> Result<Vec<String>, StoreError> {
         let now = self.now();
-        let (p, all) = (policy.scope(scope), policy.all);
-        // Both rows in one upsert; each row's own window and limit are picked by its scope.
-        // A row whose scope refuses is left as it was and not returned.
-        let values = if scope == LockScope::All {
-            "($1, $2, $3, 1, 0)"
-        } else {
-            "($1, $2, $3, 1, 0), ($1, 'all', $3, 1, 0)"
-        };
+        let all = policy.all;
+        // A scope other than `all` among them (their thresholds are the same policy's).
+        let p = policy.scope(
+            scopes
+                .iter()
+                .copied()
+                .find(|s| *s != LockScope::All)
+                .unwrap_or(LockScope::All),
+        );
+        let values: Vec<String> = (0..scopes.len())
+            .map(|i| format!("($1, ${}, $2, 1, 0)", i + 7))
+            .collect();
         let sql = format!(
             "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
-             VALUES {values}
+             VALUES {}
              ON CONFLICT (person_uid, scope) DO UPDATE SET
-               failures = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $5 ELSE $4 END
-                                 OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
+               failures = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
+                                 OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
                                THEN 1 ELSE prp_failure.failures + 1 END,
-               window_start = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $5 ELSE $4 END
-                                     OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
-                                   THEN $3 ELSE prp_failure.window_start END,
-               locked_until = CASE WHEN prp_failure.locked_until <= $3 THEN 0 ELSE prp_failure.locked_until END
-             WHERE prp_failure.locked_until <= $3
-               AND (prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $5 ELSE $4 END
-                    OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $3)
-                    OR prp_failure.failures < CASE WHEN prp_failure.scope = 'all' THEN $7 ELSE $6 END)
-             RETURNING scope"
+               window_start = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
+                                     OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
+                                   THEN $2 ELSE prp_failure.window_start END,
+               locked_until = CASE WHEN prp_failure.locked_until <= $2 THEN 0 ELSE prp_failure.locked_until END
+             WHERE prp_failure.locked_until <= $2
+               AND (prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
+                    OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
+                    OR prp_failure.failures < CASE WHEN prp_failure.scope = 'all' THEN $6 ELSE $5 END)
+             RETURNING scope",
+            values.join(", ")
         );
-        let counted: Vec<String> = sqlx::query_scalar(&sql)
+        let mut query = sqlx::query_scalar(&sql)
             .bind(person_uid)
-            .bind(scope.name())
             .bind(now)
             .bind(now - p.window)
             .bind(now - all.window)
             .bind(p.max_failures)
-            .bind(all.max_failures)
-            .fetch_all(self.pool())
-            .await?;
-        let wanted = if scope == LockScope::All { 1 } else { 2 };
-        if counted.len() == wanted {
-            return Ok(true);
+            .bind(all.max_failures);
+        for s in scopes {
+            query = query.bind(s.name());
         }
-        // One of the two refused: take back the attempt the other counted.
-        for s in counted {
-            if s == LockScope::All.name() {
-                self.uncount(person_uid, LockScope::All).await?;
-            } else {
-                self.uncount(person_uid, scope).await?;
-            }
-        }
-        Ok(false)
+        Ok(query.fetch_all(self.pool()).await?)
     }
 
     /// After a wrong secret: the attempt stays counted, and a scope whose tries are spent is
-    /// locked (the scope and `all`, in one statement). Returns whether the person is now
-    /// locked for this scope (or all of them).
+    /// locked (the scope and `all`). Returns whether the person is now locked for this scope
+    /// (or all of them).
     pub async fn settle_failure(
         &self,
         person_uid: &str,
@@ -293,26 +315,31 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = self.now();
         let (p, all) = (policy.scope(scope), policy.all);
-        let hit: Vec<i64> = sqlx::query_scalar(
-            "UPDATE prp_failure SET locked_until = CASE WHEN scope = 'all' THEN $4 ELSE $3 END
-             WHERE person_uid = $1 AND scope IN ($2, 'all')
-               AND failures >= CASE WHEN scope = 'all' THEN $6 ELSE $5 END
-               AND locked_until < CASE WHEN scope = 'all' THEN $4 ELSE $3 END
-             RETURNING failures",
-        )
-        .bind(person_uid)
-        .bind(scope.name())
-        .bind(now + p.lock)
-        .bind(now + all.lock)
-        .bind(p.max_failures)
-        .bind(all.max_failures)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(!hit.is_empty())
+        let mut locked = false;
+        for batch in self.row_batches(&both(scope)) {
+            let sql = format!(
+                "UPDATE prp_failure SET locked_until = CASE WHEN scope = 'all' THEN $3 ELSE $2 END
+                 WHERE person_uid = $1 AND scope IN ({})
+                   AND failures >= CASE WHEN scope = 'all' THEN $5 ELSE $4 END
+                   AND locked_until < CASE WHEN scope = 'all' THEN $3 ELSE $2 END
+                 RETURNING failures",
+                placeholders(6, batch.len())
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(&sql)
+                .bind(person_uid)
+                .bind(now + p.lock)
+                .bind(now + all.lock)
+                .bind(p.max_failures)
+                .bind(all.max_failures);
+            for s in batch {
+                query = query.bind(s.name());
+            }
+            locked |= !query.fetch_all(self.pool()).await?.is_empty();
+        }
+        Ok(locked)
     }
 
-    /// After a right secret: the scope starts afresh and the attempt is taken back from `all`,
-    /// in one statement.
+    /// After a right secret: the scope starts afresh and the attempt is taken back from `all`.
     pub async fn settle_success(
         &self,
         person_uid: &str,
@@ -321,17 +348,21 @@ impl Store {
         // The scope's row is left with no failures, no lock and a window that ended long
         // ago, which every rule reads exactly as no row at all: the next attempt starts a
         // window of its own.
-        sqlx::query(
-            "UPDATE prp_failure SET
-               failures = CASE WHEN scope = $2 THEN 0 WHEN failures > 0 THEN failures - 1 ELSE 0 END,
-               locked_until = CASE WHEN scope = $2 THEN 0 ELSE locked_until END,
-               window_start = CASE WHEN scope = $2 THEN 0 ELSE window_start END
-             WHERE person_uid = $1 AND scope IN ($2, 'all')",
-        )
-        .bind(person_uid)
-        .bind(scope.name())
-        .execute(self.pool())
-        .await?;
+        for batch in self.row_batches(&both(scope)) {
+            let sql = format!(
+                "UPDATE prp_failure SET
+                   failures = CASE WHEN scope = $2 THEN 0 WHEN failures > 0 THEN failures - 1 ELSE 0 END,
+                   locked_until = CASE WHEN scope = $2 THEN 0 ELSE locked_until END,
+                   window_start = CASE WHEN scope = $2 THEN 0 ELSE window_start END
+                 WHERE person_uid = $1 AND scope IN ({})",
+                placeholders(3, batch.len())
+            );
+            let mut query = sqlx::query(&sql).bind(person_uid).bind(scope.name());
+            for s in batch {
+                query = query.bind(s.name());
+            }
+            query.execute(self.pool()).await?;
+        }
         Ok(())
     }
 
@@ -341,12 +372,30 @@ impl Store {
         person_uid: &str,
         scope: LockScope,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE prp_failure SET failures = failures - 1 WHERE person_uid = $1 AND scope IN ($2, 'all') AND failures > 0")
-            .bind(person_uid)
-            .bind(scope.name())
-            .execute(self.pool())
-            .await?;
+        for batch in self.row_batches(&both(scope)) {
+            let sql = format!(
+                "UPDATE prp_failure SET failures = failures - 1 WHERE person_uid = $1 AND scope IN ({}) AND failures > 0",
+                placeholders(2, batch.len())
+            );
+            let mut query = sqlx::query(&sql).bind(person_uid);
+            for s in batch {
+                query = query.bind(s.name());
+            }
+            query.execute(self.pool()).await?;
+        }
         Ok(())
+    }
+
+    /// How rows of the failure table are grouped into statements. SQLite writes one statement
+    /// at a time for the whole database, so several rows go in one statement (one round trip
+    /// to the connection's thread instead of several). PostgreSQL locks rows, in an order a
+    /// statement that touches several doesn't promise: two such statements on the same person
+    /// could each wait for the other (a deadlock), so there each statement writes one row.
+    fn row_batches<'a, T>(&self, rows: &'a [T]) -> Vec<&'a [T]> {
+        match self.dialect() {
+            super::Dialect::Sqlite => vec![rows],
+            super::Dialect::Postgres => rows.chunks(1).collect(),
+        }
     }
 
     async fn uncount(&self, person_uid: &str, scope: LockScope) -> Result<(), StoreError> {
@@ -380,6 +429,23 @@ pub struct Counter<'a> {
     pub subject: &'a str,
     pub scope: LockScope,
     pub window: i64,
+}
+
+/// The scope and `all`, or `all` alone.
+fn both(scope: LockScope) -> Vec<LockScope> {
+    if scope == LockScope::All {
+        vec![LockScope::All]
+    } else {
+        vec![scope, LockScope::All]
+    }
+}
+
+/// `$first, $first+1, …`: `n` placeholders.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether a counter appears twice.
@@ -435,18 +501,20 @@ impl Store {
         Ok(counted.first().copied().unwrap_or(0))
     }
 
-    /// [`Self::count_failure`] for several counters in one statement; the failures in each
-    /// counter's window, in the order given.
+    /// [`Self::count_failure`] for several counters (in one statement on SQLite, see
+    /// [`Store::row_batches`]); the failures in each counter's window, in the order given.
     pub async fn count_failures(&self, counters: &[Counter<'_>]) -> Result<Vec<i64>, StoreError> {
-        if has_repeats(counters) {
-            // One upsert can't touch a row twice.
-            let mut out = Vec::with_capacity(counters.len());
-            for c in counters {
-                out.extend(self.upsert_failures(std::slice::from_ref(c)).await?);
-            }
-            return Ok(out);
+        // One upsert can't touch a row twice.
+        let batches = if has_repeats(counters) {
+            counters.chunks(1).collect()
+        } else {
+            self.row_batches(counters)
+        };
+        let mut out = Vec::with_capacity(counters.len());
+        for batch in batches {
+            out.extend(self.upsert_failures(batch).await?);
         }
-        self.upsert_failures(counters).await
+        Ok(out)
     }
 
     /// One upsert counting a failure on each of `counters` (no two the same).
