@@ -22,6 +22,9 @@ pub(crate) struct SelfCheck {
     /// An optional resolver's (`Plugins:Optional`): its failure is reported, but never stops
     /// the portal, since the portal works without its accounts.
     pub(crate) optional: bool,
+    /// It failed only because there is no portal database (`check` without one): that failure
+    /// is the database's, reported once, on its own line.
+    pub(crate) for_want_of_database: bool,
 }
 
 impl SelfCheck {
@@ -136,20 +139,24 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
         .find(|a| a.id().as_str() == settings.host.authenticator)
         .cloned();
 
+    let no_database = store.is_none();
     let mut self_checks = Vec::new();
     for plugin in &report.loaded {
         for auth in &plugin.authenticators {
             let callee = Arc::clone(auth);
+            let result = self_check(&gate, move || callee.self_check()).await;
             self_checks.push(SelfCheck {
                 plugin: plugin.name.clone(),
                 component: format!("authenticator \"{}\"", auth.id()),
-                result: self_check(&gate, move || callee.self_check()).await,
+                for_want_of_database: no_database && only_for_want_of_database(&result),
+                result,
                 optional: false,
             });
         }
     }
     for r in &resolvers {
         let callee = Arc::clone(&r.resolver);
+        let result = self_check(&gate, move || callee.self_check()).await;
         self_checks.push(SelfCheck {
             plugin: r.plugin.clone(),
             component: format!(
@@ -157,7 +164,8 @@ pub async fn assemble(settings: Settings, store: Option<Store>, hasher: Arc<Hash
                 r.id,
                 if r.optional { " (optional)" } else { "" }
             ),
-            result: self_check(&gate, move || callee.self_check()).await,
+            for_want_of_database: no_database && only_for_want_of_database(&result),
+            result,
             optional: r.optional,
         });
     }
@@ -191,6 +199,15 @@ impl Portal {
     /// plugin's component failed its self-check, the configured authenticator or a configured
     /// resolver is not there, or the database is unreachable.
     pub(crate) fn refusals(&self) -> Vec<String> {
+        let mut out = self.refusals_besides_the_database();
+        if self.store.is_none() {
+            out.push(NO_DATABASE.to_owned());
+        }
+        out
+    }
+
+    /// [`Portal::refusals`] but the missing database, and what failed only for want of it.
+    fn refusals_besides_the_database(&self) -> Vec<String> {
         let settings = &self.settings;
         let mut out: Vec<String> = self
             .report
@@ -216,6 +233,7 @@ impl Portal {
         for check in &self.self_checks {
             if check.failed()
                 && !check.optional
+                && !check.for_want_of_database
                 && settings.plugins.required.contains(&check.plugin)
             {
                 out.push(format!(
@@ -240,10 +258,23 @@ impl Portal {
             }
         }
         out.extend(self.identity_problems.iter().cloned());
-        if self.store.is_none() {
-            out.push("the portal database is not reachable".to_owned());
-        }
         out
+    }
+}
+
+/// Why the portal can't serve without its database; also what the host services answer a
+/// plugin that needs it then (kind `unavailable`).
+pub(crate) const NO_DATABASE: &str = "the portal database is not reachable";
+
+/// Whether a self-check failed only for want of the portal database: the host services'
+/// [`NO_DATABASE`] error stopped it, or is what each of its error findings says.
+fn only_for_want_of_database(result: &Result<Vec<CheckFinding>, String>) -> bool {
+    match result {
+        Err(e) => e.contains(NO_DATABASE),
+        Ok(findings) => {
+            let mut errors = findings.iter().filter(|f| f.severity.is_error()).peekable();
+            errors.peek().is_some() && errors.all(|f| f.message.contains(NO_DATABASE))
+        }
     }
 }
 
@@ -265,6 +296,8 @@ pub enum Status {
     Ok,
     Warn,
     Failed,
+    /// Not checked, because of a failure reported on an earlier line (the database).
+    Skipped,
 }
 
 #[derive(Debug, Clone)]
@@ -588,32 +621,58 @@ pub(crate) fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
             },
         ));
     }
+    // Without a database, what failed only for want of it is skipped: the database line
+    // above is that failure.
+    let skipped = |message: &str| portal.store.is_none() && message.contains(NO_DATABASE);
+    let skip_detail =
+        "needs the portal database, which is not reachable (see \"database reachable\")";
     for check in &portal.self_checks {
         let name = format!("{} ({}) self-check", check.component, check.plugin);
         match &check.result {
+            Err(e) if skipped(e) => lines.push(CheckLine::new(Status::Skipped, name, skip_detail)),
             Err(e) => lines.push(CheckLine::new(Status::Failed, name, e.clone())),
             Ok(findings) => {
+                let info = |f: &&CheckFinding| f.severity == Severity::INFO;
+                // A check that passed is one line, with what its notes say.
                 if !check.failed() {
-                    lines.push(CheckLine::new(Status::Ok, name.clone(), "passed"));
+                    let notes: Vec<String> = findings
+                        .iter()
+                        .filter(info)
+                        .map(|f| format!("{}: {}", f.subject, f.message))
+                        .collect();
+                    let detail = match notes.is_empty() {
+                        true => "passed".to_owned(),
+                        false => format!("passed; {}", notes.join("; ")),
+                    };
+                    lines.push(CheckLine::new(Status::Ok, name.clone(), detail));
                 }
                 for f in findings {
-                    let status = if f.severity.is_error() {
+                    let status = if f.severity.is_error() && skipped(&f.message) {
+                        Status::Skipped
+                    } else if f.severity.is_error() {
                         Status::Failed
                     } else if f.severity == Severity::WARNING {
                         Status::Warn
-                    } else {
+                    } else if check.failed() {
                         Status::Ok
+                    } else {
+                        continue;
+                    };
+                    let detail = match status {
+                        Status::Skipped => skip_detail.to_owned(),
+                        _ => f.message.to_string(),
                     };
                     lines.push(CheckLine::new(
                         status,
                         format!("{name}: {}", f.subject),
-                        f.message.to_string(),
+                        detail,
                     ));
                 }
             }
         }
     }
-    for r in portal.refusals() {
+    // The missing database has its own line ("database reachable").
+    for r in portal.refusals_besides_the_database() {
         lines.push(CheckLine::new(Status::Failed, "host will serve", r));
     }
     lines
@@ -622,10 +681,7 @@ pub(crate) fn plugin_lines(portal: &Portal) -> Vec<CheckLine> {
 /// The login pipeline over an assembled portal; fails when the database or the configured
 /// authenticator is missing.
 pub(crate) fn login_service(portal: &Portal) -> Result<crate::login::LoginService, String> {
-    let store = portal
-        .store
-        .clone()
-        .ok_or("the portal database is not reachable")?;
+    let store = portal.store.clone().ok_or(NO_DATABASE)?;
     let authenticator = portal.authenticator.clone().ok_or_else(|| {
         format!(
             "no loaded plugin provides the authenticator \"{}\"; see `prp-host plugins`",
@@ -649,10 +705,7 @@ pub(crate) fn login_service(portal: &Portal) -> Result<crate::login::LoginServic
 /// missing.
 pub(crate) fn self_service(portal: &Portal) -> Result<crate::portal::SelfService, String> {
     Ok(crate::portal::SelfService {
-        store: portal
-            .store
-            .clone()
-            .ok_or("the portal database is not reachable")?,
+        store: portal.store.clone().ok_or(NO_DATABASE)?,
         hasher: portal.hasher.clone(),
         gate: portal.gate.clone(),
         authenticator: portal

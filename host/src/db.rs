@@ -11,10 +11,24 @@ pub enum DbError {
     NotConfigured,
     #[error("connection string \"{DATABASE}\" ({shown}): unsupported database; use sqlite://… or postgres://…")]
     Unsupported { shown: String },
-    #[error("database file {path} does not exist; `prp-host migrate` creates it (check creates nothing)")]
-    MissingFile { path: String },
+    #[error("database file {path} does not exist (check creates nothing): {}", missing_file_advice(*.creatable))]
+    MissingFile {
+        path: String,
+        /// Whether the connection string lets the portal create the file (`mode=rwc`).
+        creatable: bool,
+    },
     #[error("database {shown}: {message}")]
     Unreachable { shown: String, message: String },
+}
+
+/// What to run about a SQLite file that doesn't exist yet.
+fn missing_file_advice(creatable: bool) -> String {
+    let run = "run `prp-host demo` to create it with the demo's data, or `prp-host migrate` to create an empty portal database (then the identity tables, Person and the account tables, must come from you: README, \"The identity schema\")";
+    if creatable {
+        run.to_owned()
+    } else {
+        format!("add ?mode=rwc to the connection string \"{DATABASE}\" so that the portal may create it, then {run}")
+    }
 }
 
 /// The URL handed to sqlx: a relative SQLite path is resolved against the config file's
@@ -57,14 +71,14 @@ pub fn read_only_url(url: &str) -> Result<String, DbError> {
     if path.is_empty() || path == ":memory:" {
         return Ok(url.to_owned());
     }
+    let params = query.into_iter().flat_map(|q| q.split('&'));
     if !Path::new(path).exists() {
         return Err(DbError::MissingFile {
             path: path.to_owned(),
+            creatable: params.clone().any(|kv| kv == "mode=rwc"),
         });
     }
-    let mut params: Vec<&str> = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
+    let mut params: Vec<&str> = params
         .filter(|kv| !kv.is_empty() && !kv.starts_with("mode="))
         .collect();
     params.push("mode=ro");
@@ -157,7 +171,20 @@ mod tests {
         let file = dir.path().join("prp.db");
         let url = format!("sqlite://{}?mode=rwc&cache=shared", file.display());
         let err = read_only_url(&url).unwrap_err();
-        assert!(matches!(err, DbError::MissingFile { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DbError::MissingFile {
+                    creatable: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("`prp-host demo`"), "{err}");
+        let plain = format!("sqlite://{}", file.display());
+        let err = read_only_url(&plain).unwrap_err().to_string();
+        assert!(err.contains("add ?mode=rwc"), "{err}");
         std::fs::write(&file, b"").unwrap();
         assert_eq!(
             read_only_url(&url).ok(),

@@ -149,3 +149,198 @@ fn check_warns_of_the_sample_token_and_names_disabled_branches() {
     assert!(finding.contains("a disabled parent"), "{finding}");
     assert!(finding.contains("token adopt"), "{finding}");
 }
+
+/// `prp-host outbox` lists the queued notification mails: recipient and address, kind and
+/// subject, the state with attempts, last error and next attempt; filters by state and a limit;
+/// never prints a message's text (a passcode half) unless `--show-bodies`, which is audited.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outbox_lists_queued_mails_without_their_secrets() {
+    use prp_tests::{Backend, TestDb, TEST_TOKEN};
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let store = db.store().await;
+    prp_tests::seed(&store).await;
+    prp_tests::marta_manages_carol(&store).await;
+    prp_host::demo::set_email(&store, "P-MARTA", Some("marta@example.test"))
+        .await
+        .expect("marta's address");
+    let queue = |uid: &'static str, kind: &'static str, subject: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .notify(uid, kind, subject, "fallback text", None, None)
+                .await
+                .expect("queue");
+        }
+    };
+    let claim = || async {
+        let claimed = store
+            .claim_notifications("test-worker", 60, 1)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        claimed[0].id
+    };
+    // #1: tried once, failed, retried in an hour.
+    queue(
+        "P-DAN",
+        "question.replaced",
+        "Your password questions were changed",
+    )
+    .await;
+    let id = claim().await;
+    let next = store.now() + 3600;
+    store
+        .mark_notification_failed(
+            id,
+            "test-worker",
+            next,
+            "SMTP server smtp.test:25: connection refused",
+        )
+        .await
+        .expect("failed");
+    // #2: given up.
+    queue(
+        "P-LARS",
+        "question.unlocked",
+        "Your password questions were changed",
+    )
+    .await;
+    let id = claim().await;
+    store
+        .mark_notification_undeliverable(id, "the SMTP server refused it: 550 no such user")
+        .await
+        .expect("undeliverable");
+    // #3: sent.
+    queue(
+        "P-OKKO",
+        "question.replaced",
+        "Your password questions were changed",
+    )
+    .await;
+    let id = claim().await;
+    store
+        .mark_notification_delivered(id, "<prp.3.1@example.test>")
+        .await
+        .expect("delivered");
+    // #4: never tried, to someone who is not in Person.
+    queue(
+        "P-GONE",
+        "question.replaced",
+        "Your password questions were changed",
+    )
+    .await;
+    // #5: the second half of a four-eyes passcode for Carol, to Marta.
+    let half = "7K3M-Q9TX";
+    let hash = prp_tests::hasher().hash("whatever").expect("hash");
+    store
+        .issue_passcode("P-CAROL", &hash, 3600, "test")
+        .await
+        .expect("passcode");
+    store
+        .queue_passcode_half("P-CAROL", &hash, "P-MARTA", "fallback", half)
+        .await
+        .expect("half");
+
+    let scene = Scene::new();
+    let config = scene.portal_config(&db.url, Some(TEST_TOKEN), serde_json::json!({}));
+    let out = scene.run(&config, &["outbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains(half), "a secret was printed: {text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 11, "{text}");
+    assert_eq!(lines[0], "outbox: 3 pending, 1 failed, 1 sent", "{text}");
+    let entry = |id: &str| {
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("#{id} ")))
+            .unwrap_or_else(|| panic!("#{id}: {text}"));
+        (lines[at], lines[at + 1])
+    };
+    let (head, state) = entry("1");
+    assert!(
+        head.starts_with("#1 question.replaced \"Your password questions were changed\", queued ")
+            && head.ends_with(", to P-DAN (Test P-DAN) <dan@example.test>"),
+        "{head}"
+    );
+    let queued = head
+        .split(", queued ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_default();
+    assert!(is_rfc3339(queued), "{head}");
+    assert_eq!(
+        state,
+        format!(
+            "    pending, 1 attempt(s) failed, the last: SMTP server smtp.test:25: connection refused; next attempt {}",
+            prp_host::rfc3339(next)
+        )
+    );
+    let (_, state) = entry("2");
+    assert!(
+        state.starts_with("    failed ")
+            && state.ends_with(
+                " after 1 attempt(s), not retried: the SMTP server refused it: 550 no such user"
+            ),
+        "{state}"
+    );
+    let (_, state) = entry("3");
+    assert!(
+        state.starts_with("    sent ") && state.ends_with(" as <prp.3.1@example.test> (attempt 1)"),
+        "{state}"
+    );
+    let (head, state) = entry("4");
+    assert!(head.ends_with(", to P-GONE [not in Person]"), "{head}");
+    assert_eq!(state, "    pending, not tried yet; due now");
+    let (head, state) = entry("5");
+    assert!(head.starts_with("#5 passcode.half "), "{head}");
+    assert!(
+        head.ends_with("to P-MARTA (Marta Manager) <marta@example.test>"),
+        "{head}"
+    );
+    assert_eq!(
+        state,
+        "    pending, not tried yet; due now; holds a passcode half (not shown)"
+    );
+
+    // Only what is still to be sent, the newest two; as JSON too, without the secret.
+    let text = stdout(&scene.run(&config, &["outbox", "--state", "pending", "--limit", "2"]));
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert_eq!(ids, ["4", "5"], "{text}");
+    let text = stdout(&scene.run(
+        &config,
+        &["outbox", "--state", "failed,sent", "--format", "json"],
+    ));
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!(rows[0]["state"], "failed", "{text}");
+    assert_eq!(
+        rows[0]["recipient"]["address"], "lars@example.test",
+        "{text}"
+    );
+    assert_eq!(rows[1]["state"], "sent", "{text}");
+    assert_eq!(rows[1]["message_id"], "<prp.3.1@example.test>", "{text}");
+    let all = stdout(&scene.run(&config, &["outbox", "--format", "json"]));
+    assert!(!all.contains(half), "a secret was printed: {all}");
+    assert!(!all.contains("\"text\""), "{all}");
+
+    // Asked for explicitly: the text as it is sent, with the half, and the audit log says so.
+    let help = stdout(&scene.run(&config, &["outbox", "--help"]));
+    assert!(
+        help.contains("--show-bodies") && help.contains("secret"),
+        "{help}"
+    );
+    let text = stdout(&scene.run(&config, &["outbox", "--show-bodies", "--limit", "1"]));
+    assert!(text.contains(&format!("    |     {half}")), "{text}");
+    assert!(text.contains("    | Subject: "), "{text}");
+    let shown = store.audit_tail(1).await.expect("audit");
+    assert_eq!(shown[0].event, "notification.shown");
+    assert_eq!(shown[0].person_uid.as_deref(), Some("P-MARTA"));
+}

@@ -247,29 +247,56 @@ fn files_over_the_size_limit_are_refused_without_being_read() {
     assert!(load(&over).is_err());
 }
 
+/// A fresh clone's configuration before `prp-host demo`: the database file doesn't exist yet.
+/// `check` says so in one FAILED line that names the file and what to run, skips what fails
+/// only for want of it, and creates nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn check_creates_no_database() {
     let scene = Scene::new();
     let cfg = serde_json::json!({
         "ConnectionStrings": {"Database": "sqlite://data/prp.db?mode=rwc"},
         "Host": {"Listen": "127.0.0.1:0"},
+        "Plugins": {
+            "Files": [prp_tests::artifacts().lib("password-reset-authenticator")],
+            "Required": ["password-reset-authenticator"],
+        },
     });
     let path = scene.write("appsettings.json", &cfg.to_string());
     let out = scene.run(&path, &["check"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAILED")).collect();
+    assert_eq!(failed.len(), 1, "one failure, one line: {text}");
     assert!(
-        text.contains("FAILED  database reachable: ")
-            && text.contains(&format!(
+        failed[0].starts_with("FAILED  database reachable: ")
+            && failed[0].contains(&format!(
                 "{} does not exist",
                 scene.path("data/prp.db").display()
-            )),
+            ))
+            && failed[0].contains("`prp-host demo`")
+            && failed[0].contains("`prp-host migrate`"),
         "{text}"
     );
+    // The authenticator's self-check needs the database: skipped, not failed again.
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("skip    authenticator \"password-reset\"")
+                && l.contains("needs the portal database")
+        ),
+        "{text}"
+    );
+    assert!(text.contains("1 check(s) failed, 1 skipped"), "{text}");
     assert!(
         !scene.path("data").exists(),
         "check created the database or its directory"
     );
+    // Without ?mode=rwc the portal can't create the file either: the line says so.
+    let mut plain = cfg.clone();
+    plain["ConnectionStrings"]["Database"] = "sqlite://data/prp.db".into();
+    let plain = scene.write("plain.json", &plain.to_string());
+    let text = stdout(&scene.run(&plain, &["check"]));
+    assert!(text.contains("add ?mode=rwc"), "{text}");
+    assert!(!scene.path("data").exists());
 
     // Once it exists, check reads it (and still writes nothing of its own), also when the
     // file isn't in WAL mode (switching to it would be a write).

@@ -74,8 +74,18 @@ async fn the_template_resolver_logs_people_in_from_its_file() {
 
     let out = p.cli(&["check"]);
     let text = stdout(&out);
-    assert!(
-        text.contains(r#"ok      resolver "template" (template-resolver) self-check: Plugins:Settings:template-resolver:AccountsFile: 2 accounts"#),
+    // One line for the resolver's self-check, saying what it found.
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(r#"resolver "template" (template-resolver) self-check"#))
+        .collect();
+    let file = p.scene.path("accounts.txt");
+    assert_eq!(
+        lines,
+        [format!(
+            r#"ok      resolver "template" (template-resolver) self-check: passed; Plugins:Settings:template-resolver:AccountsFile: 2 accounts in {}"#,
+            file.display()
+        )],
         "{text}"
     );
     assert!(

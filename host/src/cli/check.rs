@@ -1,4 +1,5 @@
-//! `prp-host check`: every check, `ok`, `warn` or `FAILED`; exit 1 if any failed.
+//! `prp-host check`: every check, `ok`, `warn` or `FAILED` (or `skip` when an earlier failure
+//! is its cause); exit 1 if any failed.
 
 use prp_host::app::{self, Status};
 use prp_host::config::Environment;
@@ -14,12 +15,17 @@ pub async fn run(config_path: &Path, env: &Environment) -> anyhow::Result<ExitCo
             Status::Ok => "ok    ",
             Status::Warn => "warn  ",
             Status::Failed => "FAILED",
+            Status::Skipped => "skip  ",
         };
         writeln!(out, "{tag}  {}: {}", line.name, line.detail)?;
     }
-    let failed = lines.iter().filter(|l| l.status == Status::Failed).count();
+    let count = |status| lines.iter().filter(|l| l.status == status).count();
+    let (failed, skipped) = (count(Status::Failed), count(Status::Skipped));
     if failed > 0 {
-        writeln!(out, "{failed} check(s) failed")?;
+        match skipped {
+            0 => writeln!(out, "{failed} check(s) failed")?,
+            n => writeln!(out, "{failed} check(s) failed, {n} skipped")?,
+        }
         return Ok(ExitCode::FAILURE);
     }
     writeln!(out, "all checks passed")?;

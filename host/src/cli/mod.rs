@@ -8,6 +8,7 @@ mod explain;
 mod flows;
 mod import;
 mod keys;
+mod outbox;
 mod params;
 mod passcode;
 mod plugins;
@@ -99,6 +100,10 @@ enum Command {
     /// Login flows (steps of plugin methods, in the PRP\Flows parameters).
     #[command(subcommand)]
     Flows(flows::FlowsCommand),
+    /// List the notification outbox: each message's recipient, kind, subject and delivery
+    /// state (pending, failed, sent), newest last. Prints no message text (which can hold a
+    /// passcode half) unless --show-bodies is given.
+    Outbox(outbox::OutboxArgs),
     /// Show the latest audit events.
     Audit {
         /// How many events, newest last.
@@ -145,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Command::Demo { reset } => demo::run(reset, &settings, &store).await,
                 Command::Audit { limit, format } => audit::run(limit, format, &store).await,
+                Command::Outbox(args) => outbox::run(args, &settings, &store).await,
                 Command::Import(c) => import::run(c, &store).await,
                 Command::Flows(c) => flows::run(c, settings, store).await,
                 Command::Serve | Command::Check | Command::Plugins { .. } => {

@@ -352,143 +352,195 @@ impl Mailer {
 
     /// Who gets the message, in which language, saying what.
     async fn plan(&self, m: &OutboxMessage) -> Result<Plan, StoreError> {
-        let email_column = self.store.person_column(&self.cfg.email_column).await?;
-        let Some(email_column) = email_column else {
-            return Ok(Plan::Undeliverable(format!(
-                "Person has no column \"{}\" (Notify:EmailColumn) to take the address from",
-                self.cfg.email_column
-            )));
-        };
-        let language_column = match &self.cfg.language_column {
-            Some(c) => self.store.person_column(c).await?,
-            None => None,
-        };
-        let Some(recipient) = self
-            .store
-            .notification_recipient(
-                &m.recipient_uid,
-                Some(&email_column),
-                language_column.as_deref(),
-            )
-            .await?
-        else {
-            return Ok(Plan::Undeliverable("the recipient is not in Person".into()));
-        };
-        let Some(address) = recipient.email.as_deref() else {
-            return Ok(Plan::Undeliverable(format!(
-                "the recipient has no e-mail address (Person.{email_column} is empty)"
-            )));
-        };
-        let name = format!("{} {}", recipient.first_name, recipient.last_name)
-            .trim()
-            .to_owned();
-        let to = match address.parse::<lettre::Address>() {
-            Ok(a) => Mailbox::new((!name.is_empty()).then(|| name.clone()), a),
-            Err(_) => {
-                return Ok(Plan::Undeliverable(format!(
-                    "the recipient's address in Person.{email_column} is not an e-mail address"
-                )))
-            }
-        };
-        let lang = recipient
-            .language
-            .as_deref()
-            .and_then(Lang::parse)
-            .or_else(|| Lang::parse(&self.cfg.language))
-            .unwrap_or(Lang::En);
-        let data: serde_json::Value = m
-            .data
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok())
-            .unwrap_or(serde_json::Value::Null);
-        let event = match m.kind.as_str() {
-            "password.changed" if data.get("items").is_some() => Event::PasswordChanged {
-                accounts: data["items"]
-                    .as_array()
-                    .map(|items| {
-                        items
-                            .iter()
-                            .map(|i| {
-                                let central = i["central"].as_bool().unwrap_or(false);
-                                ChangedAccount {
-                                    system: i["system"].as_str().unwrap_or_default().to_owned(),
-                                    name: if central && !recipient.central_account.is_empty() {
-                                        recipient.central_account.clone()
-                                    } else {
-                                        i["name"].as_str().unwrap_or_default().to_owned()
-                                    },
-                                    central,
-                                }
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            },
-            "lockout" if data.get("method").is_some() => Event::Lockout {
-                method: data["method"].as_str().unwrap_or("all").to_owned(),
-                minutes: data["minutes"].as_i64().unwrap_or(0),
-            },
-            kind @ ("factor.enrolled" | "factor.removed") if data.get("method").is_some() => {
-                Event::FactorChanged {
-                    method: data["method"].as_str().unwrap_or_default().to_owned(),
-                    added: kind == "factor.enrolled",
-                }
-            }
-            "question.replaced" => Event::QuestionChanged { unlocked: false },
-            "question.unlocked" => Event::QuestionChanged { unlocked: true },
-            "passcode.half" => {
-                let Some(half) = m.secret.clone() else {
-                    return Ok(Plan::Undeliverable(
-                        "withdrawn: the passcode was used, replaced or expired before delivery"
-                            .into(),
-                    ));
-                };
-                let Some((person_uid, expires_at)) = self.store.passcode_of_half(m.id).await?
-                else {
-                    return Ok(Plan::Undeliverable(
-                        "withdrawn: the passcode is no longer outstanding".into(),
-                    ));
-                };
-                let person = match self.store.person(&person_uid).await? {
-                    Some(p) => format!("{} {}", p.first_name, p.last_name)
-                        .trim()
-                        .to_owned(),
-                    None => String::new(),
-                };
-                Event::PasscodeHalf {
-                    person: if person.is_empty() {
-                        person_uid
-                    } else {
-                        person
-                    },
-                    half,
-                    expires_at,
-                }
-            }
-            // Rows written before messages were rendered at delivery: as they were stored.
-            _ => {
-                return Ok(Plan::Send {
-                    to,
-                    subject: m.subject.clone(),
-                    body: m.body.clone(),
-                })
-            }
-        };
-        let rendered = templates::render(
-            &event,
-            &Context {
-                lang,
-                recipient: &name,
-                at: m.created_at,
-                help_desk: self.cfg.help_desk.as_deref(),
-            },
-        );
-        Ok(Plan::Send {
-            to,
-            subject: rendered.subject,
-            body: rendered.body,
-        })
+        plan(&self.store, &self.cfg, m).await
     }
+}
+
+/// A message's text as the delivery worker writes it (`prp-host outbox --show-bodies`). Its
+/// `Debug` form leaves the body out: a passcode half's holds the half.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Preview {
+    Text {
+        to: String,
+        subject: String,
+        body: String,
+    },
+    /// Why there is no text to show (what makes the message undeliverable).
+    NoText(String),
+}
+
+impl std::fmt::Debug for Preview {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text { to, subject, .. } => f
+                .debug_struct("Text")
+                .field("to", to)
+                .field("subject", subject)
+                .finish_non_exhaustive(),
+            Self::NoText(why) => f.debug_tuple("NoText").field(why).finish(),
+        }
+    }
+}
+
+/// The text of an outbox row, written now as the worker would write it: in the recipient's
+/// language, from the row's facts; a passcode half's text holds the half when `entry` was read
+/// with its secret.
+pub async fn preview(
+    store: &Store,
+    settings: &Settings,
+    entry: &crate::store::OutboxEntry,
+) -> Result<Preview, StoreError> {
+    let m = &entry.message;
+    if m.kind == "passcode.half" && entry.delivered_at.is_some() && !entry.has_secret {
+        return Ok(Preview::NoText(
+            "its passcode half was purged when it was delivered".into(),
+        ));
+    }
+    Ok(match plan(store, &settings.notify, m).await? {
+        Plan::Send { to, subject, body } => Preview::Text {
+            to: to.to_string(),
+            subject,
+            body,
+        },
+        Plan::Undeliverable(reason) => Preview::NoText(reason),
+    })
+}
+
+/// Who gets the message, in which language, saying what.
+async fn plan(store: &Store, cfg: &NotifySettings, m: &OutboxMessage) -> Result<Plan, StoreError> {
+    let email_column = store.person_column(&cfg.email_column).await?;
+    let Some(email_column) = email_column else {
+        return Ok(Plan::Undeliverable(format!(
+            "Person has no column \"{}\" (Notify:EmailColumn) to take the address from",
+            cfg.email_column
+        )));
+    };
+    let language_column = match &cfg.language_column {
+        Some(c) => store.person_column(c).await?,
+        None => None,
+    };
+    let Some(recipient) = store
+        .notification_recipient(
+            &m.recipient_uid,
+            Some(&email_column),
+            language_column.as_deref(),
+        )
+        .await?
+    else {
+        return Ok(Plan::Undeliverable("the recipient is not in Person".into()));
+    };
+    let Some(address) = recipient.email.as_deref() else {
+        return Ok(Plan::Undeliverable(format!(
+            "the recipient has no e-mail address (Person.{email_column} is empty)"
+        )));
+    };
+    let name = format!("{} {}", recipient.first_name, recipient.last_name)
+        .trim()
+        .to_owned();
+    let to = match address.parse::<lettre::Address>() {
+        Ok(a) => Mailbox::new((!name.is_empty()).then(|| name.clone()), a),
+        Err(_) => {
+            return Ok(Plan::Undeliverable(format!(
+                "the recipient's address in Person.{email_column} is not an e-mail address"
+            )))
+        }
+    };
+    let lang = recipient
+        .language
+        .as_deref()
+        .and_then(Lang::parse)
+        .or_else(|| Lang::parse(&cfg.language))
+        .unwrap_or(Lang::En);
+    let data: serde_json::Value = m
+        .data
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let event = match m.kind.as_str() {
+        "password.changed" if data.get("items").is_some() => Event::PasswordChanged {
+            accounts: data["items"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|i| {
+                            let central = i["central"].as_bool().unwrap_or(false);
+                            ChangedAccount {
+                                system: i["system"].as_str().unwrap_or_default().to_owned(),
+                                name: if central && !recipient.central_account.is_empty() {
+                                    recipient.central_account.clone()
+                                } else {
+                                    i["name"].as_str().unwrap_or_default().to_owned()
+                                },
+                                central,
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        "lockout" if data.get("method").is_some() => Event::Lockout {
+            method: data["method"].as_str().unwrap_or("all").to_owned(),
+            minutes: data["minutes"].as_i64().unwrap_or(0),
+        },
+        kind @ ("factor.enrolled" | "factor.removed") if data.get("method").is_some() => {
+            Event::FactorChanged {
+                method: data["method"].as_str().unwrap_or_default().to_owned(),
+                added: kind == "factor.enrolled",
+            }
+        }
+        "question.replaced" => Event::QuestionChanged { unlocked: false },
+        "question.unlocked" => Event::QuestionChanged { unlocked: true },
+        "passcode.half" => {
+            let Some(half) = m.secret.clone() else {
+                return Ok(Plan::Undeliverable(
+                    "withdrawn: the passcode was used, replaced or expired before delivery".into(),
+                ));
+            };
+            let Some((person_uid, expires_at)) = store.passcode_of_half(m.id).await? else {
+                return Ok(Plan::Undeliverable(
+                    "withdrawn: the passcode is no longer outstanding".into(),
+                ));
+            };
+            let person = match store.person(&person_uid).await? {
+                Some(p) => format!("{} {}", p.first_name, p.last_name)
+                    .trim()
+                    .to_owned(),
+                None => String::new(),
+            };
+            Event::PasscodeHalf {
+                person: if person.is_empty() {
+                    person_uid
+                } else {
+                    person
+                },
+                half,
+                expires_at,
+            }
+        }
+        // Rows written before messages were rendered at delivery: as they were stored.
+        _ => {
+            return Ok(Plan::Send {
+                to,
+                subject: m.subject.clone(),
+                body: m.body.clone(),
+            })
+        }
+    };
+    let rendered = templates::render(
+        &event,
+        &Context {
+            lang,
+            recipient: &name,
+            at: m.created_at,
+            help_desk: cfg.help_desk.as_deref(),
+        },
+    );
+    Ok(Plan::Send {
+        to,
+        subject: rendered.subject,
+        body: rendered.body,
+    })
 }
 
 /// The wait before attempt `attempts + 1`: `min` doubled for each earlier failure, at most

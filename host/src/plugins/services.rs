@@ -172,7 +172,7 @@ impl Services {
         self.ctx
             .store
             .as_ref()
-            .ok_or_else(|| unavailable("the portal database is not reachable"))
+            .ok_or_else(|| unavailable(crate::app::NO_DATABASE))
     }
 
     /// Runs a database future to completion on this (blocking) thread.

@@ -127,6 +127,19 @@ type Validation = Result<ResolvedTable, Vec<SchemaProblem>>;
 #[derive(Default)]
 pub struct IdentitySchema {
     cache: Mutex<HashMap<SearchTableConfig, (Instant, Validation)>>,
+    /// The columns of `Person` as the live schema spells them, for the columns plugins name
+    /// (`persons_by_column`, `person_column`); `None` inside when there is no `Person` table.
+    person: Mutex<Option<(Instant, Option<Vec<PersonColumn>>)>>,
+    /// How often the schema was read for `Person`'s columns (what the cache saves).
+    #[cfg(test)]
+    person_reads: std::sync::atomic::AtomicU64,
+}
+
+/// A `Person` column as the live schema spells it, and whether it holds text.
+#[derive(Debug, Clone)]
+struct PersonColumn {
+    name: String,
+    text: bool,
 }
 
 const CACHE_FOR: Duration = Duration::from_secs(60);
@@ -679,6 +692,41 @@ impl Store {
         rows.iter().map(Self::person_from).collect()
     }
 
+    /// The columns of `Person` (`None`: no such table), remembered for a minute as search-table
+    /// validations are ([`CACHE_FOR`]), so a plugin's every lookup doesn't introspect the schema.
+    async fn person_columns(&self) -> Result<Option<Vec<PersonColumn>>, StoreError> {
+        if let Ok(cache) = self.identity.person.lock() {
+            if let Some((at, columns)) = cache.as_ref() {
+                if at.elapsed() < CACHE_FOR {
+                    return Ok(columns.clone());
+                }
+            }
+        }
+        #[cfg(test)]
+        self.identity
+            .person_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = self.dialect();
+        let columns = match d.table_name(self, "Person").await? {
+            None => None,
+            Some(table) => Some(
+                d.columns(self, &table)
+                    .await?
+                    .into_iter()
+                    .map(|(name, ty, _)| {
+                        let ty = ty.to_ascii_lowercase();
+                        let text = ty.is_empty() || ty.contains("char") || ty.contains("text");
+                        PersonColumn { name, text }
+                    })
+                    .collect(),
+            ),
+        };
+        if let Ok(mut cache) = self.identity.person.lock() {
+            *cache = Some((Instant::now(), columns.clone()));
+        }
+        Ok(columns)
+    }
+
     /// The live schema's spelling of a `Person` column a plugin names, and whether it holds
     /// text; an error naming the column when it doesn't exist or can't be quoted.
     async fn person_column_name(&self, column: &str) -> Result<(String, bool), StoreError> {
@@ -687,23 +735,18 @@ impl Store {
                 "\"{column}\" is not a column name the portal accepts (ASCII letters, digits and _, at most 63)"
             )));
         }
-        let d = self.dialect();
-        let table = d.table_name(self, "Person").await?.ok_or_else(|| {
+        let cols = self.person_columns().await?.ok_or_else(|| {
             StoreError::Invalid("the identity database has no table \"Person\"".into())
         })?;
-        let cols = d.columns(self, &table).await?;
-        match cols.iter().find(|(c, _, _)| c.eq_ignore_ascii_case(column)) {
+        match cols.iter().find(|c| c.name.eq_ignore_ascii_case(column)) {
             None => Err(StoreError::Invalid(format!(
                 "table \"Person\" has no column \"{column}\""
             ))),
-            Some((actual, _, _)) if !is_identifier(actual) => Err(StoreError::Invalid(format!(
-                "column \"Person.{actual}\" has a name the portal won't quote into SQL"
+            Some(c) if !is_identifier(&c.name) => Err(StoreError::Invalid(format!(
+                "column \"Person.{}\" has a name the portal won't quote into SQL",
+                c.name
             ))),
-            Some((actual, ty, _)) => {
-                let ty = ty.to_ascii_lowercase();
-                let text = ty.is_empty() || ty.contains("char") || ty.contains("text");
-                Ok((actual.clone(), text))
-            }
+            Some(c) => Ok((c.name.clone(), c.text)),
         }
     }
 
@@ -831,5 +874,67 @@ impl Store {
                 d.ascii_lower(&quote(column))
             ),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    /// A plugin's `Person` lookups read the schema once, then take the validated columns from
+    /// the cache; an unknown column is still an error naming it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn person_columns_are_read_from_the_schema_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url, Arc::new(SystemClock)).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE \"Person\" (\"UID_Person\" VARCHAR(38) PRIMARY KEY, \"CentralAccount\" VARCHAR(256),
+             \"FirstName\" VARCHAR(256), \"LastName\" VARCHAR(256), \"UID_PersonHead\" VARCHAR(38),
+             \"IsInActive\" BOOLEAN NOT NULL DEFAULT FALSE, \"PersonnelNumber\" INTEGER)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO \"Person\" (\"UID_Person\", \"CentralAccount\", \"PersonnelNumber\") VALUES ('P-1', 'one', 42)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let reads = || store.identity.person_reads.load(Ordering::Relaxed);
+        assert_eq!(reads(), 0);
+        let found = store
+            .persons_by_column("personnelnumber", "42")
+            .await
+            .unwrap();
+        assert_eq!(
+            found.iter().map(|p| p.uid.as_str()).collect::<Vec<_>>(),
+            ["P-1"]
+        );
+        assert_eq!(reads(), 1);
+        assert_eq!(
+            store
+                .person_column_value("P-1", "CentralAccount")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("one")
+        );
+        assert!(store
+            .persons_by_column("PersonnelNumber", "7")
+            .await
+            .unwrap()
+            .is_empty());
+        let e = store
+            .persons_by_column("NoSuchColumn", "x")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Invalid(m) if m.contains("\"NoSuchColumn\"")),
+            "{e}"
+        );
+        assert_eq!(reads(), 1, "later lookups use the cached columns");
     }
 }

@@ -26,7 +26,7 @@ pub use items::{
     AccountTable, ItemChange, PasswordChange, TableAccount, ACCOUNT_TABLES, DISPLAY_COLUMN,
 };
 pub use lockout::{Counter, LockScope, LockoutPolicy};
-pub use notify::{OutboxMessage, OutboxState, Recipient};
+pub use notify::{DeliveryState, OutboxEntry, OutboxMessage, OutboxState, Recipient};
 pub use params::{ApiKeyScope, ApiKeyValue, Parameter, ParameterSnapshot, ParameterView};
 pub use secrets::{AnswerOutcome, Consumption, PasscodeOutcome, QuestionRow, StoredPassword};
 pub use sessions::{NewSession, Session, SessionKind};

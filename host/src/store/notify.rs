@@ -50,6 +50,67 @@ pub struct OutboxState {
     pub has_secret: bool,
 }
 
+/// Where a message of the outbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    /// Not delivered yet, and still to be tried (its attempts so far may have failed).
+    Pending,
+    /// Accepted by the SMTP server.
+    Sent,
+    /// Given up: undeliverable, never tried again.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The SQL condition of the rows in this state.
+    fn condition(self) -> &'static str {
+        match self {
+            Self::Pending => "(delivered_at IS NULL AND undeliverable_at IS NULL)",
+            Self::Sent => "(delivered_at IS NOT NULL)",
+            Self::Failed => "(delivered_at IS NULL AND undeliverable_at IS NOT NULL)",
+        }
+    }
+}
+
+/// A row of the outbox as operators see it (`prp-host outbox`).
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// The message; its `secret` only when it was asked for, else `None`.
+    pub message: OutboxMessage,
+    /// Whether the row holds a secret (a passcode half), asked for or not.
+    pub has_secret: bool,
+    /// When the next attempt may start (a row never tried: when it was queued, or 0).
+    pub next_attempt_at: i64,
+    pub delivered_at: Option<i64>,
+    pub undeliverable_at: Option<i64>,
+    /// Why the last attempt failed, or why it is undeliverable (never a secret).
+    pub last_error: Option<String>,
+    pub message_id: Option<String>,
+    /// The worker attempting it right now, and until when its claim holds.
+    pub claimed_by: Option<String>,
+    pub claimed_until: Option<i64>,
+}
+
+impl OutboxEntry {
+    pub fn state(&self) -> DeliveryState {
+        if self.delivered_at.is_some() {
+            DeliveryState::Sent
+        } else if self.undeliverable_at.is_some() {
+            DeliveryState::Failed
+        } else {
+            DeliveryState::Pending
+        }
+    }
+}
+
 /// What the worker needs to know of a recipient, from `Person`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recipient {
@@ -214,6 +275,84 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The latest `limit` rows of the outbox in one of `states` (all when empty), oldest first.
+    /// A row's secret (a passcode half) is read only `with_secrets`.
+    pub async fn outbox(
+        &self,
+        states: &[DeliveryState],
+        limit: i64,
+        with_secrets: bool,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let filter = if states.is_empty() {
+            "1 = 1".to_owned()
+        } else {
+            let parts: Vec<&str> = states.iter().map(|s| s.condition()).collect();
+            parts.join(" OR ")
+        };
+        let secret = if with_secrets {
+            "secret"
+        } else {
+            "CAST(NULL AS TEXT)"
+        };
+        let sql = format!(
+            "SELECT id, created_at, recipient_uid, kind, subject, body, {secret} AS secret, data,
+                    attempts, next_attempt_at, delivered_at, undeliverable_at, last_error,
+                    message_id, claimed_by, claimed_until,
+                    CAST(CASE WHEN secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_secret
+             FROM prp_notification_outbox WHERE {filter} ORDER BY id DESC LIMIT $1"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(limit.max(0))
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    message: OutboxMessage {
+                        id: r.try_get("id")?,
+                        created_at: r.try_get("created_at")?,
+                        recipient_uid: r.try_get("recipient_uid")?,
+                        kind: r.try_get("kind")?,
+                        subject: r.try_get("subject")?,
+                        body: r.try_get("body")?,
+                        secret: r.try_get("secret")?,
+                        data: r.try_get("data")?,
+                        attempts: r.try_get("attempts")?,
+                    },
+                    has_secret: r.try_get::<i64, _>("has_secret")? != 0,
+                    next_attempt_at: r.try_get("next_attempt_at")?,
+                    delivered_at: r.try_get("delivered_at")?,
+                    undeliverable_at: r.try_get("undeliverable_at")?,
+                    last_error: r.try_get("last_error")?,
+                    message_id: r.try_get("message_id")?,
+                    claimed_by: r.try_get("claimed_by")?,
+                    claimed_until: r.try_get("claimed_until")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// How many rows of the outbox are in each state.
+    pub async fn outbox_counts(&self) -> Result<Vec<(DeliveryState, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for state in [
+            DeliveryState::Pending,
+            DeliveryState::Failed,
+            DeliveryState::Sent,
+        ] {
+            let sql = format!(
+                "SELECT COUNT(*) FROM prp_notification_outbox WHERE {}",
+                state.condition()
+            );
+            let n: i64 = sqlx::query_scalar(&sql).fetch_one(self.pool()).await?;
+            out.push((state, n));
+        }
+        Ok(out)
     }
 
     /// The actual name of a `Person` column (matched regardless of ASCII case), if it exists

@@ -118,8 +118,9 @@ impl ResolverImpl for FileResolver {
 
     fn self_check(&self) -> Result<Vec<CheckFinding>, PluginError> {
         let subject = format!("Plugins:Settings:{NAME}:AccountsFile");
+        let file = self.file.display();
         Ok(vec![match self.read() {
-            Ok(lines) => CheckFinding::info(subject, format!("{} accounts", lines.len())),
+            Ok(lines) => CheckFinding::info(subject, format!("{} accounts in {file}", lines.len())),
             Err(e) => CheckFinding::error(subject, e.message.as_str()),
         }])
     }

@@ -93,7 +93,8 @@ fn the_self_check_reports_a_malformed_line_with_its_number() {
     let ok = r.self_check().expect("self-check");
     assert_eq!(ok.len(), 1);
     assert_eq!(ok[0].severity, Severity::INFO);
-    assert_eq!(ok[0].message, "3 accounts");
+    let file = dir.path().join("accounts.txt");
+    assert_eq!(ok[0].message, format!("3 accounts in {}", file.display()));
     std::fs::write(
         dir.path().join("accounts.txt"),
         "alice:P-ALICE:\nbroken line\n",
