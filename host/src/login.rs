@@ -241,6 +241,9 @@ impl LoginService {
                 if let Err(e) = sweeping.purge_spent_pow().await {
                     tracing::warn!("purging spent proofs of work failed: {e}");
                 }
+                if let Err(e) = sweeping.purge_stale_counters().await {
+                    tracing::warn!("purging stale failure counters failed: {e}");
+                }
             }
         });
         Self {

@@ -368,7 +368,11 @@ impl SelfService {
             person.last_name.clone(),
             person.central_account.clone(),
         ];
-        names.extend(self.resolver_login_names(person).await?);
+        // Asked only when a rule uses them: a resolver that is away then fails (fails closed)
+        // only the changes whose policy would have needed its names.
+        if items.iter().any(|i| i.policy.reject_names) {
+            names.extend(self.resolver_login_names(person).await?);
+        }
         for i in items.iter().chain(all) {
             names.push(i.display_name.clone());
             names.extend(i.display_name.split_whitespace().map(str::to_owned));

@@ -19,10 +19,11 @@ use abi_stable::sabi_types::{VersionNumber, VersionStrings};
 use abi_stable::std_types::RStr;
 
 /// ABI 1.0, as released: the root module, and every type reachable from it that 1.1 appended
-/// to (`PluginInstance` holds authenticators, whose sabi_trait gained four methods, and
-/// resolvers, whose sabi_trait gained `self_check`; `init` takes the host's services, whose
-/// sabi_trait gained `setting`, `setting_path`, `hash_secret`, `call_time_left_ms`,
-/// `persons_by_column` and `person_column`).
+/// to (`PluginInstance` holds authenticators, whose sabi_trait gained five methods, and
+/// resolvers, whose sabi_trait gained `self_check`, `login_names_of` and `password_roles`;
+/// `init` takes the host's services, whose sabi_trait gained `setting`, `setting_path`,
+/// `hash_secret`, `call_time_left_ms`, `persons_by_column`, `person_column`,
+/// `account_login_names` and `unindexed_login_columns`).
 ///
 /// These are real, usable types: a plugin built from them is a 1.0 plugin byte for byte (the
 /// test fixture `v1-0-plugin` is one), which is how the 1.0-in-1.1 test is kept honest.
@@ -201,7 +202,8 @@ pub fn init_plugin_module(header: &'static LibHeader) -> Result<PluginModRef, Li
             // same holds for the authenticators' vtables its `init` returns: a sabi_trait
             // vtable is a prefix type, and the methods 1.1 appended have default bodies, which
             // the host runs when the plugin's vtable has no entry for them; and for its
-            // resolvers' vtables (1.1 appended `self_check`, with a default body). The host
+            // resolvers' vtables (1.1 appended `self_check`, `login_names_of` and
+            // `password_roles`, each with a default body). The host
             // hands `init` its current services, whose vtable is a prefix type that begins
             // with 1.0's methods: the plugin reads only those.
             Ok(PluginModRef::from_prefix_ref(unsafe { old.0.cast() }))

@@ -274,6 +274,15 @@ async fn a_resolver_that_cant_list_login_names_fails_password_checks_unless_opti
         "nothing changed"
     );
     assert_eq!(required.login_status("carol", CAROL_CENTRAL), 200);
+    // With RejectNames off for the item, the resolver's names aren't needed: the check goes on.
+    required
+        .store
+        .set_parameter(r"PRP\PasswordPolicy\Default\RejectNames", Some("0"))
+        .await
+        .expect("param");
+    let carol = Client::password(&required.server, "carol", CAROL_CENTRAL);
+    let (s, v) = carol.call("POST", "/api/password-items/check", Some(body.clone()));
+    assert_eq!(s, 200, "RejectNames off: {v}");
     drop(required);
 
     let optional = Portal::start_with(&Backend::Sqlite, options(true), |_| async {}).await;

@@ -392,6 +392,17 @@ prp_tests::on_each_backend! {
         for t in tasks {
             t.await.expect("join").unwrap_or_else(|e| panic!("[{tag}] {e}"));
         }
+        // Nothing lost: every attempt that failed is still counted in `all`, every other one
+        // was taken back.
+        let failed = (0..24)
+            .flat_map(|t| (0..25).map(move |i| (t + i) % 3 == 1))
+            .filter(|f| *f)
+            .count();
+        assert_eq!(
+            store.failures("P-D", LockScope::All, 3600).await.expect("read"),
+            i64::try_from(failed).expect("small"),
+            "[{tag}]"
+        );
     }
 }
 

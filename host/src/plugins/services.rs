@@ -925,6 +925,36 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
 
+    #[test]
+    fn a_person_read_in_a_request_is_known_to_that_request_only() {
+        let alice = PersonInfo {
+            uid: "P-A".into(),
+            central_account: "alice".into(),
+            first_name: "Alice".into(),
+            last_name: "A".into(),
+            manager_uid: ROption::RNone,
+            inactive: false,
+        };
+        let one = RequestScope::new(None, Arc::default());
+        let other = RequestScope::new(None, Arc::default());
+        one.run("resolve", || {
+            RequestScope::remember(std::slice::from_ref(&alice))
+        });
+        // The same request's next call knows the person; another request, or none, doesn't.
+        assert_eq!(
+            one.run("login", || RequestScope::known_person("P-A")),
+            Some(alice)
+        );
+        assert_eq!(one.run("login", || RequestScope::known_person("P-B")), None);
+        assert_eq!(
+            other.run("login", || RequestScope::known_person("P-A")),
+            None
+        );
+        assert_eq!(RequestScope::known_person("P-A"), None);
+        // Outside a scope nothing is kept.
+        RequestScope::remember(&[]);
+    }
+
     fn read(services: &HostServicesBox, path: &str) -> Option<String> {
         services
             .parameter(path.into())

@@ -239,7 +239,8 @@ impl Store {
             let complete = got.len() == batch.len();
             counted.extend(got);
             if !complete {
-                // One refused: take back what the others counted.
+                // Refused (a statement writes all of its rows or none): take back what an
+                // earlier statement counted (PostgreSQL writes one row per statement).
                 for s in scopes
                     .iter()
                     .filter(|s| counted.iter().any(|c| c == s.name()))
@@ -262,7 +263,11 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let now = self.now();
         let all = policy.all;
-        // A scope other than `all` among them (their thresholds are the same policy's).
+        debug_assert!(
+            scopes.iter().filter(|s| **s != LockScope::All).count() <= 1,
+            "one method's scope and `all` at most"
+        );
+        // The scope other than `all` among them, if any.
         let p = policy.scope(
             scopes
                 .iter()
@@ -273,9 +278,19 @@ impl Store {
         let values: Vec<String> = (0..scopes.len())
             .map(|i| format!("($1, ${}, $2, 1, 0)", i + 7))
             .collect();
+        // All or nothing: no row is written while any of them refuses (locked, or out of
+        // tries in its window), so a refused attempt is counted nowhere, not even for the
+        // moment until it would be taken back.
         let sql = format!(
             "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
-             VALUES {}
+             SELECT * FROM (VALUES {}) AS v
+             WHERE NOT EXISTS (
+               SELECT 1 FROM prp_failure f
+               WHERE f.person_uid = $1 AND f.scope IN ({})
+                 AND (f.locked_until > $2
+                      OR (f.window_start > CASE WHEN f.scope = 'all' THEN $4 ELSE $3 END
+                          AND NOT (f.locked_until > 0 AND f.locked_until <= $2)
+                          AND f.failures >= CASE WHEN f.scope = 'all' THEN $6 ELSE $5 END)))
              ON CONFLICT (person_uid, scope) DO UPDATE SET
                failures = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
                                  OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
@@ -289,7 +304,8 @@ impl Store {
                     OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
                     OR prp_failure.failures < CASE WHEN prp_failure.scope = 'all' THEN $6 ELSE $5 END)
              RETURNING scope",
-            values.join(", ")
+            values.join(", "),
+            placeholders(7, scopes.len())
         );
         let mut query = sqlx::query_scalar(&sql)
             .bind(person_uid)
@@ -431,6 +447,22 @@ pub struct Counter<'a> {
     pub window: i64,
 }
 
+/// The longest window any scope may count over, in seconds: the largest `WindowMinutes` the
+/// parameters allow.
+fn longest_window() -> i64 {
+    SCOPES
+        .iter()
+        .filter_map(|s| {
+            let path = format!(r"{}\{}\WindowMinutes", LockoutPolicy::ROOT, s.param());
+            match crate::params_spec::spec_for(&path)?.value_type {
+                crate::params_spec::ValueType::Whole { max, .. } => Some(max * 60),
+                _ => None,
+            }
+        })
+        .max()
+        .unwrap_or(7 * 24 * 3600)
+}
+
 /// The scope and `all`, or `all` alone.
 fn both(scope: LockScope) -> Vec<LockScope> {
     if scope == LockScope::All {
@@ -504,6 +536,9 @@ impl Store {
     /// [`Self::count_failure`] for several counters (in one statement on SQLite, see
     /// [`Store::row_batches`]); the failures in each counter's window, in the order given.
     pub async fn count_failures(&self, counters: &[Counter<'_>]) -> Result<Vec<i64>, StoreError> {
+        if counters.is_empty() {
+            return Ok(Vec::new());
+        }
         // One upsert can't touch a row twice.
         let batches = if has_repeats(counters) {
             counters.chunks(1).collect()
@@ -573,6 +608,9 @@ impl Store {
 
     /// [`Self::failures`] of several counters in one statement, in the order given.
     pub async fn failures_of(&self, counters: &[Counter<'_>]) -> Result<Vec<i64>, StoreError> {
+        if counters.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = self.now();
         let wanted: Vec<String> = (0..counters.len())
             .map(|i| {
@@ -603,15 +641,33 @@ impl Store {
     /// (`subject@…`), in `scope` (and `all`), or in every scope when `scope` is `All`.
     /// Returns how many were cleared.
     pub async fn clear_subject(&self, subject: &str, scope: LockScope) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        // Counted: the counters that held something (a settled success leaves an empty row).
+        let cleared: Vec<i64> = sqlx::query_scalar(
             "DELETE FROM prp_failure WHERE (person_uid = $1 OR person_uid LIKE $2 ESCAPE '\\')
-               AND ($3 = 'all' OR scope IN ('all', $3))",
+               AND ($3 = 'all' OR scope IN ('all', $3))
+             RETURNING CAST(CASE WHEN failures > 0 OR locked_until > $4 THEN 1 ELSE 0 END AS BIGINT)",
         )
         .bind(subject)
         .bind(like_prefix(&format!("{subject}@")))
         .bind(scope.name())
-        .execute(self.pool())
+        .bind(self.now())
+        .fetch_all(self.pool())
         .await?;
+        Ok(cleared.iter().map(|&n| u64::try_from(n).unwrap_or(0)).sum())
+    }
+
+    /// Forgets failure counters that read as none: no lock in force, and a window that began
+    /// longer ago than the longest window the policy allows, so that counting starts afresh
+    /// whatever the policy is now. (Failures of names that don't exist would pile up
+    /// otherwise.)
+    pub async fn purge_stale_counters(&self) -> Result<u64, StoreError> {
+        let now = self.now();
+        let done =
+            sqlx::query("DELETE FROM prp_failure WHERE locked_until <= $1 AND window_start <= $2")
+                .bind(now)
+                .bind(now - longest_window())
+                .execute(self.pool())
+                .await?;
         Ok(done.rows_affected())
     }
 
@@ -635,5 +691,15 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_window_is_the_largest_allowed() {
+        assert_eq!(longest_window(), 10_080 * 60);
     }
 }
