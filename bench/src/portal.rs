@@ -215,9 +215,13 @@ struct ServerCounters {
     database_cpu: f64,
 }
 
-/// The CPU time of a process's live threads by name, digits dropped (`tokio-runtime-w`,
-/// `prp-hash-`, `sqlx-sqlite-worker-`), in seconds.
-fn cpu_by_thread(pid: u32) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+/// A figure of each of a process's live threads, `read` from its `/proc/<pid>/task/<tid>`
+/// folder, summed by thread name with the digits dropped (`tokio-rt-worker`, `prp-hash-`,
+/// `sqlx-sqlite-worker-`).
+fn by_thread_name(
+    pid: u32,
+    read: impl Fn(&std::path::Path) -> f64,
+) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
     let mut out = std::collections::BTreeMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let dir = task?.path();
@@ -227,39 +231,35 @@ fn cpu_by_thread(pid: u32) -> anyhow::Result<std::collections::BTreeMap<String, 
             .chars()
             .filter(|c| !c.is_ascii_digit())
             .collect();
+        *out.entry(name).or_default() += read(&dir);
+    }
+    Ok(out)
+}
+
+/// The CPU time of a process's live threads by name, in seconds (`schedstat`).
+fn cpu_by_thread(pid: u32) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    by_thread_name(pid, |dir| {
         let ns = std::fs::read_to_string(dir.join("schedstat"))
             .unwrap_or_default()
             .split_whitespace()
             .next()
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
-        *out.entry(name).or_default() += ns as f64 / 1e9;
-    }
-    Ok(out)
+        ns as f64 / 1e9
+    })
 }
 
-/// The context switches of a process's live threads by name, digits dropped: the times each
-/// gave up its core waiting for something (voluntary) or was made to (not), from
-/// `/proc/<pid>/task/*/status`.
+/// The context switches of a process's live threads by name: the times each gave up its core
+/// waiting for something (voluntary) or was made to (not), from `status`.
 fn switches_by_thread(pid: u32) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
-    let mut out = std::collections::BTreeMap::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let dir = task?.path();
-        let name: String = std::fs::read_to_string(dir.join("comm"))
+    by_thread_name(pid, |dir| {
+        std::fs::read_to_string(dir.join("status"))
             .unwrap_or_default()
-            .trim()
-            .chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect();
-        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-        let switches: f64 = status
             .lines()
             .filter(|l| l.contains("ctxt_switches:"))
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .sum();
-        *out.entry(name).or_default() += switches;
-    }
-    Ok(out)
+            .sum()
+    })
 }
 
 /// The time a process's threads whose name starts with `prefix` spent on a core and runnable

@@ -208,22 +208,7 @@ impl SelfService {
                         if owner.optional { "optional " } else { "" },
                         owner.plugin
                     );
-                    if owner.optional {
-                        tracing::warn!(plugin = %owner.plugin, resolver = %id, "{why}");
-                    } else {
-                        tracing::error!(plugin = %owner.plugin, resolver = %id, "{why}");
-                    }
-                    let _ = self
-                        .store
-                        .audit(&AuditEvent {
-                            event: "resolver.dropped",
-                            outcome: "failure",
-                            person_uid: Some(&person.uid),
-                            reason: Some(&why),
-                            actor: Some("server"),
-                            ..Default::default()
-                        })
-                        .await;
+                    self.dropped(owner, person, &why).await;
                     continue;
                 }
             };
@@ -272,6 +257,27 @@ impl SelfService {
     /// couldn't say them, so a required resolver's failure fails the request
     /// ([`PortalError::Unavailable`]); an optional one's leaves its names out, logged and
     /// audited (`resolver.dropped`) as when it can't list the person's accounts.
+    /// What a resolver failed to give for the person is left out: logged (a warning for an
+    /// optional resolver, an error for a required one) and audited as `resolver.dropped`.
+    async fn dropped(&self, owner: &ResolverInUse, person: &Person, why: &str) {
+        if owner.optional {
+            tracing::warn!(plugin = %owner.plugin, resolver = %owner.id, "{why}");
+        } else {
+            tracing::error!(plugin = %owner.plugin, resolver = %owner.id, "{why}");
+        }
+        let _ = self
+            .store
+            .audit(&AuditEvent {
+                event: "resolver.dropped",
+                outcome: "failure",
+                person_uid: Some(&person.uid),
+                reason: Some(why),
+                actor: Some("server"),
+                ..Default::default()
+            })
+            .await;
+    }
+
     async fn resolver_login_names(&self, person: &Person) -> Result<Vec<String>, PortalError> {
         let mut out = Vec::new();
         for owner in &self.resolvers {
@@ -288,18 +294,7 @@ impl SelfService {
                         "optional resolver \"{}\" (plugin {}) failed to list a person's login names, they are left out of the password rules: {e}",
                         owner.id, owner.plugin
                     );
-                    tracing::warn!(plugin = %owner.plugin, resolver = %owner.id, "{why}");
-                    let _ = self
-                        .store
-                        .audit(&AuditEvent {
-                            event: "resolver.dropped",
-                            outcome: "failure",
-                            person_uid: Some(&person.uid),
-                            reason: Some(&why),
-                            actor: Some("server"),
-                            ..Default::default()
-                        })
-                        .await;
+                    self.dropped(owner, person, &why).await;
                 }
                 Err(e) => {
                     return Err(PortalError::Unavailable(format!(

@@ -355,6 +355,34 @@ prp_tests::on_each_backend! {
 }
 
 prp_tests::on_each_backend! {
+    async fn counters_that_read_as_none_are_purged(b: Backend) {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let clock = ManualClock::at(T0);
+        let store = db.store_with(clock.clone()).await;
+        let mut policy = LockoutPolicy::default();
+        policy.password.max_failures = 1;
+        policy.password.lock = 8 * 24 * 3600;
+        // A name's failure, and a person locked for longer than any window.
+        store.count_failure("n:gone", LockScope::Password, 600).await.expect("count");
+        assert_eq!(fail(&store, "P-L", LockScope::Password, &policy).await, Some(true));
+        assert_eq!(store.purge_stale_counters().await.expect("purge"), 0, "[{tag}] all fresh");
+        clock.advance(7 * 24 * 3600 + 1);
+        // The name's row and the person's `all` row read as none: gone. The lock stays.
+        assert_eq!(store.purge_stale_counters().await.expect("purge"), 2, "[{tag}]");
+        assert!(
+            store
+                .locked_until("P-L", LockScope::Password)
+                .await
+                .expect("q")
+                .is_some(),
+            "[{tag}] a lock in force is kept"
+        );
+        assert_eq!(store.failures("n:gone", LockScope::Password, 600).await.expect("f"), 0);
+    }
+}
+
+prp_tests::on_each_backend! {
     async fn concurrent_attempts_on_one_person_never_deadlock(b: Backend) {
         // Logins of one person in parallel, each reserving, then settling one way or the
         // other, on two methods: every statement must go through (a deadlock between two
