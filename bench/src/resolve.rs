@@ -119,42 +119,36 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        println!("SearchTable lookups by two columns ({lookups} lookups, interleaved):");
-        let dir = tempfile::tempdir()?;
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("resolve.db").display()
-        );
-        let store = Store::connect(&url, Arc::new(SystemClock)).await?;
-        store.migrate().await?;
-        fill(&store, rows).await?;
-        measure(&store, rows, lookups).await?;
-        match std::env::var("PRP_TEST_POSTGRES_URL") {
-            Ok(admin) if !admin.is_empty() => {
-                sqlx::any::install_default_drivers();
-                let name = format!("prp_bench_{}", std::process::id());
-                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await?;
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await?;
-                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-                let store =
-                    Store::connect(&format!("{base}/{name}"), Arc::new(SystemClock)).await?;
-                store.migrate().await?;
-                let result = async {
-                    fill(&store, rows).await?;
-                    measure(&store, rows, lookups).await
-                }
-                .await;
-                store.pool().close().await;
-                sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await?;
-                result?;
-            }
-            _ => println!("  PostgreSQL: skipped (PRP_TEST_POSTGRES_URL is not set)"),
+    println!("SearchTable lookups by two columns ({lookups} lookups, interleaved):");
+    let dir = tempfile::tempdir()?;
+    let sqlite = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("resolve.db").display()
+    );
+    rt.block_on(one_backend(&sqlite, rows, lookups))?;
+    match std::env::var("PRP_TEST_POSTGRES_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            let db = crate::scratch::ScratchDatabase::create(&rt, &admin, "resolve")?;
+            let result = rt.block_on(one_backend(db.url(), rows, lookups));
+            db.remove(&rt)?;
+            result
         }
-        anyhow::Ok(())
-    })
+        _ => {
+            println!("  PostgreSQL: skipped (PRP_TEST_POSTGRES_URL is not set)");
+            Ok(())
+        }
+    }
+}
+
+/// Fills a fresh database at `url` and measures the lookups on it.
+async fn one_backend(url: &str, rows: i64, lookups: usize) -> anyhow::Result<()> {
+    let store = Store::connect(url, Arc::new(SystemClock)).await?;
+    store.migrate().await?;
+    let result = async {
+        fill(&store, rows).await?;
+        measure(&store, rows, lookups).await
+    }
+    .await;
+    store.pool().close().await;
+    result
 }

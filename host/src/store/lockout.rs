@@ -245,7 +245,8 @@ impl Store {
                     .iter()
                     .filter(|s| counted.iter().any(|c| c == s.name()))
                 {
-                    self.uncount(person_uid, *s).await?;
+                    self.uncount_rows(person_uid, std::slice::from_ref(s))
+                        .await?;
                 }
                 return Ok(false);
             }
@@ -253,8 +254,8 @@ impl Store {
         Ok(true)
     }
 
-    /// One upsert of the rows of `scopes`, each under its own scope's window and limit; the
-    /// scopes it counted (a row whose scope refuses is left as it was and not returned).
+    /// One upsert of the rows of `scopes`, each under its own scope's window and limit: all of
+    /// them counted (their scopes returned), or none when any refuses.
     async fn reserve_rows(
         &self,
         person_uid: &str,
@@ -280,7 +281,9 @@ impl Store {
             .collect();
         // All or nothing: no row is written while any of them refuses (locked, or out of
         // tries in its window), so a refused attempt is counted nowhere, not even for the
-        // moment until it would be taken back.
+        // moment until it would be taken back. The conflict's `WHERE` checks the same again on
+        // the row as it is when written: a concurrent attempt (PostgreSQL) may have counted
+        // since the `NOT EXISTS` read it.
         let sql = format!(
             "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
              SELECT * FROM (VALUES {}) AS v
@@ -389,16 +392,22 @@ impl Store {
         scope: LockScope,
     ) -> Result<(), StoreError> {
         for batch in self.row_batches(&both(scope)) {
-            let sql = format!(
-                "UPDATE prp_failure SET failures = failures - 1 WHERE person_uid = $1 AND scope IN ({}) AND failures > 0",
-                placeholders(2, batch.len())
-            );
-            let mut query = sqlx::query(&sql).bind(person_uid);
-            for s in batch {
-                query = query.bind(s.name());
-            }
-            query.execute(self.pool()).await?;
+            self.uncount_rows(person_uid, batch).await?;
         }
+        Ok(())
+    }
+
+    /// Takes an attempt back from each of the person's counters in `scopes`, in one statement.
+    async fn uncount_rows(&self, person_uid: &str, scopes: &[LockScope]) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE prp_failure SET failures = failures - 1 WHERE person_uid = $1 AND scope IN ({}) AND failures > 0",
+            placeholders(2, scopes.len())
+        );
+        let mut query = sqlx::query(&sql).bind(person_uid);
+        for s in scopes {
+            query = query.bind(s.name());
+        }
+        query.execute(self.pool()).await?;
         Ok(())
     }
 
@@ -412,15 +421,6 @@ impl Store {
             super::Dialect::Sqlite => vec![rows],
             super::Dialect::Postgres => rows.chunks(1).collect(),
         }
-    }
-
-    async fn uncount(&self, person_uid: &str, scope: LockScope) -> Result<(), StoreError> {
-        sqlx::query("UPDATE prp_failure SET failures = failures - 1 WHERE person_uid = $1 AND scope = $2 AND failures > 0")
-            .bind(person_uid)
-            .bind(scope.name())
-            .execute(self.pool())
-            .await?;
-        Ok(())
     }
 
     /// Clears the scope's counter and lock (after a successful login, or a password reset).
