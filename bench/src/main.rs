@@ -8,12 +8,14 @@
 //!                                                    # non-hashing endpoints
 //! cargo run --release -p prp-bench -- pages          # the web portal's page weights and render times
 //! cargo run --release -p prp-bench -- resolve        # 1M-account SearchTable lookups
+//! cargo run --release -p prp-bench -- hops           # the price of a statement and a plugin hop
 //! cargo run --release -p prp-bench -- load URL ...   # the load generator on its own
 //! cargo run --release -p prp-bench -- enumeration    # failed logins: same time every reason
 //! ```
 
 mod abi;
 mod enumeration;
+mod hops;
 mod load;
 mod pages;
 mod portal;
@@ -45,6 +47,9 @@ enum Bench {
     Pages(pages::Args),
     /// A one-million-account SearchTable searched by two columns, against the raw SQL.
     Resolve(resolve::Args),
+    /// What one hand-off between threads (a SQL statement, a plugin call's hop) costs while
+    /// the hash threads keep the cores busy, against one hash.
+    Hops(hops::Args),
     /// The load generator on its own, against any running portal.
     Load(load::Args),
     /// Failed logins for every reason, interleaved: each median against the wrong-password
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Bench::Portal(a) => portal::run(&a),
         Bench::Pages(a) => pages::run(&a),
         Bench::Resolve(a) => resolve::run(&a),
+        Bench::Hops(a) => hops::run(&a),
         Bench::Load(a) => load::run_cli(&a),
         Bench::Enumeration(a) => enumeration::run(&a),
     };

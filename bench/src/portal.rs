@@ -184,7 +184,7 @@ fn process_cpu(pid: u32, ticks: f64) -> anyhow::Result<f64> {
 
 /// The CPU time this process's live threads have used, in seconds, to the nanosecond
 /// (`/proc/self/task/*/schedstat`; threads that ended are not counted).
-fn live_threads_cpu() -> anyhow::Result<f64> {
+pub(crate) fn live_threads_cpu() -> anyhow::Result<f64> {
     let mut ns = 0u64;
     for task in std::fs::read_dir("/proc/self/task")? {
         let stat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
@@ -264,7 +264,7 @@ fn switches_by_thread(pid: u32) -> anyhow::Result<std::collections::BTreeMap<Str
 
 /// The time a process's threads whose name starts with `prefix` spent on a core and runnable
 /// but waiting for one, in seconds, to the nanosecond (`/proc/<pid>/task/*/schedstat`).
-fn threads_cpu(pid: u32, prefix: &str) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn threads_cpu(pid: u32, prefix: &str) -> anyhow::Result<(f64, f64)> {
     let (mut ns, mut waited) = (0u64, 0u64);
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let dir = task?.path();
@@ -1003,7 +1003,7 @@ fn audit_logins(rt: &tokio::runtime::Runtime, url: &str) -> anyhow::Result<i64> 
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM prp_audit WHERE event = 'login'")
             .fetch_one(store.pool())
             .await?;
-        store.pool().close().await;
+        store.close().await;
         anyhow::Ok(n)
     })
 }

@@ -149,6 +149,6 @@ async fn one_backend(url: &str, rows: i64, lookups: usize) -> anyhow::Result<()>
         measure(&store, rows, lookups).await
     }
     .await;
-    store.pool().close().await;
+    store.close().await;
     result
 }

@@ -307,7 +307,7 @@ pub async fn serve(
     if let Some(n) = notifier {
         n.stop().await;
     }
-    service.login.store.pool().close().await;
+    service.login.store.close().await;
     result
 }
 

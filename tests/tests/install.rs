@@ -122,7 +122,7 @@ async fn installs_and_serves_from_the_documented_layout() {
     prp_host::demo::create_identity_schema(&store)
         .await
         .expect("identity schema");
-    store.pool().close().await;
+    store.close().await;
     let out = run(&root, &["token", "new"]);
     assert!(out.status.success(), "{}", prp_tests::stderr(&out));
     let printed = prp_tests::stdout(&out);

@@ -1164,3 +1164,49 @@ prp_tests::on_each_backend! {
         assert_eq!(e.kind, ErrorKind::CONFIG, "[{tag}] {e}");
     }
 }
+
+/// The store keeps connections warm between statements instead of the pool's ping after each
+/// (`store::WarmConnections`). A PostgreSQL server that drops them (a restart, a failover, an
+/// operator's `pg_terminate_backend`) must not fail requests that come after a moment's quiet:
+/// a connection idle longer than `ALIVE_BYPASS` is pinged first, and a connection that failed
+/// is never kept.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(prp_postgres),
+    ignore = "PRP_TEST_POSTGRES_URL was not set when the tests were built: no PostgreSQL run"
+)]
+async fn warm_connections_a_postgres_server_dropped_are_replaced() {
+    let db = TestDb::new(&prp_tests::Backend::postgres()).await;
+    let store = db.store().await;
+    let kill_all = || async {
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .expect("connect");
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut admin)
+        .await
+        .expect("terminate");
+    };
+    store.parameters().await.expect("a first read");
+    assert!(store.db().idle_count() >= 1);
+
+    // After a moment's quiet, the dropped connection is found by its ping and replaced.
+    kill_all().await;
+    tokio::time::sleep(prp_host::store::warm::ALIVE_BYPASS * 2).await;
+    store
+        .parameters()
+        .await
+        .expect("a read after the connections were dropped");
+
+    // Right away, a statement may meet the dropped connection and fail; the connection is
+    // then let go, and the next statement works.
+    kill_all().await;
+    let _ = store.parameters().await;
+    store
+        .parameters()
+        .await
+        .expect("the read after a failed one");
+}

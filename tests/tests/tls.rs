@@ -196,7 +196,7 @@ async fn https_scene(host: serde_json::Value) -> (Scene, PathBuf) {
         .await
         .expect("identity schema");
     prp_tests::store_token(&store, prp_tests::TEST_TOKEN).await;
-    store.pool().close().await;
+    store.close().await;
     let config = scene.portal_config(
         "sqlite://prp.db?mode=rwc",
         Some(prp_tests::TEST_TOKEN),

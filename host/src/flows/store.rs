@@ -45,7 +45,7 @@ impl Store {
         .bind(i64::from(attempt.full_grant))
         .bind(now)
         .bind(now + lifetime)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -59,7 +59,7 @@ impl Store {
         )
         .bind(token_digest)
         .bind(self.now())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -77,7 +77,7 @@ impl Store {
     pub async fn purge_expired_attempts(&self) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM prp_login_attempt WHERE expires_at <= $1")
             .bind(self.now())
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected())
     }
@@ -88,7 +88,7 @@ impl Store {
             "SELECT method, data, pending, enrolled_at FROM prp_factor WHERE person_uid = $1 ORDER BY method",
         )
         .bind(person_uid)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -130,7 +130,7 @@ impl Store {
         .bind(method)
         .bind(sealed)
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -155,7 +155,7 @@ impl Store {
         .bind(sealed_pending)
         .bind(used)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -177,7 +177,7 @@ impl Store {
         .bind(method)
         .bind(counter)
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -187,7 +187,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM prp_factor WHERE person_uid = $1 AND method = $2")
             .bind(person_uid)
             .bind(method)
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() > 0)
     }

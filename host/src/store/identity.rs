@@ -234,7 +234,7 @@ impl Dialect {
         };
         Ok(sqlx::query_scalar(sql)
             .bind(name)
-            .fetch_optional(store.pool())
+            .fetch_optional(store.db())
             .await?)
     }
 
@@ -275,7 +275,7 @@ impl Dialect {
                  ORDER BY c.ordinal_position"
             }
         };
-        let rows = sqlx::query(sql).bind(table).fetch_all(store.pool()).await?;
+        let rows = sqlx::query(sql).bind(table).fetch_all(store.db()).await?;
         rows.iter()
             .map(|r| {
                 Ok(ColumnInfo {
@@ -306,7 +306,7 @@ impl Dialect {
                  WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = current_schema() AND tc.table_name = $1"
             }
         };
-        let rows = sqlx::query(sql).bind(table).fetch_all(store.pool()).await?;
+        let rows = sqlx::query(sql).bind(table).fetch_all(store.db()).await?;
         rows.iter()
             .map(|r| {
                 let ref_col: Option<String> = r.try_get("ref_col")?;
@@ -578,7 +578,7 @@ impl Store {
         let name = fold_login_name(&search.login_name);
         let rows = sqlx::query(&t.lookup_sql)
             .bind(&name)
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
         let mut out: Vec<AccountRow> = Vec::with_capacity(rows.len());
         // Columns: k, account_uid, person_uid, then DisabledBy flags, then EnabledBy flags.
@@ -633,7 +633,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(person_uid)
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
         let mut out: Vec<String> = Vec::new();
         for r in &rows {
@@ -687,7 +687,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(fold_login_name(login_name))
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
         rows.iter().map(Self::person_from).collect()
     }
@@ -764,7 +764,7 @@ impl Store {
             format!("CAST({} AS TEXT)", quote(&column))
         };
         let sql = format!("{} WHERE {lhs} = $1", self.person_select());
-        let rows = sqlx::query(&sql).bind(value).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(&sql).bind(value).fetch_all(self.db()).await?;
         rows.iter().map(Self::person_from).collect()
     }
 
@@ -782,7 +782,7 @@ impl Store {
         );
         let row: Option<Option<String>> = sqlx::query_scalar(&sql)
             .bind(uid)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.db())
             .await?;
         Ok(row.flatten())
     }
@@ -791,7 +791,7 @@ impl Store {
         let sql = format!("{} WHERE \"UID_Person\" = $1", self.person_select());
         let row = sqlx::query(&sql)
             .bind(uid)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.db())
             .await?;
         row.as_ref().map(Self::person_from).transpose()
     }
@@ -848,7 +848,7 @@ impl Store {
             ),
         }
         .bind(table)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         let normalize = |s: &str| {
             s.to_ascii_lowercase()
@@ -896,11 +896,11 @@ mod tests {
              \"FirstName\" VARCHAR(256), \"LastName\" VARCHAR(256), \"UID_PersonHead\" VARCHAR(38),
              \"IsInActive\" BOOLEAN NOT NULL DEFAULT FALSE, \"PersonnelNumber\" INTEGER)",
         )
-        .execute(store.pool())
+        .execute(store.db())
         .await
         .unwrap();
         sqlx::query("INSERT INTO \"Person\" (\"UID_Person\", \"CentralAccount\", \"PersonnelNumber\") VALUES ('P-1', 'one', 42)")
-            .execute(store.pool())
+            .execute(store.db())
             .await
             .unwrap();
         let reads = || store.identity.person_reads.load(Ordering::Relaxed);

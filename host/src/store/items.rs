@@ -154,7 +154,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(person_uid)
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
         rows.iter()
             .map(|r| {
@@ -180,7 +180,7 @@ impl Store {
         )
         .bind(source)
         .bind(account_uid)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?)
     }
 
@@ -206,7 +206,7 @@ impl Store {
         )
         .bind(source)
         .bind(account_uid)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?
         .iter()
         .map(stored)
@@ -217,7 +217,7 @@ impl Store {
         .bind(source)
         .bind(account_uid)
         .bind((count.saturating_sub(1)) as i64)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         for r in &earlier {
             out.push(stored(r)?);
@@ -382,7 +382,7 @@ impl Store {
         .bind(body)
         .bind(secret)
         .bind(data.map(|d| d.to_string()))
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -396,7 +396,7 @@ impl Store {
             "SELECT kind, subject, body, secret FROM prp_notification_outbox WHERE recipient_uid = $1 ORDER BY id",
         )
         .bind(recipient_uid)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         rows.iter()
             .map(|r| {
@@ -417,7 +417,7 @@ impl Store {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query("SELECT source, account_uid FROM prp_provisioning_outbox WHERE person_uid = $1 ORDER BY id")
             .bind(person_uid)
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("source")?, r.try_get("account_uid")?)))

@@ -216,7 +216,7 @@ impl Store {
         .bind(person_uid)
         .bind(scope.name())
         .bind(self.now())
-        .fetch_one(self.pool())
+        .fetch_one(self.db())
         .await?;
         Ok(until)
     }
@@ -320,7 +320,7 @@ impl Store {
         for s in scopes {
             query = query.bind(s.name());
         }
-        Ok(query.fetch_all(self.pool()).await?)
+        Ok(query.fetch_all(self.db()).await?)
     }
 
     /// After a wrong secret: the attempt stays counted, and a scope whose tries are spent is
@@ -353,7 +353,7 @@ impl Store {
             for s in batch {
                 query = query.bind(s.name());
             }
-            locked |= !query.fetch_all(self.pool()).await?.is_empty();
+            locked |= !query.fetch_all(self.db()).await?.is_empty();
         }
         Ok(locked)
     }
@@ -380,7 +380,7 @@ impl Store {
             for s in batch {
                 query = query.bind(s.name());
             }
-            query.execute(self.pool()).await?;
+            query.execute(self.db()).await?;
         }
         Ok(())
     }
@@ -407,7 +407,7 @@ impl Store {
         for s in scopes {
             query = query.bind(s.name());
         }
-        query.execute(self.pool()).await?;
+        query.execute(self.db()).await?;
         Ok(())
     }
 
@@ -432,7 +432,7 @@ impl Store {
         sqlx::query("DELETE FROM prp_failure WHERE person_uid = $1 AND scope = $2")
             .bind(person_uid)
             .bind(scope.name())
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
         Ok(())
     }
@@ -585,7 +585,7 @@ impl Store {
                 .bind(c.scope.name())
                 .bind(now - c.window);
         }
-        let rows = query.fetch_all(self.pool()).await?;
+        let rows = query.fetch_all(self.db()).await?;
         Ok(in_order(counters, &rows))
     }
 
@@ -633,7 +633,7 @@ impl Store {
                 .bind(c.scope.name())
                 .bind(now - c.window);
         }
-        let rows = query.fetch_all(self.pool()).await?;
+        let rows = query.fetch_all(self.db()).await?;
         Ok(in_order(counters, &rows))
     }
 
@@ -651,7 +651,7 @@ impl Store {
         .bind(like_prefix(&format!("{subject}@")))
         .bind(scope.name())
         .bind(self.now())
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         Ok(cleared.iter().map(|&n| u64::try_from(n).unwrap_or(0)).sum())
     }
@@ -666,7 +666,7 @@ impl Store {
             sqlx::query("DELETE FROM prp_failure WHERE locked_until <= $1 AND window_start <= $2")
                 .bind(now)
                 .bind(now - longest_window())
-                .execute(self.pool())
+                .execute(self.db())
                 .await?;
         Ok(done.rows_affected())
     }
@@ -679,7 +679,7 @@ impl Store {
         )
         .bind(nonce)
         .bind(expires_at)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -688,7 +688,7 @@ impl Store {
     pub async fn purge_spent_pow(&self) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM prp_pow_spent WHERE expires_at <= $1")
             .bind(self.now())
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected())
     }

@@ -12,6 +12,7 @@ mod notify;
 mod params;
 mod secrets;
 mod sessions;
+pub mod warm;
 
 pub use audit::{AuditEvent, AuditRecord, AuditWriter};
 pub use identity::{
@@ -30,6 +31,7 @@ pub use notify::{DeliveryState, OutboxEntry, OutboxMessage, OutboxState, Recipie
 pub use params::{ApiKeyScope, ApiKeyValue, Parameter, ParameterSnapshot, ParameterView};
 pub use secrets::{AnswerOutcome, Consumption, PasscodeOutcome, QuestionRow, StoredPassword};
 pub use sessions::{NewSession, Session, SessionKind};
+pub use warm::WarmConnections;
 
 use crate::clock::Clock;
 use sqlx::any::AnyPoolOptions;
@@ -42,6 +44,11 @@ use std::time::Duration;
 /// that can't connect (the server is down) keeps retrying for this long, so it is also how long
 /// a request waits while the database is away. SQLite's busy timeout (5 s) bounds a write lock.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The pool's size, and how many of its connections are kept warm between statements
+/// ([`WarmConnections`]); the others serve transactions and bursts.
+const POOL_SIZE: u32 = 16;
+const WARM_CONNECTIONS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -88,6 +95,8 @@ impl Dialect {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where the statements run: connections kept warm between them, in front of `pool`.
+    warm: WarmConnections,
     dialect: Dialect,
     clock: Arc<dyn Clock>,
     identity: Arc<identity::IdentitySchema>,
@@ -101,7 +110,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of_url(url).ok_or(StoreError::Unsupported)?;
         let mut options = AnyPoolOptions::new()
-            .max_connections(16)
+            .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT);
         if dialect == Dialect::Sqlite {
             // A SQLite connection lives in this process: a ping before each statement (a round
@@ -132,6 +141,11 @@ impl Store {
 
     pub fn from_pool(pool: AnyPool, dialect: Dialect, clock: Arc<dyn Clock>) -> Self {
         Self {
+            warm: WarmConnections::new(
+                pool.clone(),
+                WARM_CONNECTIONS,
+                dialect == Dialect::Postgres,
+            ),
             pool,
             dialect,
             clock,
@@ -156,14 +170,14 @@ impl Store {
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'",
             ),
         }
-        .fetch_one(&self.pool)
+        .fetch_one(self.db())
         .await?
             > 0;
         // No migrations table yet means nothing was applied.
         let applied: Vec<i64> = if has_table {
             sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success = $1")
                 .bind(true)
-                .fetch_all(&self.pool)
+                .fetch_all(self.db())
                 .await?
         } else {
             Vec::new()
@@ -177,8 +191,20 @@ impl Store {
             .collect())
     }
 
+    /// The pool itself: for transactions and operators' tools. Statements run on [`Self::db`].
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The executor of the portal's statements: a connection kept warm between statements.
+    pub fn db(&self) -> &WarmConnections {
+        &self.warm
+    }
+
+    /// Gives the warm connections back and closes the pool (waiting for what is in use).
+    pub async fn close(&self) {
+        self.warm.release_all();
+        self.pool.close().await;
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -151,7 +151,7 @@ impl Store {
             .bind(now + lease)
             .bind(now)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
         let mut out = rows
             .iter()
@@ -189,7 +189,7 @@ impl Store {
         .bind(id)
         .bind(self.now())
         .bind(message_id)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -211,7 +211,7 @@ impl Store {
         .bind(worker)
         .bind(next_attempt_at)
         .bind(error)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -225,7 +225,7 @@ impl Store {
         )
         .bind(id)
         .bind(worker)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -246,7 +246,7 @@ impl Store {
         .bind(id)
         .bind(self.now())
         .bind(reason)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -259,7 +259,7 @@ impl Store {
              FROM prp_notification_outbox WHERE recipient_uid = $1 ORDER BY id",
         )
         .bind(recipient_uid)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         rows.iter()
             .map(|r| {
@@ -305,7 +305,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(limit.max(0))
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
         let mut out = rows
             .iter()
@@ -349,7 +349,7 @@ impl Store {
                 "SELECT COUNT(*) FROM prp_notification_outbox WHERE {}",
                 state.condition()
             );
-            let n: i64 = sqlx::query_scalar(&sql).fetch_one(self.pool()).await?;
+            let n: i64 = sqlx::query_scalar(&sql).fetch_one(self.db()).await?;
             out.push((state, n));
         }
         Ok(out)
@@ -393,7 +393,7 @@ impl Store {
         );
         let Some(r) = sqlx::query(&sql)
             .bind(uid)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.db())
             .await?
         else {
             return Ok(None);
@@ -419,7 +419,7 @@ impl Store {
             "SELECT person_uid, expires_at FROM prp_passcode WHERE half_notification_id = $1",
         )
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         row.map(|r| Ok((r.try_get("person_uid")?, r.try_get("expires_at")?)))
             .transpose()

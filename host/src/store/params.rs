@@ -245,7 +245,7 @@ impl Store {
     /// All parameters as they are now (one query; the table holds dozens of rows).
     pub async fn parameters(&self) -> Result<ParameterSnapshot, StoreError> {
         let rows = sqlx::query("SELECT path_key, path, value, enabled FROM prp_parameter")
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
         let mut map = HashMap::with_capacity(rows.len());
         for r in rows {
@@ -297,7 +297,7 @@ impl Store {
         .bind(&path)
         .bind(value)
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -319,7 +319,7 @@ impl Store {
         .bind(&path)
         .bind(flag(enabled))
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -545,7 +545,7 @@ impl Store {
         .bind(spec.name)
         .bind(&value)
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -556,7 +556,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM prp_api_key WHERE scope = $1 AND name_key = $2")
             .bind(scope.column())
             .bind(spec.name.to_ascii_lowercase())
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -573,7 +573,7 @@ impl Store {
             )
             .bind(scope.column())
             .bind(spec.name.to_ascii_lowercase())
-            .fetch_optional(self.pool())
+            .fetch_optional(self.db())
             .await?;
             if let Some(value) = v {
                 return Ok(ApiKeyValue {

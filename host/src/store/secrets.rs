@@ -219,7 +219,7 @@ impl Store {
     pub async fn passcode(&self, person_uid: &str) -> Result<Option<(String, i64)>, StoreError> {
         let row = sqlx::query("SELECT hash, expires_at FROM prp_passcode WHERE person_uid = $1")
             .bind(person_uid)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.db())
             .await?;
         row.map(|r| Ok((r.try_get("hash")?, r.try_get("expires_at")?)))
             .transpose()
@@ -237,7 +237,7 @@ impl Store {
         )
         .bind(person_uid)
         .bind(hash)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         match failures {
             Some(n) if n >= max_guesses => {
@@ -276,7 +276,7 @@ impl Store {
              WHERE person_uid = $1 ORDER BY sort_order, id",
         )
         .bind(person_uid)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         rows.iter()
             .map(|r| {
@@ -304,7 +304,7 @@ impl Store {
             "SELECT COALESCE(MAX(sort_order), 0) + 1 FROM prp_question WHERE person_uid = $1",
         )
         .bind(person_uid)
-        .fetch_one(self.pool())
+        .fetch_one(self.db())
         .await?;
         sqlx::query(
             "INSERT INTO prp_question (id, person_uid, question, answer_hash, sort_order, failures, locked, created_at)
@@ -316,7 +316,7 @@ impl Store {
         .bind(answer_hash)
         .bind(next)
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(id)
     }
@@ -337,7 +337,7 @@ impl Store {
         .bind(id)
         .bind(person_uid)
         .bind(max_failures)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         Ok(reserved.is_some())
     }
@@ -348,7 +348,7 @@ impl Store {
             "UPDATE prp_question SET failures = failures - 1 WHERE id = $1 AND failures > 0",
         )
         .bind(id)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -364,7 +364,7 @@ impl Store {
         )
         .bind(id)
         .bind(max_failures)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         Ok(locked.is_some())
     }
@@ -379,7 +379,7 @@ impl Store {
             sqlx::query("DELETE FROM prp_question WHERE person_uid = $1 AND id = $2")
                 .bind(person_uid)
                 .bind(id)
-                .execute(self.pool())
+                .execute(self.db())
                 .await?;
         }
         Ok(())
@@ -404,7 +404,7 @@ impl Store {
         .bind(person_uid)
         .bind(hash)
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -422,7 +422,7 @@ impl Store {
         .bind(source)
         .bind(account_uid)
         .bind(person_uid)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?)
     }
 
@@ -439,7 +439,7 @@ impl Store {
         .bind(source)
         .bind(account_uid)
         .bind(person_uid)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         row.map(|r| {
             Ok(StoredPassword {
@@ -466,7 +466,7 @@ impl Store {
         .bind(account_uid)
         .bind(old_hash)
         .bind(new_hash)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -495,12 +495,12 @@ impl Store {
         )
         .bind(name)
         .bind(crate::security::random_token())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(
             sqlx::query_scalar("SELECT value FROM prp_secret WHERE name = $1")
                 .bind(name)
-                .fetch_one(self.pool())
+                .fetch_one(self.db())
                 .await?,
         )
     }
@@ -585,7 +585,7 @@ impl Store {
         let mut out = Vec::new();
         let uids: Vec<String> = sqlx::query_scalar("SELECT CAST(\"UID_Person\" AS TEXT) FROM \"Person\" WHERE \"UID_PersonHead\" = $1 ORDER BY 1")
             .bind(manager_uid)
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
         for uid in uids {
             if let Some(p) = self.person(&uid).await? {

@@ -92,7 +92,7 @@ impl Store {
         .bind(now)
         .bind(expires_at)
         .bind(crate::security::token_digest(&csrf_token))
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(NewSession {
             token,
@@ -180,7 +180,7 @@ impl Store {
         .bind(crate::security::token_digest(token))
         .bind(now)
         .bind(now - idle)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         row.map(|r| {
             Ok(Session {
@@ -203,7 +203,7 @@ impl Store {
         )
         .bind(token_hash)
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }

@@ -1,0 +1,279 @@
+//! `prp-bench hops`: what one hand-off between threads costs while the hash threads keep both
+//! cores busy, as they do in a saturation run. A login's CPU beyond its hash is mostly such
+//! hand-offs (a SQL statement is a round trip to the SQLite connection's thread, a plugin call
+//! one to a blocking thread); this prices each kind against one hash, measured side by side in
+//! the same run, so that a login's floor can be read off its counts of each.
+
+use crate::portal::{live_threads_cpu, threads_cpu};
+use crate::scratch::ScratchDatabase;
+use prp_host::clock::SystemClock;
+use prp_host::security::Hasher;
+use prp_host::store::Store;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Length of each case, in seconds
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Also price the statements on a fresh PostgreSQL database created through this admin URL
+    /// (e.g. postgres://postgres@127.0.0.1:5432/postgres); PostgreSQL's own processes are not
+    /// counted
+    #[arg(long)]
+    postgres: Option<String>,
+}
+
+/// Names of the threads that make the load; their CPU is the hashes', not the cases'.
+const LOAD_THREAD: &str = "hops-load";
+const HASH_THREAD: &str = "prp-hash-";
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    // The server's runtime: one worker per core, blocking threads on demand.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let dir = tempfile::tempdir()?;
+    let sqlite = format!("sqlite://{}/hops.db?mode=rwc", dir.path().display());
+    let scratch = match &args.postgres {
+        Some(admin) => Some(ScratchDatabase::create(&rt, admin, "hops")?),
+        None => None,
+    };
+    let mut databases = vec![("SQLite", sqlite)];
+    if let Some(db) = &scratch {
+        databases.push(("PostgreSQL", db.url().to_owned()));
+    }
+    let load = HashLoad::start(2)?;
+    let seconds = Duration::from_secs(args.seconds);
+    println!(
+        "hops: each case runs {} s on the server's runtime while two hash threads verify back to back; \
+         CPU per operation is that of every thread but the hashes' and their drivers'",
+        args.seconds
+    );
+    let mut priced = Vec::new();
+    let nothing = measure(
+        &rt,
+        &load,
+        "an await that is ready (the loop itself)",
+        seconds,
+        || async {},
+    )?;
+    priced.push(nothing);
+    priced.push(measure(
+        &rt,
+        &load,
+        "a hop to a blocking thread and back (a plugin call's)",
+        seconds,
+        || async {
+            let _ = tokio::task::spawn_blocking(|| ()).await;
+        },
+    )?);
+    for (name, url) in &databases {
+        let store = rt.block_on(Store::connect(url, Arc::new(SystemClock)))?;
+        let pool = store.pool().clone();
+        priced.push(measure(
+            &rt,
+            &load,
+            &format!("{name}: SELECT 1 through sqlx's pool (a ping after each)"),
+            seconds,
+            move || {
+                let pool = pool.clone();
+                async move {
+                    let _ = sqlx::query("SELECT 1").execute(&pool).await;
+                }
+            },
+        )?);
+        rt.block_on(async {
+            sqlx::query("CREATE TABLE IF NOT EXISTS prp_bench_hops (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)")
+                .execute(store.pool())
+                .await?;
+            sqlx::query("INSERT INTO prp_bench_hops (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+                .execute(store.pool())
+                .await
+        })?;
+        let pool = store.pool().clone();
+        priced.push(measure(
+            &rt,
+            &load,
+            &format!("{name}: UPDATE of one row through sqlx's pool"),
+            seconds,
+            move || {
+                let pool = pool.clone();
+                async move {
+                    let _ = sqlx::query("UPDATE prp_bench_hops SET n = n + 1 WHERE id = 1")
+                        .execute(&pool)
+                        .await;
+                }
+            },
+        )?);
+        let warm = store.clone();
+        priced.push(measure(
+            &rt,
+            &load,
+            &format!("{name}: SELECT 1 on the store's warm connections (the server's statements)"),
+            seconds,
+            move || {
+                let warm = warm.clone();
+                async move {
+                    let _ = sqlx::query("SELECT 1").execute(warm.db()).await;
+                }
+            },
+        )?);
+        let warm = store.clone();
+        priced.push(measure(
+            &rt,
+            &load,
+            &format!("{name}: UPDATE of one row on the store's warm connections"),
+            seconds,
+            move || {
+                let warm = warm.clone();
+                async move {
+                    let _ = sqlx::query("UPDATE prp_bench_hops SET n = n + 1 WHERE id = 1")
+                        .execute(warm.db())
+                        .await;
+                }
+            },
+        )?);
+        let held = Arc::new(tokio::sync::Mutex::new(
+            rt.block_on(store.pool().acquire())?,
+        ));
+        priced.push(measure(
+            &rt,
+            &load,
+            &format!("{name}: SELECT 1 on a connection held across statements"),
+            seconds,
+            move || {
+                let held = Arc::clone(&held);
+                async move {
+                    let mut conn = held.lock().await;
+                    let _ = sqlx::query("SELECT 1").execute(&mut **conn).await;
+                }
+            },
+        )?);
+        rt.block_on(store.close());
+    }
+    load.stop();
+    let hash = priced.iter().map(|p| p.hash_cpu).sum::<f64>() / priced.len() as f64;
+    println!("  one hash: {:.2} ms CPU (mean over the cases)", 1e3 * hash);
+    for p in &priced {
+        println!(
+            "  {:<72} {:>9.0}/s  {:>7.1} µs CPU = {:>5.2} % of one hash",
+            p.name,
+            p.per_second,
+            1e6 * p.cpu,
+            100.0 * p.cpu / hash
+        );
+    }
+    drop(rt);
+    if let Some(db) = scratch {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        db.remove(&rt)?;
+    }
+    Ok(())
+}
+
+/// Two threads verifying back to back through the portal's [`Hasher`], as the saturated
+/// server's hash threads do, until stopped.
+struct HashLoad {
+    stop: Arc<AtomicBool>,
+    verifies: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl HashLoad {
+    fn start(workers: usize) -> anyhow::Result<Self> {
+        let hasher = Arc::new(Hasher::new(workers, Hasher::MIN_MEMORY_KIB, 2)?);
+        let phc = hasher.hash("some password")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let verifies = Arc::new(AtomicU64::new(0));
+        let threads = (0..workers)
+            .map(|i| {
+                let (h, phc) = (Arc::clone(&hasher), phc.clone());
+                let (stop, verifies) = (Arc::clone(&stop), Arc::clone(&verifies));
+                std::thread::Builder::new()
+                    .name(format!("{LOAD_THREAD}{i}"))
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            std::hint::black_box(h.verify(&phc, "another password"));
+                            verifies.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            stop,
+            verifies,
+            threads,
+        })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One case's price.
+struct Priced {
+    name: String,
+    per_second: f64,
+    /// CPU per operation beyond the hashes, seconds.
+    cpu: f64,
+    /// One hash's CPU on the hash threads during the case, seconds.
+    hash_cpu: f64,
+}
+
+/// Runs `op` back to back from one task on the runtime for `seconds`.
+fn measure<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    load: &HashLoad,
+    name: &str,
+    seconds: Duration,
+    op: F,
+) -> anyhow::Result<Priced>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let pid = std::process::id();
+    // Warm up: connections made, statements prepared, blocking threads spawned.
+    let op = Arc::new(op);
+    let warm = Arc::clone(&op);
+    rt.block_on(rt.spawn(async move {
+        for _ in 0..100 {
+            warm().await;
+        }
+    }))?;
+    let cpu_of = || -> anyhow::Result<(f64, f64)> {
+        let all = live_threads_cpu()?;
+        let hashes = threads_cpu(pid, HASH_THREAD)?.0;
+        let drivers = threads_cpu(pid, LOAD_THREAD)?.0;
+        Ok((all - hashes - drivers, hashes))
+    };
+    let (cpu_before, hash_before) = cpu_of()?;
+    let verifies_before = load.verifies.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let ops = rt.block_on(rt.spawn(async move {
+        let mut n = 0u64;
+        while start.elapsed() < seconds {
+            op().await;
+            n += 1;
+        }
+        n
+    }))?;
+    let wall = start.elapsed().as_secs_f64();
+    let (cpu_after, hash_after) = cpu_of()?;
+    let verifies = load.verifies.load(Ordering::Relaxed) - verifies_before;
+    anyhow::ensure!(ops > 0 && verifies > 0, "{name}: nothing was measured");
+    Ok(Priced {
+        name: name.to_owned(),
+        per_second: ops as f64 / wall,
+        cpu: (cpu_after - cpu_before) / ops as f64,
+        hash_cpu: (hash_after - hash_before) / verifies as f64,
+    })
+}
