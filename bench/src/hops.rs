@@ -23,6 +23,16 @@ pub struct Args {
     /// counted
     #[arg(long)]
     postgres: Option<String>,
+    /// Tasks running the operation at once (4 is the saturation run's clients)
+    #[arg(long, default_value_t = 1)]
+    tasks: usize,
+}
+
+/// How each case runs.
+#[derive(Clone, Copy)]
+struct Run {
+    seconds: Duration,
+    tasks: usize,
 }
 
 /// Names of the threads that make the load; their CPU is the hashes', not the cases'.
@@ -45,43 +55,44 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         databases.push(("PostgreSQL", db.url().to_owned()));
     }
     let load = HashLoad::start(2)?;
-    let seconds = Duration::from_secs(args.seconds);
+    let run = Run {
+        seconds: Duration::from_secs(args.seconds),
+        tasks: args.tasks.max(1),
+    };
     println!(
-        "hops: each case runs {} s on the server's runtime while two hash threads verify back to back; \
+        "hops: each case runs {} s from {} task(s) on the server's runtime while two hash threads verify back to back; \
          CPU per operation is that of every thread but the hashes' and their drivers'",
-        args.seconds
+        args.seconds,
+        run.tasks
     );
     let mut priced = Vec::new();
     let nothing = measure(
         &rt,
         &load,
         "an await that is ready (the loop itself)",
-        seconds,
-        || async {},
+        run,
+        || async { true },
     )?;
     priced.push(nothing);
     priced.push(measure(
         &rt,
         &load,
         "a hop to a blocking thread and back (a plugin call's)",
-        seconds,
-        || async {
-            let _ = tokio::task::spawn_blocking(|| ()).await;
-        },
+        run,
+        || async { tokio::task::spawn_blocking(|| ()).await.is_ok() },
     )?);
     for (name, url) in &databases {
         let store = rt.block_on(Store::connect(url, Arc::new(SystemClock)))?;
+        rt.block_on(store.migrate())?;
         let pool = store.pool().clone();
         priced.push(measure(
             &rt,
             &load,
             &format!("{name}: SELECT 1 through sqlx's pool (a ping after each)"),
-            seconds,
+            run,
             move || {
                 let pool = pool.clone();
-                async move {
-                    let _ = sqlx::query("SELECT 1").execute(&pool).await;
-                }
+                async move { sqlx::query("SELECT 1").execute(&pool).await.is_ok() }
             },
         )?);
         rt.block_on(async {
@@ -97,13 +108,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             &rt,
             &load,
             &format!("{name}: UPDATE of one row through sqlx's pool"),
-            seconds,
+            run,
             move || {
                 let pool = pool.clone();
                 async move {
-                    let _ = sqlx::query("UPDATE prp_bench_hops SET n = n + 1 WHERE id = 1")
+                    sqlx::query("UPDATE prp_bench_hops SET n = n + 1 WHERE id = 1")
                         .execute(&pool)
-                        .await;
+                        .await
+                        .is_ok()
                 }
             },
         )?);
@@ -112,12 +124,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             &rt,
             &load,
             &format!("{name}: SELECT 1 on the store's warm connections (the server's statements)"),
-            seconds,
+            run,
             move || {
                 let warm = warm.clone();
-                async move {
-                    let _ = sqlx::query("SELECT 1").execute(warm.db()).await;
-                }
+                async move { sqlx::query("SELECT 1").execute(warm.db()).await.is_ok() }
             },
         )?);
         let warm = store.clone();
@@ -125,14 +135,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             &rt,
             &load,
             &format!("{name}: UPDATE of one row on the store's warm connections"),
-            seconds,
+            run,
             move || {
                 let warm = warm.clone();
                 async move {
-                    let _ = sqlx::query("UPDATE prp_bench_hops SET n = n + 1 WHERE id = 1")
+                    sqlx::query("UPDATE prp_bench_hops SET n = n + 1 WHERE id = 1")
                         .execute(warm.db())
-                        .await;
+                        .await
+                        .is_ok()
                 }
+            },
+        )?);
+        let real = store.clone();
+        priced.push(measure(
+            &rt,
+            &load,
+            &format!("{name}: a login's parameter read (Store::parameters, one statement)"),
+            run,
+            move || {
+                let real = real.clone();
+                async move { real.parameters().await.is_ok() }
             },
         )?);
         let held = Arc::new(tokio::sync::Mutex::new(
@@ -142,12 +164,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             &rt,
             &load,
             &format!("{name}: SELECT 1 on a connection held across statements"),
-            seconds,
+            run,
             move || {
                 let held = Arc::clone(&held);
                 async move {
                     let mut conn = held.lock().await;
-                    let _ = sqlx::query("SELECT 1").execute(&mut **conn).await;
+                    sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok()
                 }
             },
         )?);
@@ -228,21 +250,39 @@ struct Priced {
     hash_cpu: f64,
 }
 
-/// Runs `op` back to back from one task on the runtime for `seconds`.
+/// Runs `op` back to back from `run.tasks` tasks on the runtime for `run.seconds`.
 fn measure<F, Fut>(
     rt: &tokio::runtime::Runtime,
     load: &HashLoad,
     name: &str,
-    seconds: Duration,
+    run: Run,
     op: F,
 ) -> anyhow::Result<Priced>
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    // What the operation holds (a connection) is dropped inside the runtime, on every path:
+    // a pooled connection dropped outside it would panic.
+    let op = Arc::new(op);
+    let result = measure_op(rt, load, name, run, Arc::clone(&op));
+    rt.block_on(async move { drop(op) });
+    result
+}
+
+fn measure_op<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    load: &HashLoad,
+    name: &str,
+    run: Run,
+    op: Arc<F>,
+) -> anyhow::Result<Priced>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
 {
     let pid = std::process::id();
     // Warm up: connections made, statements prepared, blocking threads spawned.
-    let op = Arc::new(op);
     let warm = Arc::clone(&op);
     rt.block_on(rt.spawn(async move {
         for _ in 0..100 {
@@ -258,14 +298,32 @@ where
     let (cpu_before, hash_before) = cpu_of()?;
     let verifies_before = load.verifies.load(Ordering::Relaxed);
     let start = Instant::now();
-    let ops = rt.block_on(rt.spawn(async move {
-        let mut n = 0u64;
-        while start.elapsed() < seconds {
-            op().await;
-            n += 1;
+    let tasks: Vec<_> = (0..run.tasks)
+        .map(|_| {
+            let op = Arc::clone(&op);
+            rt.spawn(async move {
+                let (mut n, mut failed) = (0u64, 0u64);
+                while start.elapsed() < run.seconds {
+                    if !op().await {
+                        failed += 1;
+                    }
+                    n += 1;
+                }
+                (n, failed)
+            })
+        })
+        .collect();
+    let (ops, failed) = rt.block_on(async {
+        let (mut total, mut failed) = (0, 0);
+        for t in tasks {
+            let (n, f) = t.await?;
+            total += n;
+            failed += f;
         }
-        n
-    }))?;
+        anyhow::Ok((total, failed))
+    })?;
+    // A failed statement is cheap and would pass for a fast one.
+    anyhow::ensure!(failed == 0, "{name}: {failed} of {ops} operations failed");
     let wall = start.elapsed().as_secs_f64();
     let (cpu_after, hash_after) = cpu_of()?;
     let verifies = load.verifies.load(Ordering::Relaxed) - verifies_before;

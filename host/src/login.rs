@@ -244,6 +244,8 @@ impl LoginService {
                 if let Err(e) = sweeping.purge_stale_counters().await {
                     tracing::warn!("purging stale failure counters failed: {e}");
                 }
+                // Quiet hours hold no warm connections (the pool's idle timeout then applies).
+                sweeping.db().prune_idle();
             }
         });
         Self {

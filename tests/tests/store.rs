@@ -1178,22 +1178,29 @@ prp_tests::on_each_backend! {
 async fn warm_connections_a_postgres_server_dropped_are_replaced() {
     let db = TestDb::new(&prp_tests::Backend::postgres()).await;
     let store = db.store().await;
+    // Three statements at once leave three connections warm.
+    let warm_three = || async {
+        let sleep = || sqlx::query("SELECT pg_sleep(0.05)").execute(store.db());
+        let (a, b, c) = tokio::join!(sleep(), sleep(), sleep());
+        a.and(b).and(c).expect("three statements at once");
+        assert_eq!(store.db().idle_count(), 3);
+    };
+    // Every other session of the database ended, waiting until each is gone.
     let kill_all = || async {
         let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
             .await
             .expect("connect");
         sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
              WHERE datname = current_database() AND pid <> pg_backend_pid()",
         )
         .execute(&mut admin)
         .await
         .expect("terminate");
     };
-    store.parameters().await.expect("a first read");
-    assert!(store.db().idle_count() >= 1);
 
-    // After a moment's quiet, the dropped connection is found by its ping and replaced.
+    // After a moment's quiet, the dropped connections are found by a ping and replaced.
+    warm_three().await;
     kill_all().await;
     tokio::time::sleep(prp_host::store::warm::ALIVE_BYPASS * 2).await;
     store
@@ -1201,10 +1208,19 @@ async fn warm_connections_a_postgres_server_dropped_are_replaced() {
         .await
         .expect("a read after the connections were dropped");
 
-    // Right away, a statement may meet the dropped connection and fail; the connection is
-    // then let go, and the next statement works.
+    // Right away (no ping within the bypass window), a statement meets a dropped connection
+    // and fails; every warm connection is then let go, and the next statement works.
+    warm_three().await;
     kill_all().await;
-    let _ = store.parameters().await;
+    assert!(
+        store.parameters().await.is_err(),
+        "a statement on a dropped connection"
+    );
+    assert_eq!(
+        store.db().idle_count(),
+        0,
+        "the other warm connections were kept"
+    );
     store
         .parameters()
         .await

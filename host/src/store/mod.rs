@@ -197,14 +197,20 @@ impl Store {
     }
 
     /// The executor of the portal's statements: a connection kept warm between statements.
+    /// One statement at a time: a transaction goes through [`Self::pool`] (`begin()`), never
+    /// as `BEGIN` text here (such a statement's connection isn't kept warm, but the statements
+    /// after it would run elsewhere).
     pub fn db(&self) -> &WarmConnections {
         &self.warm
     }
 
-    /// Gives the warm connections back and closes the pool (waiting for what is in use).
+    /// Closes the pool, with the warm connections given back, waiting for what is in use.
     pub async fn close(&self) {
+        // Marked closed first (`Pool::close` does so before it is awaited), so that a
+        // statement finishing meanwhile doesn't put its connection back into the warm set.
+        let closing = self.pool.close();
         self.warm.release_all();
-        self.pool.close().await;
+        closing.await;
     }
 
     pub fn dialect(&self) -> Dialect {
