@@ -29,6 +29,7 @@ const CAROL_LDAP: &str = "carol-ldap-pw";
 const DORA_LDAP: &str = "dora-ldap-pw";
 const LARS_LDAP: &str = "lars-ldap-pw";
 const OKKO_LDAP: &str = "okko-ldap-pw";
+const ELSA_LDAP: &str = "elsa-ldap-pw";
 const NEW_PW: &str = "orchard-velvet-lantern-42";
 
 /// The directory: a service account, a password policy (ppolicy), and entries for demo persons.
@@ -68,6 +69,15 @@ cn: strict
 pwdAttribute: userPassword
 pwdCheckQuality: 2
 pwdMinLength: 40
+
+dn: cn=brief,ou=policies,{SUFFIX}
+objectClass: applicationProcess
+objectClass: pwdPolicy
+cn: brief
+pwdAttribute: userPassword
+pwdLockout: TRUE
+pwdMaxFailure: 5
+pwdLockoutDuration: 60
 
 dn: {SERVICE_DN}
 objectClass: applicationProcess
@@ -109,6 +119,16 @@ sn: Ok
 employeeNumber: P-OKKO
 pwdPolicySubentry: cn=strict,ou=policies,{SUFFIX}
 userPassword: {OKKO_LDAP}
+
+dn: uid=eldap,{PEOPLE}
+objectClass: inetOrgPerson
+uid: eldap
+cn: Elsa
+sn: Expired
+employeeNumber: P-ELSA
+pwdPolicySubentry: cn=brief,ou=policies,{SUFFIX}
+pwdAccountLockedTime: 20000101000000Z
+userPassword: {ELSA_LDAP}
 
 dn: cn=Twin One,{PEOPLE}
 objectClass: inetOrgPerson
@@ -846,6 +866,64 @@ fn the_resolver_against_slapd_with_a_fake_host() {
     assert!(!error.message.contains(SERVICE_PW), "{error:?}");
     let e = r.resolve("cldap").expect_err("the directory is away");
     assert!(e.message.contains(&slapd.url()), "{e:?}");
+}
+
+/// A ppolicy lock lasts the policy's `pwdLockoutDuration`: Elsa's entry was locked in 2000
+/// under a policy of 60 s. Told the duration (`LockoutDuration`), the resolver no longer
+/// refuses it, and the directory accepts the bind (clearing the lock); not told, it keeps
+/// refusing, as it does a lock for good (`000001010000Z`) whatever the duration.
+#[test]
+fn a_directory_lock_that_ran_out_no_longer_refuses() {
+    use ldap_resolver::{new_resolver, PLUGIN};
+    use prp_plugin_api::testing::{person, FakeHost};
+    use prp_plugin_api::{ResolverImpl, SecretCheck};
+    if !Slapd::available("a_directory_lock_that_ran_out_no_longer_refuses") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let resolver = |extra: Value| {
+        let fake = FakeHost::new(PLUGIN);
+        for (k, v) in settings(&slapd, extra).as_object().expect("object") {
+            let v = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            fake.set_setting(k, &v);
+        }
+        for (uid, central) in [("P-ELSA", "elsa"), ("P-LARS", "lars")] {
+            fake.add_person(person(uid, central), &[]);
+        }
+        new_resolver(fake.services()).expect("the settings are good")
+    };
+    let refusal = |r: &dyn ResolverImpl, name: &str| {
+        let found = r.resolve(name).expect("resolve");
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0]
+            .refused_by
+            .as_ref()
+            .into_option()
+            .map(|s| s.as_str().to_owned())
+    };
+
+    // Not told how long locks last: a lock is a lock.
+    let r = resolver(json!({}));
+    let why = refusal(&r, "eldap").expect("refused");
+    assert!(why.contains("pwdAccountLockedTime"), "{why}");
+
+    // Told: Elsa's lock ran out long ago; Lars's is for good.
+    let r = resolver(json!({"LockoutDuration": 60}));
+    assert_eq!(refusal(&r, "eldap"), None);
+    let why = refusal(&r, "lldap").expect("refused");
+    assert!(why.contains("pwdAccountLockedTime"), "{why}");
+    let elsa = r.resolve("eldap").expect("resolve").remove(0);
+    assert_eq!(
+        r.verify_password(&elsa, ELSA_LDAP).expect("bind"),
+        SecretCheck::OK,
+        "the directory accepts the bind once the lock has run out"
+    );
+    // The directory cleared the lock with that bind: refused by neither setting now.
+    let r = resolver(json!({}));
+    assert_eq!(refusal(&r, "eldap"), None);
 }
 
 /// ldaps and StartTLS, trusting the CA file the test generated; without it (the system's

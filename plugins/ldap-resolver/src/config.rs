@@ -19,6 +19,8 @@ pub const DEFAULT_ACCOUNT_FILTER: &str = "(objectClass=inetOrgPerson)";
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
 /// `LockAttribute` when unset.
 pub const DEFAULT_LOCK_ATTRIBUTE: &str = "pwdAccountLockedTime";
+/// The longest `LockoutDuration` taken (ten years, in seconds).
+const MAX_LOCKOUT_SECONDS: u64 = 10 * 366 * 86_400;
 /// `MaxEntries` when unset.
 pub const DEFAULT_MAX_ENTRIES: u64 = 20;
 
@@ -63,6 +65,9 @@ pub struct Config {
     /// An entry that carries this attribute with a value other than `0` is locked and refused
     /// (`pwdAccountLockedTime`, the ppolicy overlay's lock; AD's `lockoutTime`).
     pub lock_attribute: Option<String>,
+    /// How long the directory's lock lasts (`LockoutDuration`, seconds: ppolicy's
+    /// `pwdLockoutDuration`, AD's `lockoutDuration`); `None` (unset or 0): until cleared.
+    pub lockout_duration: Option<Duration>,
     /// How a new password is set.
     pub password_change: PasswordChange,
     /// The source name of the accounts (the system column people see).
@@ -178,6 +183,16 @@ impl Config {
             Some(v) if v.trim().is_empty() => None,
             Some(_) => Some(attribute("LockAttribute", None)?),
         };
+        let lockout_duration = match settings.u64("LockoutDuration")? {
+            None | Some(0) => None,
+            Some(s) if s > MAX_LOCKOUT_SECONDS => {
+                return Err(bad(
+                    "LockoutDuration",
+                    format!("{s} seconds is more than ten years; 0 or unset means until cleared"),
+                ))
+            }
+            Some(s) => Some(Duration::from_secs(s)),
+        };
         let password_change = match settings.string("PasswordChange")? {
             None => PasswordChange::PasswordModify,
             Some(v) if v.trim().eq_ignore_ascii_case("PasswordModify") => {
@@ -232,6 +247,7 @@ impl Config {
             disabled_attribute,
             disabled_values,
             lock_attribute,
+            lockout_duration,
             password_change,
             source,
             max_entries,
@@ -326,6 +342,8 @@ mod tests {
             ("CaFile", "/nonexistent/ca.pem", "not a readable file"),
             ("MaxEntries", "0", "outside"),
             ("LockAttribute", "lockout time", "not an attribute name"),
+            ("LockoutDuration", "999999999999", "more than ten years"),
+            ("LockoutDuration", "an hour", "not a non-negative integer"),
             ("PasswordChange", "ssh", "neither"),
             ("PasswordChange", "UnicodePwd", "only over TLS"),
             ("Url", "ldap://dc1.example.org:389", "in clear"),
@@ -370,6 +388,15 @@ mod tests {
         assert_eq!(c.lock_attribute.as_deref(), Some("lockoutTime"));
         fake.set_setting("LockAttribute", "");
         assert_eq!(read(&fake).unwrap().lock_attribute, None);
+        // Locks last until cleared unless told otherwise; 0 says the same.
+        assert_eq!(c.lockout_duration, None);
+        fake.set_setting("LockoutDuration", "1800");
+        assert_eq!(
+            read(&fake).unwrap().lockout_duration,
+            Some(Duration::from_secs(1800))
+        );
+        fake.set_setting("LockoutDuration", "0");
+        assert_eq!(read(&fake).unwrap().lockout_duration, None);
     }
 
     #[test]

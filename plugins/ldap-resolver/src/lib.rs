@@ -21,6 +21,7 @@
 pub mod config;
 pub mod directory;
 pub mod filter;
+mod lock;
 pub mod resolver;
 
 use prp_plugin_api::{HostServicesBox, PluginError, Settings};

@@ -100,12 +100,16 @@ impl<H: Host> LdapResolver<H> {
 
     fn locked(&self, entry: &Entry) -> Option<String> {
         let attribute = self.dir.config.lock_attribute.as_deref()?;
-        // Present means locked (ppolicy: whatever the time; `000001010000Z` is "for good"),
-        // except `0`, which AD's `lockoutTime` holds once an account is unlocked.
+        // Present means locked until `LockoutDuration` has passed since the lock began (none
+        // set: until cleared), except `0`, which AD's `lockoutTime` holds once unlocked.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let duration = self.dir.config.lockout_duration;
         entry
             .values(attribute)
             .iter()
-            .any(|v| v.trim() != "0")
+            .any(|v| crate::lock::in_force(v, duration, now))
             .then(|| format!("locked by the directory's password policy ({attribute})"))
     }
 
