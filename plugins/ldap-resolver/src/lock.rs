@@ -36,6 +36,12 @@ pub fn in_force(value: &str, duration: Option<Duration>, now: i64) -> bool {
 /// (`YYYYMMDDHHMMSS[.fraction]Z`, as ppolicy writes it).
 fn lock_began(value: &str) -> Option<i64> {
     if value.bytes().all(|b| b.is_ascii_digit()) {
+        // A FILETIME of this century has 18 digits; anything much shorter (a GeneralizedTime
+        // without its `Z`, say) would read as a lock from centuries ago, which ran out: not
+        // a FILETIME, so unreadable, so locked.
+        if value.len() < 17 {
+            return None;
+        }
         let ticks: i64 = value.parse().ok()?;
         return Some(ticks / 10_000_000 - FILETIME_TO_UNIX);
     }
@@ -55,7 +61,11 @@ fn lock_began(value: &str) -> Option<i64> {
         u8::try_from(n(12..14)?.min(59)).ok()?,
     )
     .ok()?;
-    Some(time::PrimitiveDateTime::new(date, at).assume_utc().unix_timestamp())
+    Some(
+        time::PrimitiveDateTime::new(date, at)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 #[cfg(test)]
@@ -64,7 +74,7 @@ mod tests {
 
     const HOUR: Option<Duration> = Some(Duration::from_secs(3600));
     /// 2026-11-30 12:00:00 UTC.
-    const NOON: i64 = 1_795_003_200;
+    const NOON: i64 = 1_796_040_000;
 
     #[test]
     fn generalized_times_are_read_in_utc() {
@@ -74,7 +84,13 @@ mod tests {
         // AD's FILETIME for the same instant.
         let ticks = (NOON + FILETIME_TO_UNIX) * 10_000_000;
         assert_eq!(lock_began(&ticks.to_string()), Some(NOON));
-        for bad in ["2026113012000Z", "20261130120000", "20261330120000Z", "x", ""] {
+        for bad in [
+            "2026113012000Z",
+            "20261130120000",
+            "20261330120000Z",
+            "x",
+            "",
+        ] {
             assert_eq!(lock_began(bad), None, "{bad}");
         }
     }
