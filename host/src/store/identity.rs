@@ -805,11 +805,7 @@ impl Store {
         let Some(person) = self.dialect().table_name(self, "Person").await? else {
             return Ok(Vec::new());
         };
-        Ok(self
-            .missing_index(&person, "CentralAccount")
-            .await?
-            .into_iter()
-            .collect())
+        self.missing_indexes(&person, &["CentralAccount"]).await
     }
 
     /// The search columns of `config` that have no index the lookup can use, each with the
@@ -820,23 +816,25 @@ impl Store {
         config: &SearchTableConfig,
     ) -> Result<Vec<MissingIndex>, StoreError> {
         let t = self.validated_search_table(config).await?;
-        let mut out = Vec::new();
-        for column in &t.columns {
-            out.extend(self.missing_index(&t.table, column).await?);
-        }
-        Ok(out)
+        let columns: Vec<&str> = t.columns.iter().map(String::as_str).collect();
+        self.missing_indexes(&t.table, &columns).await
     }
 
-    /// `table.column` (as the live schema spells them), unless one of the table's indexes is
-    /// on the column's case-folded value ([`Dialect::ascii_lower`]), the expression login
-    /// lookups compare. A plain index on the column doesn't serve them.
-    async fn missing_index(
+    /// Each `table.column` (as the live schema spells them) that none of the table's indexes
+    /// (read once) has on the column's case-folded value ([`Dialect::ascii_lower`]), the
+    /// expression login lookups compare. A plain index on the column doesn't serve them.
+    async fn missing_indexes(
         &self,
         table: &str,
-        column: &str,
-    ) -> Result<Option<MissingIndex>, StoreError> {
-        if !is_identifier(table) || !is_identifier(column) {
-            return Ok(None);
+        columns: &[&str],
+    ) -> Result<Vec<MissingIndex>, StoreError> {
+        let columns: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| is_identifier(c))
+            .collect();
+        if !is_identifier(table) || columns.is_empty() {
+            return Ok(Vec::new());
         }
         let d = self.dialect();
         let defs: Vec<String> = match d {
@@ -850,30 +848,36 @@ impl Store {
         .bind(table)
         .fetch_all(self.db())
         .await?;
-        let normalize = |s: &str| {
-            s.to_ascii_lowercase()
-                .replace("::text", "")
-                .chars()
-                .filter(|c| !matches!(c, '"' | ' ' | '(' | ')' | '\n' | '\t'))
-                .collect::<String>()
-        };
-        let col = column.to_ascii_lowercase();
-        let needle = match d {
-            Dialect::Sqlite => format!("lower{col}"),
-            Dialect::Postgres => format!("translate{col},"),
-        };
-        if defs.iter().any(|def| normalize(def).contains(&needle)) {
-            return Ok(None);
-        }
-        Ok(Some(MissingIndex {
-            column: format!("{table}.{column}"),
-            create_index: format!(
-                "CREATE INDEX {} ON {} ({});",
-                quote(&format!("{table}_{column}_login")),
-                quote(table),
-                d.ascii_lower(&quote(column))
-            ),
-        }))
+        let normalized: Vec<String> = defs
+            .iter()
+            .map(|s| {
+                s.to_ascii_lowercase()
+                    .replace("::text", "")
+                    .chars()
+                    .filter(|c| !matches!(c, '"' | ' ' | '(' | ')' | '\n' | '\t'))
+                    .collect()
+            })
+            .collect();
+        Ok(columns
+            .into_iter()
+            .filter(|column| {
+                let col = column.to_ascii_lowercase();
+                let needle = match d {
+                    Dialect::Sqlite => format!("lower{col}"),
+                    Dialect::Postgres => format!("translate{col},"),
+                };
+                !normalized.iter().any(|def| def.contains(&needle))
+            })
+            .map(|column| MissingIndex {
+                column: format!("{table}.{column}"),
+                create_index: format!(
+                    "CREATE INDEX {} ON {} ({});",
+                    quote(&format!("{table}_{column}_login")),
+                    quote(table),
+                    d.ascii_lower(&quote(column))
+                ),
+            })
+            .collect())
     }
 }
 

@@ -63,7 +63,8 @@ pub struct Config {
     /// Compared ASCII case-insensitively.
     pub disabled_values: Vec<String>,
     /// An entry that carries this attribute with a value other than `0` is locked and refused
-    /// (`pwdAccountLockedTime`, the ppolicy overlay's lock; AD's `lockoutTime`).
+    /// (`pwdAccountLockedTime`, the ppolicy overlay's lock; AD's `lockoutTime`), until
+    /// `lockout_duration` has passed since the time it holds (`lock.rs`).
     pub lock_attribute: Option<String>,
     /// How long the directory's lock lasts (`LockoutDuration`, seconds: ppolicy's
     /// `pwdLockoutDuration`, AD's `lockoutDuration`); `None` (unset or 0): until cleared.
