@@ -378,6 +378,28 @@ fn settings(slapd: &Slapd, extra: Value) -> Value {
     s
 }
 
+/// The plugin API's fake host with the resolver's settings for `slapd` (`extra` merged in)
+/// and these persons (`UID_Person`, central account), for the resolver in process.
+fn fake_host(
+    slapd: &Slapd,
+    extra: Value,
+    persons: &[(&str, &str)],
+) -> prp_plugin_api::testing::FakeHost {
+    use prp_plugin_api::testing::{person, FakeHost};
+    let fake = FakeHost::new(ldap_resolver::PLUGIN);
+    for (k, v) in settings(slapd, extra).as_object().expect("object") {
+        let v = v
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string());
+        fake.set_setting(k, &v);
+    }
+    for (uid, central) in persons {
+        fake.add_person(person(uid, central), &[]);
+    }
+    fake
+}
+
 /// A seeded portal (SQLite) whose resolvers are the built-in ones and `ldap`, with these
 /// plugin settings and more `Plugins` entries (`Optional`).
 async fn portal(settings: Value, plugins: Value) -> Portal {
@@ -695,28 +717,21 @@ async fn unavailable_reason(p: &Portal, name: &str) -> String {
 #[test]
 fn the_resolver_against_slapd_with_a_fake_host() {
     use ldap_resolver::{new_resolver, PLUGIN};
-    use prp_plugin_api::testing::{person, FakeHost};
     use prp_plugin_api::{ResolverImpl, SecretCheck, Severity};
     if !Slapd::available("the_resolver_against_slapd_with_a_fake_host") {
         return;
     }
     let mut slapd = Slapd::start();
-    let fake = FakeHost::new(PLUGIN);
-    for (k, v) in settings(&slapd, json!({})).as_object().expect("object") {
-        let v = v
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| v.to_string());
-        fake.set_setting(k, &v);
-    }
-    for (uid, central) in [
-        ("P-CAROL", "carol"),
-        ("P-DORA", "dora"),
-        ("P-LARS", "lars"),
-        ("P-OKKO", "okko"),
-    ] {
-        fake.add_person(person(uid, central), &[]);
-    }
+    let fake = fake_host(
+        &slapd,
+        json!({}),
+        &[
+            ("P-CAROL", "carol"),
+            ("P-DORA", "dora"),
+            ("P-LARS", "lars"),
+            ("P-OKKO", "okko"),
+        ],
+    );
     let r = new_resolver(fake.services()).expect("the settings are good");
 
     let found = r.resolve("cldap").expect("resolve");
@@ -874,25 +889,14 @@ fn the_resolver_against_slapd_with_a_fake_host() {
 /// refusing, as it does a lock for good (`000001010000Z`) whatever the duration.
 #[test]
 fn a_directory_lock_that_ran_out_no_longer_refuses() {
-    use ldap_resolver::{new_resolver, PLUGIN};
-    use prp_plugin_api::testing::{person, FakeHost};
+    use ldap_resolver::new_resolver;
     use prp_plugin_api::{ResolverImpl, SecretCheck};
     if !Slapd::available("a_directory_lock_that_ran_out_no_longer_refuses") {
         return;
     }
     let slapd = Slapd::start();
     let resolver = |extra: Value| {
-        let fake = FakeHost::new(PLUGIN);
-        for (k, v) in settings(&slapd, extra).as_object().expect("object") {
-            let v = v
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.to_string());
-            fake.set_setting(k, &v);
-        }
-        for (uid, central) in [("P-ELSA", "elsa"), ("P-LARS", "lars")] {
-            fake.add_person(person(uid, central), &[]);
-        }
+        let fake = fake_host(&slapd, extra, &[("P-ELSA", "elsa"), ("P-LARS", "lars")]);
         new_resolver(fake.services()).expect("the settings are good")
     };
     let refusal = |r: &dyn ResolverImpl, name: &str| {
@@ -930,8 +934,7 @@ fn a_directory_lock_that_ran_out_no_longer_refuses() {
 /// roots) the server's certificate is refused, and the error says so.
 #[test]
 fn tls_with_a_ca_file_in_process() {
-    use ldap_resolver::{new_resolver, PLUGIN};
-    use prp_plugin_api::testing::{person, FakeHost};
+    use ldap_resolver::new_resolver;
     use prp_plugin_api::{ResolverImpl, SecretCheck};
     if !Slapd::available("tls_with_a_ca_file_in_process") {
         return;
@@ -941,15 +944,7 @@ fn tls_with_a_ca_file_in_process() {
     let ldaps = format!("ldaps://localhost:{}", slapd.tls_port);
     let starttls = format!("ldap://localhost:{}", slapd.port);
     let resolver = |extra: Value| {
-        let fake = FakeHost::new(PLUGIN);
-        for (k, v) in settings(&slapd, extra).as_object().expect("object") {
-            let v = v
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.to_string());
-            fake.set_setting(k, &v);
-        }
-        fake.add_person(person("P-CAROL", "carol"), &[]);
+        let fake = fake_host(&slapd, extra, &[("P-CAROL", "carol")]);
         new_resolver(fake.services()).expect("the settings are good")
     };
     for extra in [
