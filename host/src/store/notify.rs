@@ -99,6 +99,62 @@ pub struct OutboxEntry {
     pub claimed_until: Option<i64>,
 }
 
+/// The outbox's columns as [`entry_from`] reads them; a row's secret only `with_secret`.
+fn outbox_select(with_secret: bool) -> String {
+    let secret = if with_secret {
+        "secret"
+    } else {
+        "CAST(NULL AS TEXT)"
+    };
+    format!(
+        "SELECT id, created_at, recipient_uid, kind, subject, body, {secret} AS secret, data,
+                attempts, next_attempt_at, delivered_at, undeliverable_at, last_error,
+                message_id, claimed_by, claimed_until,
+                CAST(CASE WHEN secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_secret
+         FROM prp_notification_outbox"
+    )
+}
+
+/// A row of [`outbox_select`].
+fn entry_from(r: &sqlx::any::AnyRow) -> Result<OutboxEntry, StoreError> {
+    Ok(OutboxEntry {
+        message: OutboxMessage {
+            id: r.try_get("id")?,
+            created_at: r.try_get("created_at")?,
+            recipient_uid: r.try_get("recipient_uid")?,
+            kind: r.try_get("kind")?,
+            subject: r.try_get("subject")?,
+            body: r.try_get("body")?,
+            secret: r.try_get("secret")?,
+            data: r.try_get("data")?,
+            attempts: r.try_get("attempts")?,
+        },
+        has_secret: r.try_get::<i64, _>("has_secret")? != 0,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        delivered_at: r.try_get("delivered_at")?,
+        undeliverable_at: r.try_get("undeliverable_at")?,
+        last_error: r.try_get("last_error")?,
+        message_id: r.try_get("message_id")?,
+        claimed_by: r.try_get("claimed_by")?,
+        claimed_until: r.try_get("claimed_until")?,
+    })
+}
+
+impl From<OutboxEntry> for OutboxState {
+    fn from(e: OutboxEntry) -> Self {
+        Self {
+            id: e.message.id,
+            kind: e.message.kind,
+            attempts: e.message.attempts,
+            delivered_at: e.delivered_at,
+            undeliverable_at: e.undeliverable_at,
+            message_id: e.message_id,
+            last_error: e.last_error,
+            has_secret: e.has_secret,
+        }
+    }
+}
+
 impl OutboxEntry {
     pub fn state(&self) -> DeliveryState {
         if self.delivered_at.is_some() {
@@ -253,27 +309,16 @@ impl Store {
 
     /// The outbox rows of a recipient, oldest first.
     pub async fn outbox_states(&self, recipient_uid: &str) -> Result<Vec<OutboxState>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, attempts, delivered_at, undeliverable_at, message_id, last_error,
-                    CAST(CASE WHEN secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_secret
-             FROM prp_notification_outbox WHERE recipient_uid = $1 ORDER BY id",
-        )
-        .bind(recipient_uid)
-        .fetch_all(self.db())
-        .await?;
+        let sql = format!(
+            "{} WHERE recipient_uid = $1 ORDER BY id",
+            outbox_select(false)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(recipient_uid)
+            .fetch_all(self.db())
+            .await?;
         rows.iter()
-            .map(|r| {
-                Ok(OutboxState {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    attempts: r.try_get("attempts")?,
-                    delivered_at: r.try_get("delivered_at")?,
-                    undeliverable_at: r.try_get("undeliverable_at")?,
-                    message_id: r.try_get("message_id")?,
-                    last_error: r.try_get("last_error")?,
-                    has_secret: r.try_get::<i64, _>("has_secret")? != 0,
-                })
-            })
+            .map(|r| entry_from(r).map(OutboxState::from))
             .collect()
     }
 
@@ -291,48 +336,15 @@ impl Store {
             let parts: Vec<&str> = states.iter().map(|s| s.condition()).collect();
             parts.join(" OR ")
         };
-        let secret = if with_secrets {
-            "secret"
-        } else {
-            "CAST(NULL AS TEXT)"
-        };
         let sql = format!(
-            "SELECT id, created_at, recipient_uid, kind, subject, body, {secret} AS secret, data,
-                    attempts, next_attempt_at, delivered_at, undeliverable_at, last_error,
-                    message_id, claimed_by, claimed_until,
-                    CAST(CASE WHEN secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_secret
-             FROM prp_notification_outbox WHERE {filter} ORDER BY id DESC LIMIT $1"
+            "{} WHERE {filter} ORDER BY id DESC LIMIT $1",
+            outbox_select(with_secrets)
         );
         let rows = sqlx::query(&sql)
             .bind(limit.max(0))
             .fetch_all(self.db())
             .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(OutboxEntry {
-                    message: OutboxMessage {
-                        id: r.try_get("id")?,
-                        created_at: r.try_get("created_at")?,
-                        recipient_uid: r.try_get("recipient_uid")?,
-                        kind: r.try_get("kind")?,
-                        subject: r.try_get("subject")?,
-                        body: r.try_get("body")?,
-                        secret: r.try_get("secret")?,
-                        data: r.try_get("data")?,
-                        attempts: r.try_get("attempts")?,
-                    },
-                    has_secret: r.try_get::<i64, _>("has_secret")? != 0,
-                    next_attempt_at: r.try_get("next_attempt_at")?,
-                    delivered_at: r.try_get("delivered_at")?,
-                    undeliverable_at: r.try_get("undeliverable_at")?,
-                    last_error: r.try_get("last_error")?,
-                    message_id: r.try_get("message_id")?,
-                    claimed_by: r.try_get("claimed_by")?,
-                    claimed_until: r.try_get("claimed_until")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut out = rows.iter().map(entry_from).collect::<Result<Vec<_>, _>>()?;
         out.reverse();
         Ok(out)
     }

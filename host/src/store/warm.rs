@@ -161,29 +161,32 @@ fn breaks_connection(e: &sqlx::Error) -> bool {
 /// Whether `sql` (one statement or several) changes its session for the statements after it:
 /// a transaction begun by hand, a setting, a TEMP object, an attached database.
 fn changes_session(sql: &str) -> bool {
+    // Runs before every statement: compares words in place, allocating nothing.
+    const SESSION_VERBS: [&str; 13] = [
+        "BEGIN",
+        "START",
+        "SAVEPOINT",
+        "SET",
+        "RESET",
+        "PRAGMA",
+        "ATTACH",
+        "DETACH",
+        "LISTEN",
+        "DISCARD",
+        "DECLARE",
+        "PREPARE",
+        "LOCK",
+    ];
     sql.split(';').any(|statement| {
-        let words: Vec<String> = statement
-            .split_whitespace()
-            .take(3)
-            .map(str::to_ascii_uppercase)
-            .collect();
-        let first = words.first().map(String::as_str).unwrap_or("");
-        matches!(
-            first,
-            "BEGIN"
-                | "START"
-                | "SAVEPOINT"
-                | "SET"
-                | "RESET"
-                | "PRAGMA"
-                | "ATTACH"
-                | "DETACH"
-                | "LISTEN"
-                | "DISCARD"
-                | "DECLARE"
-                | "PREPARE"
-                | "LOCK"
-        ) || (first == "CREATE" && words[1..].iter().any(|w| w == "TEMP" || w == "TEMPORARY"))
+        let mut words = statement.split_whitespace();
+        let Some(first) = words.next() else {
+            return false;
+        };
+        SESSION_VERBS.iter().any(|v| first.eq_ignore_ascii_case(v))
+            || (first.eq_ignore_ascii_case("CREATE")
+                && words
+                    .take(2)
+                    .any(|w| w.eq_ignore_ascii_case("TEMP") || w.eq_ignore_ascii_case("TEMPORARY")))
     })
 }
 
@@ -286,7 +289,9 @@ impl WarmConnections {
             }
         }
         // Outside the lock: back to the pool.
-        let_go(refused.into_iter());
+        if let Some(w) = refused {
+            let_go(std::iter::once(w));
+        }
     }
 }
 
