@@ -193,8 +193,51 @@ pub fn sealed_copy(name: &str, bytes: &[u8]) -> std::io::Result<std::os::fd::Own
     let mut file = std::fs::File::from(fd);
     file.write_all(bytes)?;
     file.flush()?;
-    fcntl_add_seals(&file, all_seals())?;
+    seal_while_busy(&file, SEAL_RETRY_PAUSES, |f| {
+        fcntl_add_seals(f, all_seals()).map_err(std::io::Error::from)
+    })?;
     Ok(file.into())
+}
+
+/// How long to wait before each further try when sealing finds the copy busy.
+#[cfg(target_os = "linux")]
+const SEAL_RETRY_PAUSES: &[std::time::Duration] = &[
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_millis(150),
+    std::time::Duration::from_millis(400),
+    std::time::Duration::from_millis(1000),
+];
+
+/// Seals `file`, trying again after each of `pauses` while the kernel answers `EBUSY`.
+///
+/// The write seal is refused with `EBUSY` while anything still holds a reference to one of the
+/// copy's pages. The kernel waits about 150 ms for such references to go, but under memory
+/// pressure (compaction or page migration on a loaded machine) they can outlast that, so a plugin
+/// would be rejected for a passing reason. A refused seal adds none, so trying again is safe. Any
+/// other error, or `EBUSY` after the last pause, is returned: an unsealed copy is never loaded.
+#[cfg(target_os = "linux")]
+fn seal_while_busy(
+    file: &std::fs::File,
+    pauses: &[std::time::Duration],
+    mut seal: impl FnMut(&std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut pauses = pauses.iter();
+    loop {
+        match seal(file) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                match pauses.next() {
+                    Some(pause) => std::thread::sleep(*pause),
+                    None => {
+                        return Err(std::io::Error::new(
+                            e.kind(),
+                            format!("{e}; the copy was still busy after several tries"),
+                        ))
+                    }
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -293,7 +336,61 @@ mod tests {
         assert!(writable_by_others(0o1777));
     }
 
-    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_busy_seal_is_tried_again_and_then_holds() {
+        let file = sealable_file();
+        let pause = std::time::Duration::from_millis(1);
+        let mut tries = 0;
+        seal_while_busy(&file, &[pause, pause, pause], |f| {
+            tries += 1;
+            if tries < 3 {
+                return Err(rustix::io::Errno::BUSY.into());
+            }
+            rustix::fs::fcntl_add_seals(f, all_seals()).map_err(std::io::Error::from)
+        })
+        .expect("sealed on the third try");
+        assert_eq!(tries, 3);
+        assert_eq!(
+            rustix::fs::fcntl_get_seals(&file).expect("seals"),
+            all_seals()
+        );
+    }
+
+    #[test]
+    fn a_seal_busy_past_every_pause_or_refused_otherwise_fails() {
+        let file = sealable_file();
+        let pause = std::time::Duration::from_millis(1);
+        let mut tries = 0;
+        let e = seal_while_busy(&file, &[pause, pause], |_| {
+            tries += 1;
+            Err(rustix::io::Errno::BUSY.into())
+        })
+        .expect_err("always busy");
+        assert_eq!(tries, 3, "one try and one after each pause");
+        assert!(e.to_string().contains("still busy"), "{e}");
+
+        let mut tries = 0;
+        let e = seal_while_busy(&file, &[pause, pause], |_| {
+            tries += 1;
+            Err(rustix::io::Errno::PERM.into())
+        })
+        .expect_err("not permitted");
+        assert_eq!(tries, 1, "only EBUSY is tried again");
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::PERM.raw_os_error())
+        );
+    }
+
+    /// An empty in-memory file that accepts seals.
+    fn sealable_file() -> std::fs::File {
+        use rustix::fs::MemfdFlags;
+        let fd =
+            rustix::fs::memfd_create("prp-test", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+                .expect("memfd");
+        std::fs::File::from(fd)
+    }
+
     #[test]
     fn the_sealed_copy_holds_the_bytes_and_cannot_change() {
         use std::io::{Read, Seek, Write};
