@@ -26,6 +26,10 @@ pub struct Args {
     /// Tasks running the operation at once (4 is the saturation run's clients)
     #[arg(long, default_value_t = 1)]
     tasks: usize,
+    /// Each task sleeps this long between operations (0: back to back). About one hash's time
+    /// prices an operation as a login meets it: its threads asleep, the caches the hashes'
+    #[arg(long, default_value_t = 0)]
+    pause_ms: u64,
 }
 
 /// How each case runs.
@@ -33,6 +37,7 @@ pub struct Args {
 struct Run {
     seconds: Duration,
     tasks: usize,
+    pause: Duration,
 }
 
 /// Names of the threads that make the load; their CPU is the hashes', not the cases'.
@@ -58,9 +63,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let run = Run {
         seconds: Duration::from_secs(args.seconds),
         tasks: args.tasks.max(1),
+        pause: Duration::from_millis(args.pause_ms),
+    };
+    let pacing = if run.pause.is_zero() {
+        "back to back".to_owned()
+    } else {
+        format!("{} ms apart", args.pause_ms)
     };
     println!(
-        "hops: each case runs {} s from {} task(s) on the server's runtime while two hash threads verify back to back; \
+        "hops: each case runs {} s from {} task(s), operations {pacing}, on the server's runtime while two hash threads verify back to back; \
          CPU per operation is that of every thread but the hashes' and their drivers'",
         args.seconds,
         run.tasks
@@ -69,7 +80,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let nothing = measure(
         &rt,
         &load,
-        "an await that is ready (the loop itself)",
+        if run.pause.is_zero() {
+            "an await that is ready (the loop itself)"
+        } else {
+            "an await that is ready (the loop itself, and its pause)"
+        },
         run,
         || async { true },
     )?;
@@ -178,9 +193,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     load.stop();
     let hash = priced.iter().map(|p| p.hash_cpu).sum::<f64>() / priced.len() as f64;
     println!("  one hash: {:.2} ms CPU (mean over the cases)", 1e3 * hash);
-    for p in &priced {
+    // The loop's own cost (its pause's timer wake, when paced) is in every case.
+    let own = priced.first().map_or(0.0, |p| p.cpu);
+    for (i, p) in priced.iter().enumerate() {
+        let beyond = if i == 0 {
+            String::new()
+        } else {
+            format!(
+                "; beyond the loop's {:>6.1} µs = {:>5.2} %",
+                1e6 * (p.cpu - own),
+                100.0 * (p.cpu - own) / hash
+            )
+        };
         println!(
-            "  {:<72} {:>9.0}/s  {:>7.1} µs CPU = {:>5.2} % of one hash",
+            "  {:<72} {:>9.0}/s  {:>7.1} µs CPU = {:>5.2} % of one hash{beyond}",
             p.name,
             p.per_second,
             1e6 * p.cpu,
@@ -304,6 +330,9 @@ where
             rt.spawn(async move {
                 let (mut n, mut failed) = (0u64, 0u64);
                 while start.elapsed() < run.seconds {
+                    if !run.pause.is_zero() {
+                        tokio::time::sleep(run.pause).await;
+                    }
                     if !op().await {
                         failed += 1;
                     }

@@ -367,7 +367,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let events: Vec<&OwnedEvent> = events.collect();
         if events.len() <= EVENTS_PER_STATEMENT {
-            return self.insert_audit(&events, self.pool()).await;
+            return self.insert_audit(&events, self.db()).await;
         }
         let mut tx = self.pool().begin().await?;
         for chunk in events.chunks(EVENTS_PER_STATEMENT) {

@@ -68,6 +68,42 @@ impl std::fmt::Debug for NewSession {
     }
 }
 
+impl NewSession {
+    /// Fresh secrets for a session that ends `lifetime` seconds after `now`.
+    fn fresh(now: i64, lifetime: i64) -> Self {
+        Self {
+            token: crate::security::random_token(),
+            csrf_token: crate::security::random_token(),
+            expires_at: now + lifetime,
+        }
+    }
+
+    /// Stores the session (its secrets' digests) for `person_uid`, created at `now`.
+    async fn insert<'e>(
+        &self,
+        executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+        person_uid: &str,
+        method: &str,
+        kind: SessionKind,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO prp_session (token_hash, person_uid, method, kind, created_at, last_seen_at, expires_at, csrf_hash)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
+        )
+        .bind(crate::security::token_digest(&self.token))
+        .bind(person_uid)
+        .bind(method)
+        .bind(kind.name())
+        .bind(now)
+        .bind(self.expires_at)
+        .bind(crate::security::token_digest(&self.csrf_token))
+        .execute(executor)
+        .await?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// Opens a session that ends at `lifetime` seconds from now at the latest.
     pub async fn create_session(
@@ -77,35 +113,20 @@ impl Store {
         kind: SessionKind,
         lifetime: i64,
     ) -> Result<NewSession, StoreError> {
-        let token = crate::security::random_token();
-        let csrf_token = crate::security::random_token();
         let now = self.now();
-        let expires_at = now + lifetime;
-        sqlx::query(
-            "INSERT INTO prp_session (token_hash, person_uid, method, kind, created_at, last_seen_at, expires_at, csrf_hash)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
-        )
-        .bind(crate::security::token_digest(&token))
-        .bind(person_uid)
-        .bind(method)
-        .bind(kind.name())
-        .bind(now)
-        .bind(expires_at)
-        .bind(crate::security::token_digest(&csrf_token))
-        .execute(self.db())
-        .await?;
-        Ok(NewSession {
-            token,
-            csrf_token,
-            expires_at,
-        })
+        let session = NewSession::fresh(now, lifetime);
+        session
+            .insert(self.db(), person_uid, method, kind, now)
+            .await?;
+        Ok(session)
     }
 
     /// Opens a session like [`Store::create_session`], consuming in the same transaction the
     /// single-use secrets the login used: the passcode only if it is still the very one that
     /// was verified and unexpired (its second half purged from the outbox), the answered
     /// questions. `None` (nothing stored, nothing consumed) when the passcode is gone: another
-    /// login used it first, or it was replaced or expired meanwhile.
+    /// login used it first, or it was replaced or expired meanwhile. With nothing to consume (a
+    /// password login) the session is one statement, not a transaction.
     pub async fn create_session_consuming(
         &self,
         person_uid: &str,
@@ -114,10 +135,14 @@ impl Store {
         lifetime: i64,
         consumed: &[super::Consumption],
     ) -> Result<Option<NewSession>, StoreError> {
-        let token = crate::security::random_token();
-        let csrf_token = crate::security::random_token();
+        if consumed.is_empty() {
+            return self
+                .create_session(person_uid, method, kind, lifetime)
+                .await
+                .map(Some);
+        }
         let now = self.now();
-        let expires_at = now + lifetime;
+        let session = NewSession::fresh(now, lifetime);
         let mut tx = self.pool().begin().await?;
         for c in consumed {
             match c {
@@ -147,25 +172,11 @@ impl Store {
                 }
             }
         }
-        sqlx::query(
-            "INSERT INTO prp_session (token_hash, person_uid, method, kind, created_at, last_seen_at, expires_at, csrf_hash)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
-        )
-        .bind(crate::security::token_digest(&token))
-        .bind(person_uid)
-        .bind(method)
-        .bind(kind.name())
-        .bind(now)
-        .bind(expires_at)
-        .bind(crate::security::token_digest(&csrf_token))
-        .execute(&mut *tx)
-        .await?;
+        session
+            .insert(&mut *tx, person_uid, method, kind, now)
+            .await?;
         tx.commit().await?;
-        Ok(Some(NewSession {
-            token,
-            csrf_token,
-            expires_at,
-        }))
+        Ok(Some(session))
     }
 
     /// The live session a token stands for, marking it used now. A session is dead once
