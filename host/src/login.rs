@@ -574,6 +574,38 @@ impl LoginService {
             SessionKind::Full => self.session_seconds,
             SessionKind::Reset => self.reset_session_seconds,
         };
+        if consumed.is_empty() {
+            // Nothing to consume (a password): the session, its audit record and the name's
+            // counters starting afresh are one round trip.
+            let event = self.event(
+                &input,
+                Some(&person_uid),
+                "success",
+                outcome.reason.as_str(),
+            );
+            return match self
+                .store
+                .open_session_audited(&person_uid, method, kind, lifetime, &event, &gate.name)
+                .await
+            {
+                Ok(session) => {
+                    self.settle_device(&gate).await;
+                    let device = self.new_device(&person_uid, gate.device.as_ref()).await;
+                    LoginResult::Granted {
+                        session,
+                        kind,
+                        device,
+                    }
+                }
+                Err(e) => self.unavailable(
+                    &input,
+                    Some(&person_uid),
+                    &format!(
+                        "granted, but the session and its audit record could not be written: {e}"
+                    ),
+                ),
+            };
+        }
         match self
             .store
             .create_session_consuming(&person_uid, method, kind, lifetime, &consumed)
@@ -1079,17 +1111,18 @@ impl LoginService {
     /// After a granted login: the name's counters (from every source) start afresh, and so
     /// does the device's.
     async fn after_success(&self, gate: &Gate) {
-        let cleared = match gate.device {
-            Some(_) => self.store.settle_success(&gate.own, gate.scope).await,
-            None => Ok(()),
-        };
-        if let Err(e) = cleared.and(
-            self.store
-                .clear_subject(&gate.name, LockScope::All)
-                .await
-                .map(drop),
-        ) {
+        self.settle_device(gate).await;
+        if let Err(e) = self.store.clear_subject(&gate.name, LockScope::All).await {
             tracing::warn!("clearing the failure counters of a granted login failed: {e}");
+        }
+    }
+
+    /// After a granted login from a device: the device's counter starts afresh.
+    async fn settle_device(&self, gate: &Gate) {
+        if gate.device.is_some() {
+            if let Err(e) = self.store.settle_success(&gate.own, gate.scope).await {
+                tracing::warn!("clearing the device counter of a granted login failed: {e}");
+            }
         }
     }
 

@@ -1226,3 +1226,105 @@ async fn warm_connections_a_postgres_server_dropped_are_replaced() {
         .await
         .expect("the read after a failed one");
 }
+
+prp_tests::on_each_backend! {
+    async fn a_granted_logins_session_record_and_cleared_counters_are_written_together(b: Backend) {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let clock = ManualClock::at(T0);
+        let store = db.store_with(clock.clone()).await;
+        let window = 600;
+        let counted = [
+            ("n:alice", LockScope::Password),
+            ("n:alice", LockScope::All),
+            ("n:alice@10.0.0.1", LockScope::Password),
+            ("n:alice@10.0.0.2", LockScope::Questions),
+            // Not under `n:alice`: another name, one that a `LIKE` wildcard would match, and
+            // the client source.
+            ("n:alicex", LockScope::Password),
+            ("n:aliceX@10.0.0.1", LockScope::Password),
+            ("s:10.0.0.1", LockScope::All),
+        ];
+        for (subject, scope) in counted {
+            store
+                .count_failure(subject, scope, window)
+                .await
+                .expect("count");
+        }
+        let failures = |subject: &'static str, scope: LockScope| {
+            let store = store.clone();
+            async move {
+                store
+                    .failures(subject, scope, window)
+                    .await
+                    .expect("failures")
+            }
+        };
+        let event = AuditEvent {
+            event: "login",
+            outcome: "success",
+            method: Some("password"),
+            login_name: Some("alice"),
+            person_uid: Some("P-1"),
+            reason: Some("password: right"),
+            actor: None,
+            remote_addr: Some("10.0.0.1"),
+        };
+
+        // A subject with `LIKE`'s wildcards in it clears only itself and what is under it.
+        store
+            .open_session_audited("P-2", "password", SessionKind::Full, 3600, &event, "n:alic_")
+            .await
+            .expect("grant");
+        assert_eq!(failures("n:alice@10.0.0.1", LockScope::Password).await, 1, "[{tag}]");
+
+        clock.advance(5);
+        let s = store
+            .open_session_audited("P-1", "password", SessionKind::Full, 3600, &event, "n:alice")
+            .await
+            .expect("grant");
+        let live = store
+            .session(&s.token, 900)
+            .await
+            .expect("q")
+            .expect("the session is stored");
+        assert_eq!(
+            (live.person_uid.as_str(), live.method.as_str(), live.kind),
+            ("P-1", "password", SessionKind::Full),
+            "[{tag}]"
+        );
+        assert_eq!((live.created_at, live.expires_at), (T0 + 5, T0 + 5 + 3600), "[{tag}]");
+        assert!(live.csrf_matches(&s.csrf_token), "[{tag}]");
+
+        let record = store.audit_tail(1).await.expect("tail");
+        let record = record.first().expect("the record is written");
+        assert_eq!(
+            (
+                record.at,
+                record.event.as_str(),
+                record.outcome.as_str(),
+                record.person_uid.as_deref(),
+                record.login_name.as_deref(),
+                record.reason.as_deref()
+            ),
+            (T0 + 5, "login", "success", Some("P-1"), Some("alice"), Some("password: right")),
+            "[{tag}]"
+        );
+
+        for (subject, scope) in [
+            ("n:alice", LockScope::Password),
+            ("n:alice", LockScope::All),
+            ("n:alice@10.0.0.1", LockScope::Password),
+            ("n:alice@10.0.0.2", LockScope::Questions),
+        ] {
+            assert_eq!(failures(subject, scope).await, 0, "[{tag}] {subject} {scope:?} cleared");
+        }
+        for (subject, scope) in [
+            ("n:alicex", LockScope::Password),
+            ("n:aliceX@10.0.0.1", LockScope::Password),
+            ("s:10.0.0.1", LockScope::All),
+        ] {
+            assert_eq!(failures(subject, scope).await, 1, "[{tag}] {subject} {scope:?} kept");
+        }
+    }
+}

@@ -37,7 +37,7 @@ pub struct AuditRecord {
 }
 
 impl Store {
-    /// Appends one event (in a transaction of its own).
+    /// Appends one event (one statement).
     pub async fn audit(&self, e: &AuditEvent<'_>) -> Result<(), StoreError> {
         self.audit_batch(std::iter::once(&OwnedEvent::from(e)))
             .await
@@ -72,7 +72,7 @@ impl Store {
 
 /// An audit event owned, for the batching writer.
 #[derive(Debug, Clone, Default)]
-struct OwnedEvent {
+pub(super) struct OwnedEvent {
     event: String,
     outcome: String,
     method: Option<String>,
@@ -385,32 +385,47 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        // $1 is the time; event i binds its 8 fields from $(8i + 2).
-        let rows: Vec<String> = (0..events.len())
-            .map(|i| {
-                let first = 8 * i + 2;
-                let fields: Vec<String> = (first..first + 8).map(|n| format!("${n}")).collect();
-                format!("($1, {})", fields.join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO prp_audit (at, event, outcome, method, login_name, person_uid, reason, actor, remote_addr) VALUES {}",
-            rows.join(", ")
-        );
+        let sql = insert_audit_sql(1, 2, events.len());
         let mut query = sqlx::query(&sql).bind(self.now());
         for e in events {
-            query = query
-                .bind(&e.event)
-                .bind(&e.outcome)
-                .bind(e.method.as_deref())
-                .bind(e.login_name.as_deref())
-                .bind(e.person_uid.as_deref())
-                .bind(e.reason.as_deref())
-                .bind(e.actor.as_deref())
-                .bind(e.remote_addr.as_deref());
+            query = e.bind(query);
         }
         query.execute(executor).await?;
         Ok(())
+    }
+}
+
+/// The `INSERT` of `n` audit events: the time is `$time`, event i's 8 fields are bound from
+/// `$(first + 8i)` (see [`OwnedEvent::bind`]).
+pub(super) fn insert_audit_sql(time: usize, first: usize, n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let from = first + 8 * i;
+            let fields: Vec<String> = (from..from + 8).map(|n| format!("${n}")).collect();
+            format!("(${time}, {})", fields.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO prp_audit (at, event, outcome, method, login_name, person_uid, reason, actor, remote_addr) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+impl OwnedEvent {
+    /// Binds the event's 8 fields, in the order [`insert_audit_sql`] places them.
+    pub(super) fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        query
+            .bind(&self.event)
+            .bind(&self.outcome)
+            .bind(self.method.as_deref())
+            .bind(self.login_name.as_deref())
+            .bind(self.person_uid.as_deref())
+            .bind(self.reason.as_deref())
+            .bind(self.actor.as_deref())
+            .bind(self.remote_addr.as_deref())
     }
 }
 

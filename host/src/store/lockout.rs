@@ -195,11 +195,13 @@ impl LockoutPolicy {
     pub fn from_parameters(
         params: &ParameterSnapshot,
     ) -> Result<(LockoutPolicy, Vec<String>), StoreError> {
-        let (policy, problems) = LockoutPolicy::resolve(|path| params.value(path))?;
-        for p in &problems {
-            crate::params_spec::warn_once(p);
-        }
-        Ok((policy, problems))
+        params.lockout_policy_with(|| {
+            let (policy, problems) = LockoutPolicy::resolve(|path| params.value(path))?;
+            for p in &problems {
+                crate::params_spec::warn_once(p);
+            }
+            Ok((policy, problems))
+        })
     }
 }
 
@@ -502,6 +504,18 @@ fn in_order(counters: &[Counter<'_>], rows: &[(String, String, i64)]) -> Vec<i64
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` prefix match.
+/// Deletes the counters of a subject and of the subjects under it (`subject@…`) in a scope
+/// (and `all`), or in every scope for `all`: `$1` the subject, `$2` its prefix as a `LIKE`
+/// pattern ([`subject_prefix`]), `$3` the scope's name.
+pub(super) const DELETE_SUBJECT: &str =
+    "DELETE FROM prp_failure WHERE (person_uid = $1 OR person_uid LIKE $2 ESCAPE '\\')
+       AND ($3 = 'all' OR scope IN ('all', $3))";
+
+/// The `LIKE` pattern of the subjects under `subject` ([`DELETE_SUBJECT`]'s `$2`).
+pub(super) fn subject_prefix(subject: &str) -> String {
+    like_prefix(&format!("{subject}@"))
+}
+
 fn like_prefix(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
@@ -642,17 +656,16 @@ impl Store {
     /// Returns how many were cleared.
     pub async fn clear_subject(&self, subject: &str, scope: LockScope) -> Result<u64, StoreError> {
         // Counted: the counters that held something (a settled success leaves an empty row).
-        let cleared: Vec<i64> = sqlx::query_scalar(
-            "DELETE FROM prp_failure WHERE (person_uid = $1 OR person_uid LIKE $2 ESCAPE '\\')
-               AND ($3 = 'all' OR scope IN ('all', $3))
-             RETURNING CAST(CASE WHEN failures > 0 OR locked_until > $4 THEN 1 ELSE 0 END AS BIGINT)",
-        )
-        .bind(subject)
-        .bind(like_prefix(&format!("{subject}@")))
-        .bind(scope.name())
-        .bind(self.now())
-        .fetch_all(self.db())
-        .await?;
+        let sql = format!(
+            "{DELETE_SUBJECT} RETURNING CAST(CASE WHEN failures > 0 OR locked_until > $4 THEN 1 ELSE 0 END AS BIGINT)"
+        );
+        let cleared: Vec<i64> = sqlx::query_scalar(&sql)
+            .bind(subject)
+            .bind(subject_prefix(subject))
+            .bind(scope.name())
+            .bind(self.now())
+            .fetch_all(self.db())
+            .await?;
         Ok(cleared.iter().map(|&n| u64::try_from(n).unwrap_or(0)).sum())
     }
 

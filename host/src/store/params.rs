@@ -10,6 +10,7 @@ use crate::policy::PasswordPolicy;
 use crate::store::LockoutPolicy;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 /// One stored parameter and whether it is in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,9 +114,31 @@ fn problem_key(problem: &str) -> String {
 pub struct ParameterSnapshot {
     /// By lower-case path: (path as written, value, enabled).
     rows: HashMap<String, (String, Option<String>, bool)>,
+    /// The lockout policy these rows make, once asked for (a login asks up to three times:
+    /// the gate, and the plugin's reservation and settlement).
+    lockout: OnceLock<(LockoutPolicy, Vec<String>)>,
 }
 
 impl ParameterSnapshot {
+    fn from_rows(rows: HashMap<String, (String, Option<String>, bool)>) -> Self {
+        Self {
+            rows,
+            lockout: OnceLock::new(),
+        }
+    }
+
+    /// The lockout policy and its problems, made by `resolve` the first time.
+    pub(super) fn lockout_policy_with(
+        &self,
+        resolve: impl FnOnce() -> Result<(LockoutPolicy, Vec<String>), StoreError>,
+    ) -> Result<(LockoutPolicy, Vec<String>), StoreError> {
+        if let Some(made) = self.lockout.get() {
+            return Ok(made.clone());
+        }
+        let made = resolve()?;
+        Ok(self.lockout.get_or_init(|| made).clone())
+    }
+
     /// A parameter with its in-force state, or `None` when it was never stored.
     pub fn get(&self, path: &str) -> Result<Option<Parameter>, StoreError> {
         let path = normalize_path(path)?;
@@ -149,22 +172,20 @@ impl ParameterSnapshot {
 
     /// The snapshot as it would be after storing `value` at `path` (normalised).
     fn with_value(&self, path: &str, value: Option<&str>) -> Self {
-        let mut next = self.clone();
-        next.rows
-            .entry(path.to_ascii_lowercase())
+        let mut rows = self.rows.clone();
+        rows.entry(path.to_ascii_lowercase())
             .and_modify(|row| row.1 = value.map(str::to_owned))
             .or_insert_with(|| (path.to_owned(), value.map(str::to_owned), true));
-        next
+        Self::from_rows(rows)
     }
 
     /// The snapshot as it would be after enabling or disabling `path` (normalised).
     fn with_enabled(&self, path: &str, enabled: bool) -> Self {
-        let mut next = self.clone();
-        next.rows
-            .entry(path.to_ascii_lowercase())
+        let mut rows = self.rows.clone();
+        rows.entry(path.to_ascii_lowercase())
             .and_modify(|row| row.2 = enabled)
             .or_insert_with(|| (path.to_owned(), None, enabled));
-        next
+        Self::from_rows(rows)
     }
 
     /// `Default` and every table or system with a setting under `PRP\PasswordPolicy`.
@@ -258,7 +279,7 @@ impl Store {
                 ),
             );
         }
-        Ok(ParameterSnapshot { rows: map })
+        Ok(ParameterSnapshot::from_rows(map))
     }
 
     /// A parameter with its in-force state, or `None` when it was never set.
@@ -634,5 +655,38 @@ mod tests {
         assert!(check_hours("0").is_err());
         assert!(spec("enablepasscodelogin").is_ok());
         assert!(spec("EnablePascodeLogin").is_err());
+    }
+
+    #[test]
+    fn a_snapshot_keeps_its_lockout_policy_and_a_changed_one_makes_its_own() {
+        let path = r"PRP\Lockout\Password\MaxFailures";
+        let before = ParameterSnapshot::from_rows(HashMap::new());
+        let default = LockoutPolicy::from_parameters(&before).expect("policy").0;
+        assert_eq!(default, LockoutPolicy::default());
+        let after = before.with_value(path, Some("3"));
+        let changed = LockoutPolicy::from_parameters(&after).expect("policy").0;
+        assert_eq!(changed.password.max_failures, 3);
+        assert_ne!(default.password.max_failures, 3);
+        // Each keeps its own, however often asked.
+        assert_eq!(
+            LockoutPolicy::from_parameters(&before).expect("again").0,
+            default
+        );
+        assert_eq!(
+            LockoutPolicy::from_parameters(&after).expect("again").0,
+            changed
+        );
+        let off = after.with_enabled(path, false);
+        assert_eq!(
+            LockoutPolicy::from_parameters(&off).expect("off").0,
+            default
+        );
+        let bad = before.with_value(path, Some("0"));
+        let (policy, problems) = LockoutPolicy::from_parameters(&bad).expect("bad");
+        assert_eq!(policy, default, "a value out of range leaves the default");
+        assert!(
+            problems.iter().any(|p| p.contains("MaxFailures")),
+            "{problems:?}"
+        );
     }
 }

@@ -87,21 +87,43 @@ impl NewSession {
         kind: SessionKind,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO prp_session (token_hash, person_uid, method, kind, created_at, last_seen_at, expires_at, csrf_hash)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
-        )
-        .bind(crate::security::token_digest(&self.token))
-        .bind(person_uid)
-        .bind(method)
-        .bind(kind.name())
-        .bind(now)
-        .bind(self.expires_at)
-        .bind(crate::security::token_digest(&self.csrf_token))
-        .execute(executor)
-        .await?;
+        let sql = insert_session_sql(1);
+        self.bind(sqlx::query(&sql), person_uid, method, kind, now)
+            .execute(executor)
+            .await?;
         Ok(())
     }
+
+    /// Binds the 7 values of [`insert_session_sql`], in its order.
+    fn bind<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        person_uid: &'q str,
+        method: &'q str,
+        kind: SessionKind,
+        now: i64,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        query
+            .bind(crate::security::token_digest(&self.token))
+            .bind(person_uid)
+            .bind(method)
+            .bind(kind.name())
+            .bind(now)
+            .bind(self.expires_at)
+            .bind(crate::security::token_digest(&self.csrf_token))
+    }
+}
+
+/// The `INSERT` of a session, its 7 values bound from `$first` on: the token's digest, the
+/// person, the method, the kind, when it was created (and last seen), when it ends, the CSRF
+/// token's digest.
+fn insert_session_sql(first: usize) -> String {
+    let [token, person, method, kind, now, expires, csrf] =
+        std::array::from_fn::<usize, 7, _>(|i| first + i);
+    format!(
+        "INSERT INTO prp_session (token_hash, person_uid, method, kind, created_at, last_seen_at, expires_at, csrf_hash)
+         VALUES (${token}, ${person}, ${method}, ${kind}, ${now}, ${now}, ${expires}, ${csrf})"
+    )
 }
 
 impl Store {
@@ -118,6 +140,47 @@ impl Store {
         session
             .insert(self.db(), person_uid, method, kind, now)
             .await?;
+        Ok(session)
+    }
+
+    /// Opens a session for a granted login that consumed nothing (a password), in one round
+    /// trip with what the grant writes besides: the login's audit record, and the counters of
+    /// `cleared` and of the subjects under it (`cleared@…`, every scope) deleted, since a
+    /// right secret starts them afresh.
+    ///
+    /// On PostgreSQL it is one statement, so all of it or none is written. On SQLite it is
+    /// three in one call, in this order: the counters are deleted, then the session stored,
+    /// then the record. A failure leaves at most a session whose token was never handed out,
+    /// as when [`Store::create_session`] is followed by a failed audit write.
+    pub async fn open_session_audited(
+        &self,
+        person_uid: &str,
+        method: &str,
+        kind: SessionKind,
+        lifetime: i64,
+        event: &super::AuditEvent<'_>,
+        cleared: &str,
+    ) -> Result<NewSession, StoreError> {
+        let now = self.now();
+        let session = NewSession::fresh(now, lifetime);
+        let event = super::audit::OwnedEvent::from(event);
+        // $1–$3 the counters, $4–$10 the session (its creation time, $8, is the record's
+        // time), $11–$18 the record.
+        let delete = super::lockout::DELETE_SUBJECT;
+        let insert = insert_session_sql(4);
+        let record = super::audit::insert_audit_sql(8, 11, 1);
+        let sql = match self.dialect() {
+            super::Dialect::Sqlite => format!("{delete};\n{insert};\n{record}"),
+            super::Dialect::Postgres => {
+                format!("WITH cleared AS ({delete}),\n opened AS ({insert})\n{record}")
+            }
+        };
+        let query = sqlx::query(&sql)
+            .bind(cleared)
+            .bind(super::lockout::subject_prefix(cleared))
+            .bind(super::LockScope::All.name());
+        let query = session.bind(query, person_uid, method, kind, now);
+        event.bind(query).execute(self.db()).await?;
         Ok(session)
     }
 
