@@ -854,13 +854,13 @@ prp_tests::on_each_backend! {
     }
 }
 
-/// A hasher with a time cost high enough that one verification outlasts a short plugin call
-/// timeout.
+/// A hasher whose one verification outlasts a short plugin call timeout: three times the
+/// portal's memory and t = 200, within the four times of each the portal verifies (with
+/// `Host:Argon2Iterations` 50). t = 200 at the portal's memory alone took about 1.6 s here,
+/// and once, in CI, less than the 1.5 s timeout.
 fn slow_hasher() -> std::sync::Arc<prp_host::security::Hasher> {
-    std::sync::Arc::new(
-        prp_host::security::Hasher::new(1, prp_host::security::Hasher::MIN_MEMORY_KIB, 200)
-            .expect("hasher"),
-    )
+    let memory = 3 * prp_host::security::Hasher::MIN_MEMORY_KIB;
+    std::sync::Arc::new(prp_host::security::Hasher::new(1, memory, 200).expect("hasher"))
 }
 
 /// Waits until the server has made `n` more hashes than `before` (a login that ran out of
@@ -880,7 +880,7 @@ fn wait_for_hashes(server: &Server, before: u64, n: u64) {
 prp_tests::on_each_backend! {
     async fn a_login_that_runs_out_of_time_consumes_nothing(b: Backend) {
         let tag = b.name();
-        // Stored secrets with t = 200 take seconds to verify; the authenticator gets 1.5 s.
+        // Stored secrets of `slow_hasher` take seconds to verify; the authenticator gets 1.5 s.
         // (Host:Argon2Iterations 50 lets hashes of up to four times that cost be verified.)
         let p = Portal::start_with(
             &b,
@@ -1084,5 +1084,73 @@ prp_tests::on_each_backend! {
         let before = hashes(&p.server);
         assert_eq!(p.password("ok.acct", "wrong").0, 401, "[{tag}]");
         assert_eq!(hashes(&p.server) - before, 1, "[{tag}]");
+    }
+}
+
+/// Makes the audit record of every granted login fail to be written, as a database error
+/// would; `undo` takes that back.
+async fn break_grant_records(store: &Store, undo: bool) {
+    let statements: &[&str] = match (store.dialect(), undo) {
+        (prp_host::store::Dialect::Sqlite, false) => &[
+            "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_audit
+             WHEN NEW.event = 'login' AND NEW.outcome = 'success'
+             BEGIN SELECT RAISE(ABORT, 'the audit log is full'); END",
+        ],
+        (prp_host::store::Dialect::Postgres, false) => &[
+            "CREATE FUNCTION prp_test_fail() RETURNS trigger AS $$
+             BEGIN RAISE EXCEPTION 'the audit log is full'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_audit FOR EACH ROW
+             WHEN (NEW.event = 'login' AND NEW.outcome = 'success') EXECUTE FUNCTION prp_test_fail()",
+        ],
+        (prp_host::store::Dialect::Sqlite, true) => &["DROP TRIGGER prp_test_fail"],
+        (prp_host::store::Dialect::Postgres, true) => {
+            &["DROP TRIGGER prp_test_fail ON prp_audit"]
+        }
+    };
+    for sql in statements {
+        sqlx::query(sql)
+            .execute(store.pool())
+            .await
+            .expect("trigger");
+    }
+}
+
+prp_tests::on_each_backend! {
+    async fn a_granted_login_whose_audit_record_cannot_be_written_gets_no_token(b: Backend) {
+        let tag = b.name();
+        let p = Portal::start(&b).await;
+        assert_eq!(p.password("carol", "wrong").0, 401, "[{tag}]");
+        break_grant_records(&p.store, false).await;
+        let (status, body) = p.password("carol", CAROL_CENTRAL);
+        assert_eq!(status, 503, "[{tag}] {body}");
+        assert!(!body.contains("token"), "[{tag}] no token without its record: {body}");
+        // The answer is recorded as `unavailable`, once the writer gets to it.
+        let start = std::time::Instant::now();
+        let kept = loop {
+            let audit = p.store.audit_tail(20).await.expect("audit");
+            if let Some(e) = audit
+                .into_iter()
+                .find(|e| e.event == "login" && e.outcome == "unavailable")
+            {
+                break e;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "[{tag}] the refused grant is never recorded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert_eq!(kept.person_uid.as_deref(), Some("P-CAROL"), "[{tag}] {kept:?}");
+        assert!(
+            kept.reason.as_deref().is_some_and(|r| r.contains("granted")),
+            "[{tag}] {kept:?}"
+        );
+        let audit = p.store.audit_tail(50).await.expect("audit");
+        assert!(
+            !audit.iter().any(|e| e.outcome == "success"),
+            "[{tag}] no success is recorded: {audit:?}"
+        );
+        break_grant_records(&p.store, true).await;
+        assert_eq!(p.password("carol", CAROL_CENTRAL).0, 200, "[{tag}] and once it can be");
     }
 }

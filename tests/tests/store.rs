@@ -1305,9 +1305,20 @@ prp_tests::on_each_backend! {
                 record.outcome.as_str(),
                 record.person_uid.as_deref(),
                 record.login_name.as_deref(),
-                record.reason.as_deref()
+                record.reason.as_deref(),
+                record.method.as_deref(),
+                record.actor.as_deref()
             ),
-            (T0 + 5, "login", "success", Some("P-1"), Some("alice"), Some("password: right")),
+            (
+                T0 + 5,
+                "login",
+                "success",
+                Some("P-1"),
+                Some("alice"),
+                Some("password: right"),
+                Some("password"),
+                None
+            ),
             "[{tag}]"
         );
 
@@ -1325,6 +1336,63 @@ prp_tests::on_each_backend! {
             ("s:10.0.0.1", LockScope::All),
         ] {
             assert_eq!(failures(subject, scope).await, 1, "[{tag}] {subject} {scope:?} kept");
+        }
+    }
+}
+
+prp_tests::on_each_backend! {
+    async fn a_grant_whose_audit_record_fails_keeps_the_counters(b: Backend) {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let clock = ManualClock::at(T0);
+        let store = db.store_with(clock.clone()).await;
+        let broken: &[&str] = match store.dialect() {
+            prp_host::store::Dialect::Sqlite => &[
+                "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_audit
+                 BEGIN SELECT RAISE(ABORT, 'the audit log is full'); END",
+            ],
+            prp_host::store::Dialect::Postgres => &[
+                "CREATE FUNCTION prp_test_fail() RETURNS trigger AS $$
+                 BEGIN RAISE EXCEPTION 'the audit log is full'; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_audit FOR EACH ROW
+                 EXECUTE FUNCTION prp_test_fail()",
+            ],
+        };
+        for sql in broken {
+            sqlx::query(sql).execute(store.pool()).await.expect("trigger");
+        }
+        store
+            .count_failure("n:bob@10.0.0.1", LockScope::Password, 600)
+            .await
+            .expect("count");
+        let event = AuditEvent {
+            event: "login",
+            outcome: "success",
+            person_uid: Some("P-BOB"),
+            ..Default::default()
+        };
+        let refused = store
+            .open_session_audited("P-BOB", "password", SessionKind::Full, 3600, &event, "n:bob")
+            .await;
+        assert!(refused.is_err(), "[{tag}] the record can't be written");
+        assert_eq!(
+            store
+                .failures("n:bob@10.0.0.1", LockScope::Password, 600)
+                .await
+                .expect("failures"),
+            1,
+            "[{tag}] counters are cleared only once the record is written"
+        );
+        let sessions: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM prp_session WHERE person_uid = 'P-BOB'")
+                .fetch_one(store.pool())
+                .await
+                .expect("count");
+        match store.dialect() {
+            // One statement: nothing is written.
+            prp_host::store::Dialect::Postgres => assert_eq!(sessions, 0, "[{tag}]"),
+            // The session came first; its token was never handed out.
+            prp_host::store::Dialect::Sqlite => assert!(sessions <= 1, "[{tag}]"),
         }
     }
 }

@@ -336,6 +336,7 @@ mod tests {
         assert!(writable_by_others(0o1777));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_busy_seal_is_tried_again_and_then_holds() {
         let file = sealable_file();
@@ -356,6 +357,7 @@ mod tests {
         );
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_seal_busy_past_every_pause_or_refused_otherwise_fails() {
         let file = sealable_file();
@@ -383,6 +385,7 @@ mod tests {
     }
 
     /// An empty in-memory file that accepts seals.
+    #[cfg(target_os = "linux")]
     fn sealable_file() -> std::fs::File {
         use rustix::fs::MemfdFlags;
         let fd =
@@ -391,6 +394,7 @@ mod tests {
         std::fs::File::from(fd)
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn the_sealed_copy_holds_the_bytes_and_cannot_change() {
         use std::io::{Read, Seek, Write};

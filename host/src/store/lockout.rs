@@ -503,7 +503,6 @@ fn in_order(counters: &[Counter<'_>], rows: &[(String, String, i64)]) -> Vec<i64
         .collect()
 }
 
-/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` prefix match.
 /// Deletes the counters of a subject and of the subjects under it (`subject@…`) in a scope
 /// (and `all`), or in every scope for `all`: `$1` the subject, `$2` its prefix as a `LIKE`
 /// pattern ([`subject_prefix`]), `$3` the scope's name.
@@ -516,6 +515,7 @@ pub(super) fn subject_prefix(subject: &str) -> String {
     like_prefix(&format!("{subject}@"))
 }
 
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` prefix match.
 fn like_prefix(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {

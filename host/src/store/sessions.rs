@@ -143,15 +143,16 @@ impl Store {
         Ok(session)
     }
 
-    /// Opens a session for a granted login that consumed nothing (a password), in one round
-    /// trip with what the grant writes besides: the login's audit record, and the counters of
-    /// `cleared` and of the subjects under it (`cleared@…`, every scope) deleted, since a
-    /// right secret starts them afresh.
+    /// Opens a session for a granted login that consumed nothing (a password), with what the
+    /// grant writes besides: the login's audit record, and the counters of `cleared` and of
+    /// the subjects under it (`cleared@…`, every scope) deleted, since a right secret starts
+    /// them afresh. The counters are cleared only once the record is committed.
     ///
-    /// On PostgreSQL it is one statement, so all of it or none is written. On SQLite it is
-    /// three in one call, in this order: the counters are deleted, then the session stored,
-    /// then the record. A failure leaves at most a session whose token was never handed out,
-    /// as when [`Store::create_session`] is followed by a failed audit write.
+    /// On PostgreSQL it is one statement: all of it is written or none. On SQLite the session
+    /// and the record are two statements in one call, session first, and the counters are
+    /// cleared after them. A failure there leaves at most a session whose token is never
+    /// handed out (the caller answers `503`), as when [`Store::create_session`] is followed by
+    /// a failed audit write. A failure to clear the counters is logged, and the login stands.
     pub async fn open_session_audited(
         &self,
         person_uid: &str,
@@ -164,23 +165,38 @@ impl Store {
         let now = self.now();
         let session = NewSession::fresh(now, lifetime);
         let event = super::audit::OwnedEvent::from(event);
-        // $1–$3 the counters, $4–$10 the session (its creation time, $8, is the record's
-        // time), $11–$18 the record.
-        let delete = super::lockout::DELETE_SUBJECT;
-        let insert = insert_session_sql(4);
-        let record = super::audit::insert_audit_sql(8, 11, 1);
-        let sql = match self.dialect() {
-            super::Dialect::Sqlite => format!("{delete};\n{insert};\n{record}"),
+        match self.dialect() {
             super::Dialect::Postgres => {
-                format!("WITH cleared AS ({delete}),\n opened AS ({insert})\n{record}")
+                // $1–$3 the counters, $4–$10 the session (its creation time, $8, is the
+                // record's time), $11–$18 the record.
+                let sql = format!(
+                    "WITH cleared AS ({}),\n opened AS ({})\n{}",
+                    super::lockout::DELETE_SUBJECT,
+                    insert_session_sql(4),
+                    super::audit::insert_audit_sql(8, 11, 1)
+                );
+                let query = sqlx::query(&sql)
+                    .bind(cleared)
+                    .bind(super::lockout::subject_prefix(cleared))
+                    .bind(super::LockScope::All.name());
+                let query = session.bind(query, person_uid, method, kind, now);
+                event.bind(query).execute(self.db()).await?;
             }
-        };
-        let query = sqlx::query(&sql)
-            .bind(cleared)
-            .bind(super::lockout::subject_prefix(cleared))
-            .bind(super::LockScope::All.name());
-        let query = session.bind(query, person_uid, method, kind, now);
-        event.bind(query).execute(self.db()).await?;
+            super::Dialect::Sqlite => {
+                // $1–$7 the session (its creation time, $5, is the record's time), $8–$15
+                // the record.
+                let sql = format!(
+                    "{};\n{}",
+                    insert_session_sql(1),
+                    super::audit::insert_audit_sql(5, 8, 1)
+                );
+                let query = session.bind(sqlx::query(&sql), person_uid, method, kind, now);
+                event.bind(query).execute(self.db()).await?;
+                if let Err(e) = self.clear_subject(cleared, super::LockScope::All).await {
+                    tracing::warn!("clearing the failure counters of a granted login failed: {e}");
+                }
+            }
+        }
         Ok(session)
     }
 
