@@ -1196,3 +1196,47 @@ pub fn sink_messages(dir: &Path) -> Vec<String> {
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .collect()
 }
+
+/// Makes every insert into `table` fail as a database error would (with `message`), or only
+/// those matching `when`, a condition on `NEW` (e.g. `NEW.kind = 'password.changed'`);
+/// [`allow_inserts`] takes it back.
+pub async fn fail_inserts(store: &Store, table: &str, when: Option<&str>, message: &str) {
+    let name = format!("prp_test_fail_{table}");
+    let statements = match store.dialect() {
+        prp_host::store::Dialect::Sqlite => vec![format!(
+            "CREATE TRIGGER {name} BEFORE INSERT ON {table} {}
+             BEGIN SELECT RAISE(ABORT, '{message}'); END",
+            when.map(|w| format!("WHEN {w}")).unwrap_or_default()
+        )],
+        prp_host::store::Dialect::Postgres => vec![
+            format!(
+                "CREATE FUNCTION {name}() RETURNS trigger AS $$
+                 BEGIN RAISE EXCEPTION '{message}'; END $$ LANGUAGE plpgsql"
+            ),
+            format!(
+                "CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW {}
+                 EXECUTE FUNCTION {name}()",
+                when.map(|w| format!("WHEN ({w})")).unwrap_or_default()
+            ),
+        ],
+    };
+    for sql in statements {
+        sqlx::query(&sql)
+            .execute(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// Takes back [`fail_inserts`] on `table`.
+pub async fn allow_inserts(store: &Store, table: &str) {
+    let name = format!("prp_test_fail_{table}");
+    let sql = match store.dialect() {
+        prp_host::store::Dialect::Sqlite => format!("DROP TRIGGER {name}"),
+        prp_host::store::Dialect::Postgres => format!("DROP TRIGGER {name} ON {table}"),
+    };
+    sqlx::query(&sql)
+        .execute(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}

@@ -1087,40 +1087,19 @@ prp_tests::on_each_backend! {
     }
 }
 
-/// Makes the audit record of every granted login fail to be written, as a database error
-/// would; `undo` takes that back.
-async fn break_grant_records(store: &Store, undo: bool) {
-    let statements: &[&str] = match (store.dialect(), undo) {
-        (prp_host::store::Dialect::Sqlite, false) => &[
-            "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_audit
-             WHEN NEW.event = 'login' AND NEW.outcome = 'success'
-             BEGIN SELECT RAISE(ABORT, 'the audit log is full'); END",
-        ],
-        (prp_host::store::Dialect::Postgres, false) => &[
-            "CREATE FUNCTION prp_test_fail() RETURNS trigger AS $$
-             BEGIN RAISE EXCEPTION 'the audit log is full'; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_audit FOR EACH ROW
-             WHEN (NEW.event = 'login' AND NEW.outcome = 'success') EXECUTE FUNCTION prp_test_fail()",
-        ],
-        (prp_host::store::Dialect::Sqlite, true) => &["DROP TRIGGER prp_test_fail"],
-        (prp_host::store::Dialect::Postgres, true) => {
-            &["DROP TRIGGER prp_test_fail ON prp_audit"]
-        }
-    };
-    for sql in statements {
-        sqlx::query(sql)
-            .execute(store.pool())
-            .await
-            .expect("trigger");
-    }
-}
-
 prp_tests::on_each_backend! {
     async fn a_granted_login_whose_audit_record_cannot_be_written_gets_no_token(b: Backend) {
         let tag = b.name();
         let p = Portal::start(&b).await;
         assert_eq!(p.password("carol", "wrong").0, 401, "[{tag}]");
-        break_grant_records(&p.store, false).await;
+        // The audit record of a granted login can't be written.
+        prp_tests::fail_inserts(
+            &p.store,
+            "prp_audit",
+            Some("NEW.event = 'login' AND NEW.outcome = 'success'"),
+            "the audit log is full",
+        )
+        .await;
         let (status, body) = p.password("carol", CAROL_CENTRAL);
         assert_eq!(status, 503, "[{tag}] {body}");
         assert!(!body.contains("token"), "[{tag}] no token without its record: {body}");
@@ -1150,7 +1129,7 @@ prp_tests::on_each_backend! {
             !audit.iter().any(|e| e.outcome == "success"),
             "[{tag}] no success is recorded: {audit:?}"
         );
-        break_grant_records(&p.store, true).await;
+        prp_tests::allow_inserts(&p.store, "prp_audit").await;
         assert_eq!(p.password("carol", CAROL_CENTRAL).0, 200, "[{tag}] and once it can be");
     }
 }

@@ -1086,35 +1086,19 @@ prp_tests::on_each_backend! {
     }
 }
 
-/// Makes the portal's own step of every password change fail, as a database error would.
-async fn break_password_changes(store: &Store) {
-    let statements: &[&str] = match store.dialect() {
-        prp_host::store::Dialect::Sqlite => &[
-            "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_notification_outbox
-             WHEN NEW.kind = 'password.changed'
-             BEGIN SELECT RAISE(ABORT, 'the database step fails'); END",
-        ],
-        prp_host::store::Dialect::Postgres => &[
-            "CREATE FUNCTION prp_test_fail() RETURNS trigger AS $$
-             BEGIN RAISE EXCEPTION 'the database step fails'; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_notification_outbox
-             FOR EACH ROW WHEN (NEW.kind = 'password.changed') EXECUTE FUNCTION prp_test_fail()",
-        ],
-    };
-    for sql in statements {
-        sqlx::query(sql)
-            .execute(store.pool())
-            .await
-            .expect("trigger");
-    }
-}
-
 prp_tests::on_each_backend! {
     async fn a_resolver_change_whose_database_step_fails_is_audited_and_explained(b: Backend) {
         let tag = b.name();
         let p = portal(&b).await;
         let carol = Client::password(&p.server, "carol", CAROL_CENTRAL);
-        break_password_changes(&p.store).await;
+        // The portal's own step of the change fails, as a database error would.
+        prp_tests::fail_inserts(
+            &p.store,
+            "prp_notification_outbox",
+            Some("NEW.kind = 'password.changed'"),
+            "the database step fails",
+        )
+        .await;
         let (s, v) = carol.call(
             "POST",
             "/api/password-items/set",

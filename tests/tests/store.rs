@@ -1346,21 +1346,7 @@ prp_tests::on_each_backend! {
         let db = TestDb::new(&b).await;
         let clock = ManualClock::at(T0);
         let store = db.store_with(clock.clone()).await;
-        let broken: &[&str] = match store.dialect() {
-            prp_host::store::Dialect::Sqlite => &[
-                "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_audit
-                 BEGIN SELECT RAISE(ABORT, 'the audit log is full'); END",
-            ],
-            prp_host::store::Dialect::Postgres => &[
-                "CREATE FUNCTION prp_test_fail() RETURNS trigger AS $$
-                 BEGIN RAISE EXCEPTION 'the audit log is full'; END $$ LANGUAGE plpgsql",
-                "CREATE TRIGGER prp_test_fail BEFORE INSERT ON prp_audit FOR EACH ROW
-                 EXECUTE FUNCTION prp_test_fail()",
-            ],
-        };
-        for sql in broken {
-            sqlx::query(sql).execute(store.pool()).await.expect("trigger");
-        }
+        prp_tests::fail_inserts(&store, "prp_audit", None, "the audit log is full").await;
         store
             .count_failure("n:bob@10.0.0.1", LockScope::Password, 600)
             .await
