@@ -4,7 +4,6 @@
 //! id tampering, CSRF, session revocation, managers' passcodes, the four-eyes split, question
 //! management, metrics.
 
-use prp_host::store::Store;
 use prp_tests::{
     artifacts, host_command, request, stdout, Backend, Client, Portal, PortalOptions, CAROL_ADS,
     CAROL_CENTRAL, FLAG_PW,
