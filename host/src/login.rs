@@ -575,8 +575,8 @@ impl LoginService {
             SessionKind::Reset => self.reset_session_seconds,
         };
         if consumed.is_empty() {
-            // Nothing to consume (a password): the session, its audit record and the name's
-            // counters starting afresh are one round trip.
+            // Nothing to consume (a password): the session and its audit record are written
+            // together, and the name's counters start afresh once the record is committed.
             let event = self.event(
                 &input,
                 Some(&person_uid),
