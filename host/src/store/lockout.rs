@@ -656,10 +656,12 @@ impl Store {
     /// Returns how many were cleared.
     pub async fn clear_subject(&self, subject: &str, scope: LockScope) -> Result<u64, StoreError> {
         // Counted: the counters that held something (a settled success leaves an empty row).
-        let sql = format!(
-            "{DELETE_SUBJECT} RETURNING CAST(CASE WHEN failures > 0 OR locked_until > $4 THEN 1 ELSE 0 END AS BIGINT)"
-        );
-        let cleared: Vec<i64> = sqlx::query_scalar(&sql)
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "{DELETE_SUBJECT} RETURNING CAST(CASE WHEN failures > 0 OR locked_until > $4 THEN 1 ELSE 0 END AS BIGINT)"
+            )
+        });
+        let cleared: Vec<i64> = sqlx::query_scalar(&SQL)
             .bind(subject)
             .bind(subject_prefix(subject))
             .bind(scope.name())

@@ -115,20 +115,25 @@ fn outbox_select(with_secret: bool) -> String {
     )
 }
 
+/// The message's columns of an outbox row (every query that reads messages names them).
+fn message_from(r: &sqlx::any::AnyRow) -> Result<OutboxMessage, StoreError> {
+    Ok(OutboxMessage {
+        id: r.try_get("id")?,
+        created_at: r.try_get("created_at")?,
+        recipient_uid: r.try_get("recipient_uid")?,
+        kind: r.try_get("kind")?,
+        subject: r.try_get("subject")?,
+        body: r.try_get("body")?,
+        secret: r.try_get("secret")?,
+        data: r.try_get("data")?,
+        attempts: r.try_get("attempts")?,
+    })
+}
+
 /// A row of [`outbox_select`].
 fn entry_from(r: &sqlx::any::AnyRow) -> Result<OutboxEntry, StoreError> {
     Ok(OutboxEntry {
-        message: OutboxMessage {
-            id: r.try_get("id")?,
-            created_at: r.try_get("created_at")?,
-            recipient_uid: r.try_get("recipient_uid")?,
-            kind: r.try_get("kind")?,
-            subject: r.try_get("subject")?,
-            body: r.try_get("body")?,
-            secret: r.try_get("secret")?,
-            data: r.try_get("data")?,
-            attempts: r.try_get("attempts")?,
-        },
+        message: message_from(r)?,
         has_secret: r.try_get::<i64, _>("has_secret")? != 0,
         next_attempt_at: r.try_get("next_attempt_at")?,
         delivered_at: r.try_get("delivered_at")?,
@@ -211,19 +216,7 @@ impl Store {
             .await?;
         let mut out = rows
             .iter()
-            .map(|r| {
-                Ok(OutboxMessage {
-                    id: r.try_get("id")?,
-                    created_at: r.try_get("created_at")?,
-                    recipient_uid: r.try_get("recipient_uid")?,
-                    kind: r.try_get("kind")?,
-                    subject: r.try_get("subject")?,
-                    body: r.try_get("body")?,
-                    secret: r.try_get("secret")?,
-                    data: r.try_get("data")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
+            .map(message_from)
             .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort_by_key(|m| m.id);
         Ok(out)

@@ -5,6 +5,7 @@
 
 use super::{Store, StoreError};
 use sqlx::Row;
+use std::sync::LazyLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionKind {
@@ -87,8 +88,8 @@ impl NewSession {
         kind: SessionKind,
         now: i64,
     ) -> Result<(), StoreError> {
-        let sql = insert_session_sql(1);
-        self.bind(sqlx::query(&sql), person_uid, method, kind, now)
+        static SQL: LazyLock<String> = LazyLock::new(|| insert_session_sql(1));
+        self.bind(sqlx::query(&SQL), person_uid, method, kind, now)
             .execute(executor)
             .await?;
         Ok(())
@@ -169,13 +170,15 @@ impl Store {
             super::Dialect::Postgres => {
                 // $1–$3 the counters, $4–$10 the session (its creation time, $8, is the
                 // record's time), $11–$18 the record.
-                let sql = format!(
-                    "WITH cleared AS ({}),\n opened AS ({})\n{}",
-                    super::lockout::DELETE_SUBJECT,
-                    insert_session_sql(4),
-                    super::audit::insert_audit_sql(8, 11, 1)
-                );
-                let query = sqlx::query(&sql)
+                static SQL: LazyLock<String> = LazyLock::new(|| {
+                    format!(
+                        "WITH cleared AS ({}),\n opened AS ({})\n{}",
+                        super::lockout::DELETE_SUBJECT,
+                        insert_session_sql(4),
+                        super::audit::insert_audit_sql(8, 11, 1)
+                    )
+                });
+                let query = sqlx::query(&SQL)
                     .bind(cleared)
                     .bind(super::lockout::subject_prefix(cleared))
                     .bind(super::LockScope::All.name());
@@ -185,12 +188,14 @@ impl Store {
             super::Dialect::Sqlite => {
                 // $1–$7 the session (its creation time, $5, is the record's time), $8–$15
                 // the record.
-                let sql = format!(
-                    "{};\n{}",
-                    insert_session_sql(1),
-                    super::audit::insert_audit_sql(5, 8, 1)
-                );
-                let query = session.bind(sqlx::query(&sql), person_uid, method, kind, now);
+                static SQL: LazyLock<String> = LazyLock::new(|| {
+                    format!(
+                        "{};\n{}",
+                        insert_session_sql(1),
+                        super::audit::insert_audit_sql(5, 8, 1)
+                    )
+                });
+                let query = session.bind(sqlx::query(&SQL), person_uid, method, kind, now);
                 event.bind(query).execute(self.db()).await?;
                 if let Err(e) = self.clear_subject(cleared, super::LockScope::All).await {
                     tracing::warn!("clearing the failure counters of a granted login failed: {e}");
