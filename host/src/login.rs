@@ -8,8 +8,8 @@ use crate::plugins::{
 };
 use crate::security::{take_hash_count, Hasher};
 use crate::store::{
-    AuditEvent, AuditWriter, Consumption, Counter, LockScope, LockoutPolicy, NewSession,
-    ParameterSnapshot, SessionKind, Store,
+    Afresh, AuditEvent, AuditWriter, Consumption, Counter, LockScope, LockoutPolicy, NewSession,
+    ParameterSnapshot, SessionKind, Settlement, Store,
 };
 use crate::throttle::{self, Device, FailureFloor};
 use prp_plugin_api::abi_stable::std_types::{RResult, RString, RVec};
@@ -82,6 +82,24 @@ pub struct AttemptContext {
     pub pow_wanted: bool,
     /// A question challenge rather than a login.
     pub challenge: bool,
+    /// What the right secrets of this login do to the person's counters, deferred to the
+    /// login's end ([`defer_settlement`]).
+    pub settled: Vec<Settlement>,
+}
+
+/// Called by the host services after a right password in a login: records what it does to the
+/// person's counters, for the login service to write with the grant (one round trip for
+/// both) or, when the login isn't granted, at once after the decision. Outside a login on
+/// this thread it gives the settlement back: the caller must write it at once. A login whose
+/// call fails or runs out of time drops it, so the attempt stays counted (fail closed).
+pub fn defer_settlement(s: Settlement) -> Result<(), Settlement> {
+    with_attempt(|a| match a {
+        Some(a) if !a.challenge => {
+            a.settled.push(s);
+            Ok(())
+        }
+        _ => Err(s),
+    })
 }
 
 /// Runs `f` with the attempt context of the login running on this thread (`None` outside one).
@@ -519,7 +537,7 @@ impl LoginService {
             .await;
         // A call that runs out of time is answered here while its thread goes on: what it
         // deferred is dropped with its result, so nothing is consumed for the denied login.
-        let (outcome, consumed, attempt) = match decided {
+        let (outcome, consumed, mut attempt) = match decided {
             Ok(o) => o,
             Err(e) if is_unavailable(&e) => {
                 return self.unavailable(&input, None, &format!("authenticator: {e}"));
@@ -542,6 +560,14 @@ impl LoginService {
             .as_ref()
             .map(|p| p.to_string())
             .into_option();
+        // A right password's settlement goes with the grant when the grant writes no
+        // transaction (one round trip for the name's counters and the person's); any other
+        // is written now.
+        let mut settled = std::mem::take(&mut attempt.settled);
+        let with_grant =
+            (outcome.granted && person.is_some() && consumed.is_empty() && settled.len() == 1)
+                .then(|| settled.remove(0));
+        self.settle_now(settled).await;
         if !outcome.granted {
             if let Err(unavailable) = self
                 .record_decision(
@@ -585,7 +611,17 @@ impl LoginService {
             );
             return match self
                 .store
-                .open_session_audited(&person_uid, method, kind, lifetime, &event, &gate.name)
+                .open_session_audited(
+                    &person_uid,
+                    method,
+                    kind,
+                    lifetime,
+                    &event,
+                    Afresh {
+                        name: &gate.name,
+                        person: with_grant.as_ref(),
+                    },
+                )
                 .await
             {
                 Ok(session) => {
@@ -932,33 +968,50 @@ impl LoginService {
             }
         }
         let p = policy.scope(scope);
-        let over = device.is_none()
-            && pow_enabled
-            && ({
-                // The name's and the source's failures, read together.
-                let n = self
-                    .store
-                    .failures_of(&[
-                        Counter {
-                            subject: &name,
-                            scope,
-                            window: p.window,
-                        },
-                        Counter {
-                            subject: &source,
-                            scope: LockScope::All,
-                            window: policy.all.window,
-                        },
-                    ])
-                    .await?;
-                n.first().is_some_and(|&f| f >= p.max_failures)
-                    || n.get(1).is_some_and(|&f| f >= policy.source_max_failures)
-            } || (challenge
+        // Without a device cookie, the name's and the client source's failures, each with its
+        // limit: over either, a client needs a proof of work.
+        let guarded = device.is_none() && pow_enabled;
+        let guards = [
+            (
+                Counter {
+                    subject: &name,
+                    scope,
+                    window: p.window,
+                },
+                p.max_failures,
+            ),
+            (
+                Counter {
+                    subject: &source,
+                    scope: LockScope::All,
+                    window: policy.all.window,
+                },
+                policy.source_max_failures,
+            ),
+        ];
+        let guards = if guarded { &guards[..] } else { &[] };
+        // A login's attempt is counted against the name from the client's source (or the
+        // device) with the guards read, in one round trip where the database allows, and
+        // only while neither guard is over its limit (unless the client paid).
+        let (failures, counted) = if challenge {
+            let counters: Vec<Counter<'_>> = guards.iter().map(|(c, _)| *c).collect();
+            (self.store.failures_of(&counters).await?, false)
+        } else {
+            self.store
+                .reserve_unless_over(&own, scope, policy, guards, !pow_paid)
+                .await?
+        };
+        let over = guards
+            .iter()
+            .zip(&failures)
+            .any(|((_, limit), f)| f >= limit)
+            || (guarded
+                && challenge
                 && self
                     .store
                     .count_failure(&format!("c:{src}"), LockScope::All, policy.all.window)
                     .await?
-                    > policy.source_max_failures));
+                    > policy.source_max_failures);
         let gate = Gate {
             scope,
             name,
@@ -970,10 +1023,16 @@ impl LoginService {
                 pow_enabled,
                 pow_wanted: false,
                 challenge,
+                settled: Vec::new(),
             },
             device,
         };
         if over && !pow_paid {
+            if counted {
+                // A guard went under its limit between its read and the reservation: the
+                // attempt is refused as read, and takes nothing.
+                self.store.refund_attempt(&gate.own, scope).await?;
+            }
             return Ok(Err(Refused {
                 result: LoginResult::Challenged(self.new_pow(&gate.name, bits).await?),
                 why: format!(
@@ -982,7 +1041,7 @@ impl LoginService {
                 ),
             }));
         }
-        if !challenge && !self.store.reserve_attempt(&gate.own, scope, policy).await? {
+        if !challenge && !counted {
             let result = if over {
                 LoginResult::Challenged(self.new_pow(&gate.name, bits).await?)
             } else {
@@ -1114,6 +1173,16 @@ impl LoginService {
         self.settle_device(gate).await;
         if let Err(e) = self.store.clear_subject(&gate.name, LockScope::All).await {
             tracing::warn!("clearing the failure counters of a granted login failed: {e}");
+        }
+    }
+
+    /// Writes what right secrets deferred ([`defer_settlement`]) now, not with a grant. A
+    /// failure is logged: the attempt then stays counted (fail closed).
+    async fn settle_now(&self, settled: Vec<Settlement>) {
+        for s in &settled {
+            if let Err(e) = self.store.settle(s).await {
+                tracing::warn!("settling the person's counters after a right secret failed: {e}");
+            }
         }
     }
 
@@ -1264,7 +1333,7 @@ impl LoginService {
                 Err(CallError::Resolver(format!("resolution failed: {e}")))
             }
         };
-        let (outcome, consumed, attempt) = match decided {
+        let (outcome, consumed, mut attempt) = match decided {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!("flow step denied: {e}");
@@ -1277,6 +1346,8 @@ impl LoginService {
                 return denied;
             }
         };
+        // A flow's session is opened after its last step: the settlement is written now.
+        self.settle_now(std::mem::take(&mut attempt.settled)).await;
         let person = outcome
             .person_uid
             .as_ref()

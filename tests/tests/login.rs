@@ -2,7 +2,7 @@
 //! `PRP_TEST_POSTGRES_URL` is set) PostgreSQL: each way in, each refusal, the same answer for
 //! every failure, lockouts, passcode races, questions, and misconfiguration.
 
-use prp_host::store::{ApiKeyScope, Store};
+use prp_host::store::{ApiKeyScope, LockScope, Store};
 use prp_tests::{
     hasher, host_command, seed, stdout, Portal, PortalOptions, Scene, Server, TestDb, CAROL_ADS,
     CAROL_CENTRAL, FLAG_PW, ROOT, TEST_TOKEN,
@@ -251,6 +251,29 @@ prp_tests::on_each_backend! {
         );
         // The lock is the person's, not the method's everywhere: other people still log in.
         assert_eq!(p.password("ok.acct", FLAG_PW).0, 200, "[{tag}]");
+    }
+}
+
+prp_tests::on_each_backend! {
+    async fn a_right_password_settles_the_persons_counters_with_its_grant(b: Backend) {
+        let p = Portal::start(&b).await;
+        let tag = b.name();
+        let day = 24 * 3600;
+        let failures = |scope: LockScope| {
+            let store = p.store.clone();
+            async move { store.failures("P-CAROL", scope, day).await.expect("failures") }
+        };
+        assert_eq!(p.password("carol", "wrong-1").0, 401);
+        assert_eq!(p.password("cexample", "wrong-2").0, 401);
+        assert_eq!(failures(LockScope::Password).await, 2, "[{tag}]");
+        assert_eq!(p.password("carol", CAROL_CENTRAL).0, 200, "[{tag}]");
+        // Settled with the grant: the method starts afresh, `all` gets the right try back.
+        assert_eq!(failures(LockScope::Password).await, 0, "[{tag}] settled");
+        assert_eq!(failures(LockScope::All).await, 2, "[{tag}] the right try taken back");
+        // So two more failures don't lock her (three in a window would).
+        assert_eq!(p.password("carol", "wrong-3").0, 401);
+        assert_eq!(p.password("Carol Example", "wrong-4").0, 401);
+        assert_eq!(p.password("carol", CAROL_CENTRAL).0, 200, "[{tag}] not locked");
     }
 }
 

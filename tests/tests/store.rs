@@ -5,7 +5,8 @@
 use prp_host::clock::ManualClock;
 use prp_host::plugins::{host_services, HostContext};
 use prp_host::store::{
-    ApiKeyScope, AuditEvent, Counter, LockScope, LockoutPolicy, SessionKind, Store,
+    Afresh, ApiKeyScope, AuditEvent, Counter, LockScope, LockoutPolicy, SessionKind, Settlement,
+    Store,
 };
 use prp_plugin_api::abi_stable::std_types::{RString, RVec};
 use prp_plugin_api::{AccountQuery, ErrorKind, HostServicesBox, SecretCheck};
@@ -289,6 +290,164 @@ prp_tests::on_each_backend! {
             granted += usize::from(t.await.expect("join"));
         }
         assert_eq!(granted, 3, "[{tag}] exactly the three tries of the window");
+    }
+}
+
+prp_tests::on_each_backend! {
+    async fn a_password_reservation_reads_the_credential_in_the_same_call(b: Backend) {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let clock = ManualClock::at(T0);
+        let store = db.store_with(clock.clone()).await;
+        let mut policy = LockoutPolicy::default();
+        policy.password.max_failures = 2;
+        policy.password.window = 600;
+        policy.all.max_failures = 100;
+        let pw = LockScope::Password;
+        store
+            .set_credential("Person", "P-R", "P-R", "$argon2id$central")
+            .await
+            .expect("set");
+        store
+            .set_credential("ADS", "acc-1", "P-R", "$argon2id$account")
+            .await
+            .expect("set");
+        store
+            .set_credential("ADS", "acc-2", "P-OTHER", "$argon2id$other")
+            .await
+            .expect("set");
+        let reserve = |credential: (&'static str, &'static str)| {
+            let (store, policy) = (store.clone(), policy);
+            async move {
+                let (counted, stored) = store
+                    .reserve_attempt_reading("P-R", pw, &policy, credential)
+                    .await
+                    .expect("reserve");
+                (counted, stored.map(|s| (s.hash, s.normalized)))
+            }
+        };
+
+        assert_eq!(
+            reserve(("Person", "P-R")).await,
+            (true, Some(("$argon2id$central".into(), true))),
+            "[{tag}] counted, and the central account's hash read"
+        );
+        assert_eq!(
+            reserve(("ADS", "acc-1")).await,
+            (true, Some(("$argon2id$account".into(), true))),
+            "[{tag}] an account's own hash"
+        );
+        // Out of tries: nothing counted, the hash still read (the caller decides).
+        assert_eq!(
+            reserve(("Person", "P-R")).await,
+            (false, Some(("$argon2id$central".into(), true))),
+            "[{tag}] refused"
+        );
+        assert_eq!(store.failures("P-R", pw, 600).await.expect("q"), 2, "[{tag}]");
+        assert_eq!(
+            store.failures("P-R", LockScope::All, 600).await.expect("q"),
+            2,
+            "[{tag}] the refused attempt counted nowhere"
+        );
+        // Another person's credential, or none, reads as no hash.
+        clock.advance(601);
+        assert_eq!(reserve(("ADS", "acc-2")).await, (true, None), "[{tag}]");
+        assert_eq!(reserve(("ADS", "nobody")).await, (true, None), "[{tag}]");
+    }
+}
+
+prp_tests::on_each_backend! {
+    async fn the_gate_counts_an_attempt_only_while_its_guards_are_under_their_limits(b: Backend) {
+        let tag = b.name();
+        let db = TestDb::new(&b).await;
+        let clock = ManualClock::at(T0);
+        let store = db.store_with(clock.clone()).await;
+        let mut policy = LockoutPolicy::default();
+        policy.password.max_failures = 5;
+        policy.password.window = 600;
+        let pw = LockScope::Password;
+        let guards = [
+            (
+                Counter {
+                    subject: "n:x",
+                    scope: pw,
+                    window: 600,
+                },
+                2,
+            ),
+            (
+                Counter {
+                    subject: "s:10.0.0.1",
+                    scope: LockScope::All,
+                    window: 900,
+                },
+                3,
+            ),
+        ];
+        let own = |store: &Store| {
+            let store = store.clone();
+            async move { store.failures("n:x@10.0.0.1", pw, 600).await.expect("q") }
+        };
+
+        assert_eq!(
+            store
+                .reserve_unless_over("n:x@10.0.0.1", pw, &policy, &guards, true)
+                .await
+                .expect("reserve"),
+            (vec![0, 0], true),
+            "[{tag}] under every limit: counted"
+        );
+        for _ in 0..3 {
+            store.count_failure("s:10.0.0.1", LockScope::All, 900).await.expect("count");
+        }
+        store.count_failure("n:x", pw, 600).await.expect("count");
+        assert_eq!(
+            store
+                .reserve_unless_over("n:x@10.0.0.1", pw, &policy, &guards, true)
+                .await
+                .expect("reserve"),
+            (vec![1, 3], false),
+            "[{tag}] the source over its limit: nothing counted"
+        );
+        assert_eq!(own(&store).await, 1, "[{tag}]");
+        assert_eq!(
+            store
+                .reserve_unless_over("n:x@10.0.0.1", pw, &policy, &guards, false)
+                .await
+                .expect("reserve"),
+            (vec![1, 3], true),
+            "[{tag}] a client that paid is counted whatever the guards read"
+        );
+        assert_eq!(own(&store).await, 2, "[{tag}]");
+        // Both windows end.
+        clock.advance(1000);
+        assert_eq!(
+            store
+                .reserve_unless_over("n:x@10.0.0.1", pw, &policy, &guards, true)
+                .await
+                .expect("reserve"),
+            (vec![0, 0], true),
+            "[{tag}] windows that ended read as none"
+        );
+        // Without guards (a device), only the reservation's own limits count.
+        store.count_failure("n:x", pw, 600).await.expect("count");
+        store.count_failure("n:x", pw, 600).await.expect("count");
+        assert_eq!(
+            store
+                .reserve_unless_over("d:device-1", pw, &policy, &[], true)
+                .await
+                .expect("reserve"),
+            (vec![], true),
+            "[{tag}]"
+        );
+        assert_eq!(
+            store
+                .reserve_unless_over("n:x@10.0.0.1", pw, &policy, &guards, true)
+                .await
+                .expect("reserve"),
+            (vec![2, 0], false),
+            "[{tag}] the name at its limit"
+        );
     }
 }
 
@@ -1244,6 +1403,14 @@ prp_tests::on_each_backend! {
             ("n:alicex", LockScope::Password),
             ("n:aliceX@10.0.0.1", LockScope::Password),
             ("s:10.0.0.1", LockScope::All),
+            // The persons' counters, which their grants settle.
+            ("P-1", LockScope::Password),
+            ("P-1", LockScope::Password),
+            ("P-1", LockScope::All),
+            ("P-1", LockScope::All),
+            ("P-1", LockScope::All),
+            ("P-2", LockScope::Password),
+            ("P-2", LockScope::All),
         ];
         for (subject, scope) in counted {
             store
@@ -1272,17 +1439,56 @@ prp_tests::on_each_backend! {
         };
 
         // A subject with `LIKE`'s wildcards in it clears only itself and what is under it.
+        // An attempt let through on the person's device (not counted against the person)
+        // clears the method's counter and leaves `all` as it was.
+        let on_device = Settlement {
+            person_uid: "P-2".into(),
+            scope: LockScope::Password,
+            counted: false,
+        };
         store
-            .open_session_audited("P-2", "password", SessionKind::Full, 3600, &event, "n:alic_")
+            .open_session_audited(
+                "P-2",
+                "password",
+                SessionKind::Full,
+                3600,
+                &event,
+                Afresh {
+                    name: "n:alic_",
+                    person: Some(&on_device),
+                },
+            )
             .await
             .expect("grant");
         assert_eq!(failures("n:alice@10.0.0.1", LockScope::Password).await, 1, "[{tag}]");
+        assert_eq!(failures("P-2", LockScope::Password).await, 0, "[{tag}] device: cleared");
+        assert_eq!(failures("P-2", LockScope::All).await, 1, "[{tag}] device: all kept");
 
         clock.advance(5);
+        // An attempt counted against the person: the method starts afresh, and the attempt
+        // is taken back from `all`.
+        let counted = Settlement {
+            person_uid: "P-1".into(),
+            scope: LockScope::Password,
+            counted: true,
+        };
         let s = store
-            .open_session_audited("P-1", "password", SessionKind::Full, 3600, &event, "n:alice")
+            .open_session_audited(
+                "P-1",
+                "password",
+                SessionKind::Full,
+                3600,
+                &event,
+                Afresh {
+                    name: "n:alice",
+                    person: Some(&counted),
+                },
+            )
             .await
             .expect("grant");
+        assert_eq!(failures("P-1", LockScope::Password).await, 0, "[{tag}] settled");
+        assert_eq!(failures("P-1", LockScope::All).await, 2, "[{tag}] one taken back");
+        assert_eq!(failures("P-2", LockScope::All).await, 1, "[{tag}] another person kept");
         let live = store
             .session(&s.token, 900)
             .await
@@ -1347,28 +1553,47 @@ prp_tests::on_each_backend! {
         let clock = ManualClock::at(T0);
         let store = db.store_with(clock.clone()).await;
         prp_tests::fail_inserts(&store, "prp_audit", None, "the audit log is full").await;
-        store
-            .count_failure("n:bob@10.0.0.1", LockScope::Password, 600)
-            .await
-            .expect("count");
+        for subject in ["n:bob@10.0.0.1", "P-BOB"] {
+            store
+                .count_failure(subject, LockScope::Password, 600)
+                .await
+                .expect("count");
+        }
         let event = AuditEvent {
             event: "login",
             outcome: "success",
             person_uid: Some("P-BOB"),
             ..Default::default()
         };
+        let settled = Settlement {
+            person_uid: "P-BOB".into(),
+            scope: LockScope::Password,
+            counted: true,
+        };
         let refused = store
-            .open_session_audited("P-BOB", "password", SessionKind::Full, 3600, &event, "n:bob")
+            .open_session_audited(
+                "P-BOB",
+                "password",
+                SessionKind::Full,
+                3600,
+                &event,
+                Afresh {
+                    name: "n:bob",
+                    person: Some(&settled),
+                },
+            )
             .await;
         assert!(refused.is_err(), "[{tag}] the record can't be written");
-        assert_eq!(
-            store
-                .failures("n:bob@10.0.0.1", LockScope::Password, 600)
-                .await
-                .expect("failures"),
-            1,
-            "[{tag}] counters are cleared only once the record is written"
-        );
+        for subject in ["n:bob@10.0.0.1", "P-BOB"] {
+            assert_eq!(
+                store
+                    .failures(subject, LockScope::Password, 600)
+                    .await
+                    .expect("failures"),
+                1,
+                "[{tag}] {subject}: counters are cleared and settled only once the record is written"
+            );
+        }
         let sessions: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM prp_session WHERE person_uid = 'P-BOB'")
                 .fetch_one(store.pool())

@@ -13,7 +13,7 @@ use crate::metrics::Crossings;
 use crate::security::{self, Hasher};
 use crate::store::{
     AccountSearch, AuditEvent, LockScope, LockoutPolicy, ParameterSnapshot, PasscodeOutcome,
-    SearchTableConfig, Store, StoreError,
+    SearchTableConfig, Settlement, Store, StoreError, StoredPassword,
 };
 use prp_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use prp_plugin_api::abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
@@ -201,6 +201,22 @@ impl Services {
         scope: LockScope,
         policy: &LockoutPolicy,
     ) -> Result<Option<Reserved>, PluginError> {
+        Ok(self
+            .reserve_reading(store, person_uid, scope, policy, None)?
+            .0)
+    }
+
+    /// [`Self::reserve`], reading the stored hash of the person's credential `read` (source,
+    /// account) in the same round trip when the attempt is counted against the person (its
+    /// hash, `Some`); `None` when it wasn't read.
+    fn reserve_reading(
+        &self,
+        store: &Store,
+        person_uid: &str,
+        scope: LockScope,
+        policy: &LockoutPolicy,
+        read: Option<(&str, &str)>,
+    ) -> Result<(Option<Reserved>, Option<Option<StoredPassword>>), PluginError> {
         let (device, paid) = crate::login::with_attempt(|a| {
             a.map(|a| {
                 (
@@ -211,16 +227,27 @@ impl Services {
             .unwrap_or_default()
         });
         if device {
-            return Ok(Some(Reserved::Device));
+            return Ok((Some(Reserved::Device), None));
         }
-        if self.block(store.reserve_attempt(person_uid, scope, policy))? {
-            return Ok(Some(Reserved::Person));
+        let (counted, stored) = match read {
+            Some(credential) => {
+                let (counted, stored) = self
+                    .block(store.reserve_attempt_reading(person_uid, scope, policy, credential))?;
+                (counted, Some(stored))
+            }
+            None => (
+                self.block(store.reserve_attempt(person_uid, scope, policy))?,
+                None,
+            ),
+        };
+        if counted {
+            return Ok((Some(Reserved::Person), stored));
         }
         if paid {
-            return Ok(Some(Reserved::Paid));
+            return Ok((Some(Reserved::Paid), stored));
         }
         want_pow();
-        Ok(None)
+        Ok((None, None))
     }
 
     /// After a wrong secret: a person-level lock is set once the person's tries are spent
@@ -272,10 +299,7 @@ impl Services {
         scope: LockScope,
         reserved: Reserved,
     ) -> Result<(), PluginError> {
-        match reserved {
-            Reserved::Person => self.block(store.settle_success(person_uid, scope)),
-            _ => self.block(store.clear_failures(person_uid, scope)),
-        }
+        self.block(store.settle(&settlement(person_uid, scope, reserved)))
     }
 
     /// The attempt was neither right nor wrong.
@@ -308,15 +332,7 @@ impl Services {
     ) -> Result<SecretCheck, PluginError> {
         let store = self.store()?;
         let policy = self.policy()?;
-        // The attempt is counted before the password is checked (refused when locked).
-        let Some(reserved) = self.reserve(store, person_uid, LockScope::Password, &policy)? else {
-            return Ok(self.padded(SecretCheck::LOCKED, 1));
-        };
         let resolvers = self.ctx.resolvers.get();
-        let mut checked = 0usize;
-        // An optional resolver failed and its account was left out.
-        let mut dropped = false;
-        let mut ok = false;
         // One credential per attempt, so every attempt costs one hash whatever the name matched:
         // the central account's when it matched, else the first matched account that has one.
         let mut eligible: Vec<&ResolvedAccount> = accounts
@@ -324,15 +340,33 @@ impl Services {
             .filter(|a| prp_plugin_api::rules::is_eligible(a, person_uid))
             .collect();
         eligible.sort_by_key(|a| a.account_uid.is_some());
-        for account in eligible {
-            // A resolver that verifies passwords in its own system goes first, under a deadline
-            // of its own inside the authenticator's call.
-            let owner = resolvers.and_then(|rs| {
+        // A resolver that verifies passwords in its own system checks its account's.
+        let owner_of = |account: &ResolvedAccount| {
+            resolvers.and_then(|rs| {
                 rs.iter()
                     .filter(|r| r.roles.contains(PasswordRoles::VERIFIES))
                     .find(|r| r.id.as_str() == account.resolver.as_str())
-            });
-            if let Some(owner) = owner {
+            })
+        };
+        // The attempt is counted before the password is checked (refused when locked), and
+        // the first account's stored hash read with it when the host holds it.
+        let first = eligible
+            .first()
+            .filter(|a| owner_of(a).is_none())
+            .map(|a| credential_of(a, person_uid));
+        let (reserved, mut prefetched) =
+            self.reserve_reading(store, person_uid, LockScope::Password, &policy, first)?;
+        let Some(reserved) = reserved else {
+            return Ok(self.padded(SecretCheck::LOCKED, 1));
+        };
+        let mut checked = 0usize;
+        // An optional resolver failed and its account was left out.
+        let mut dropped = false;
+        let mut ok = false;
+        for account in eligible {
+            // A resolver that verifies passwords in its own system goes first, under a deadline
+            // of its own inside the authenticator's call.
+            if let Some(owner) = owner_of(account) {
                 let resolver = Arc::clone(&owner.resolver);
                 let (account, secret) = (account.clone(), password.to_owned());
                 RequestScope::nested_call("verify_password");
@@ -378,11 +412,13 @@ impl Services {
                     }
                 }
             }
-            let (source, key) = match account.account_uid.as_ref().into_option() {
-                None => ("Person", person_uid),
-                Some(uid) => (account.source.as_str(), uid.as_str()),
+            let (source, key) = credential_of(account, person_uid);
+            // The first account's hash was read with the reservation.
+            let stored = match prefetched.take() {
+                Some(stored) if first == Some((source, key)) => stored,
+                _ => self.block(store.stored_password(source, key, person_uid))?,
             };
-            if let Some(stored) = self.block(store.stored_password(source, key, person_uid))? {
+            if let Some(stored) = stored {
                 checked += 1;
                 // One hash either way: a hash stored before passwords were normalised is of
                 // the password as typed; a right one is rehashed (NFKC, current cost) below.
@@ -408,7 +444,11 @@ impl Services {
             self.ctx.hasher.dummy_verify();
         }
         if ok {
-            self.settle_success(store, person_uid, LockScope::Password, reserved)?;
+            // In a login, written with its grant (one round trip for both).
+            let settled = settlement(person_uid, LockScope::Password, reserved);
+            if let Err(settled) = crate::login::defer_settlement(settled) {
+                self.block(store.settle(&settled))?;
+            }
             Ok(SecretCheck::OK)
         } else if checked == 0 && dropped {
             // Nothing was checked because an optional resolver failed: not the person's
@@ -573,6 +613,23 @@ enum Reserved {
     Device,
     /// The person is locked, but the client solved a proof of work for this one try.
     Paid,
+}
+
+/// The credential that holds an account's password in the host's store: (source, account).
+fn credential_of<'a>(account: &'a ResolvedAccount, person_uid: &'a str) -> (&'a str, &'a str) {
+    match account.account_uid.as_ref().into_option() {
+        None => ("Person", person_uid),
+        Some(uid) => (account.source.as_str(), uid.as_str()),
+    }
+}
+
+/// What a right secret let through as `reserved` does to the person's counters.
+fn settlement(person_uid: &str, scope: LockScope, reserved: Reserved) -> Settlement {
+    Settlement {
+        person_uid: person_uid.to_owned(),
+        scope,
+        counted: reserved == Reserved::Person,
+    }
 }
 
 /// Tells the login service the person is locked for this client, which needs a proof of work.

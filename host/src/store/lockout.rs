@@ -1,7 +1,8 @@
 //! Failure counters and locks, per person, in the database: they hold across restarts and
 //! across servers, and every update is a single atomic statement.
 
-use super::{ParameterSnapshot, Store, StoreError};
+use super::{ParameterSnapshot, Store, StoreError, StoredPassword};
+use sqlx::Row;
 
 /// What a lock covers. `All` counts failures of every method together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +265,152 @@ impl Store {
         scopes: &[LockScope],
         policy: &LockoutPolicy,
     ) -> Result<Vec<String>, StoreError> {
+        let sql = reserve_rows_sql(scopes.len());
+        let query = self.bind_reservation(sqlx::query(&sql), person_uid, scopes, policy);
+        let rows = query.fetch_all(self.db()).await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// [`Self::reserve_attempt`] for a password, with the stored hash of the credential
+    /// `(source, account_uid)` of the person read in the same round trip on SQLite (where
+    /// one statement counts every row, see [`Store::row_batches`]); after the reservation on
+    /// PostgreSQL. The hash is read whether or not the attempt is let through.
+    pub async fn reserve_attempt_reading(
+        &self,
+        person_uid: &str,
+        scope: LockScope,
+        policy: &LockoutPolicy,
+        (source, account_uid): (&str, &str),
+    ) -> Result<(bool, Option<StoredPassword>), StoreError> {
+        if self.dialect() == super::Dialect::Postgres {
+            let reserved = self.reserve_attempt(person_uid, scope, policy).await?;
+            let stored = self
+                .stored_password(source, account_uid, person_uid)
+                .await?;
+            return Ok((reserved, stored));
+        }
+        let scopes = both(scope);
+        let first = RESERVE_FIRST + scopes.len();
+        let sql = format!(
+            "{};\n{}",
+            reserve_rows_sql(scopes.len()),
+            super::secrets::stored_password_sql(first, first + 1, 1)
+        );
+        let query = self
+            .bind_reservation(sqlx::query(&sql), person_uid, &scopes, policy)
+            .bind(source)
+            .bind(account_uid);
+        let rows = query.fetch_all(self.db()).await?;
+        // The reservation's rows carry one column (a scope counted), the credential's two.
+        let counted = rows.iter().filter(|r| r.len() == 1).count();
+        let stored = match rows.iter().find(|r| r.len() == 2) {
+            Some(r) => Some(super::secrets::stored_password_from(r)?),
+            None => None,
+        };
+        // One statement wrote all of the rows or none.
+        Ok((counted == scopes.len(), stored))
+    }
+
+    /// The gate's reservation of `own` ([`Self::reserve_attempt`]) unless one of `guards`
+    /// (a counter and its limit: the name's, the client source's) has reached its limit
+    /// within its window: then nothing is counted. `enforce` false counts `own` whatever
+    /// the guards read (the client paid with a proof of work). Returns each guard's failures
+    /// in its window, in the order given, and whether `own` was counted.
+    ///
+    /// On SQLite the guards are read and `own` reserved in one call: the reservation checks
+    /// the guards again as it writes, so a guard that reached its limit between the two
+    /// statements counts nothing either. Elsewhere they are read, then reserved.
+    pub async fn reserve_unless_over(
+        &self,
+        own: &str,
+        scope: LockScope,
+        policy: &LockoutPolicy,
+        guards: &[(Counter<'_>, i64)],
+        enforce: bool,
+    ) -> Result<(Vec<i64>, bool), StoreError> {
+        let counters: Vec<Counter<'_>> = guards.iter().map(|(c, _)| *c).collect();
+        if self.dialect() == super::Dialect::Postgres || guards.is_empty() {
+            let failures = self.failures_of(&counters).await?;
+            let over = guards
+                .iter()
+                .zip(&failures)
+                .any(|((_, limit), f)| f >= limit);
+            if over && enforce {
+                return Ok((failures, false));
+            }
+            let counted = self.reserve_attempt(own, scope, policy).await?;
+            return Ok((failures, counted));
+        }
+        let scopes = both(scope);
+        let first = RESERVE_FIRST + scopes.len();
+        // Guard i binds its subject, scope, the start of its window and its limit.
+        let guard_of = |i: usize| {
+            let at = first + 4 * i;
+            (
+                format!(
+                    "(person_uid = ${at} AND scope = ${} AND window_start > ${}",
+                    at + 1,
+                    at + 2
+                ),
+                at + 3,
+            )
+        };
+        let read: Vec<String> = (0..guards.len())
+            .map(|i| format!("{})", guard_of(i).0))
+            .collect();
+        let over: Vec<String> = (0..guards.len())
+            .map(|i| {
+                let (cond, limit) = guard_of(i);
+                format!("{cond} AND failures >= ${limit})")
+            })
+            .collect();
+        let reserve = reserve_rows_sql(scopes.len());
+        let reserve = if enforce {
+            reserve.replacen(
+                RESERVE_GUARD_AT,
+                &format!(
+                    "AND NOT EXISTS (SELECT 1 FROM prp_failure WHERE {})\n{RESERVE_GUARD_AT}",
+                    over.join(" OR ")
+                ),
+                1,
+            )
+        } else {
+            reserve
+        };
+        let sql = format!(
+            "SELECT person_uid, scope, failures FROM prp_failure WHERE {};\n{reserve}",
+            read.join(" OR ")
+        );
+        let now = self.now();
+        let mut query = self.bind_reservation(sqlx::query(&sql), own, &scopes, policy);
+        for (c, limit) in guards {
+            query = query
+                .bind(c.subject)
+                .bind(c.scope.name())
+                .bind(now - c.window)
+                .bind(*limit);
+        }
+        let rows = query.fetch_all(self.db()).await?;
+        // The guards' rows carry three columns, the reservation's one (a scope counted).
+        let counted = rows.iter().filter(|r| r.len() == 1).count() == scopes.len();
+        let mut read = Vec::new();
+        for r in rows.iter().filter(|r| r.len() == 3) {
+            read.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+        }
+        Ok((in_order(&counters, &read), counted))
+    }
+
+    /// Binds [`reserve_rows_sql`]'s parameters.
+    fn bind_reservation<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        person_uid: &'q str,
+        scopes: &[LockScope],
+        policy: &LockoutPolicy,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
         let now = self.now();
         let all = policy.all;
         debug_assert!(
@@ -278,41 +425,7 @@ impl Store {
                 .find(|s| *s != LockScope::All)
                 .unwrap_or(LockScope::All),
         );
-        let values: Vec<String> = (0..scopes.len())
-            .map(|i| format!("($1, ${}, $2, 1, 0)", i + 7))
-            .collect();
-        // All or nothing: no row is written while any of them refuses (locked, or out of
-        // tries in its window), so a refused attempt is counted nowhere, not even for the
-        // moment until it would be taken back. The conflict's `WHERE` checks the same again on
-        // the row as it is when written: a concurrent attempt (PostgreSQL) may have counted
-        // since the `NOT EXISTS` read it.
-        let sql = format!(
-            "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
-             SELECT * FROM (VALUES {}) AS v
-             WHERE NOT EXISTS (
-               SELECT 1 FROM prp_failure f
-               WHERE f.person_uid = $1 AND f.scope IN ({})
-                 AND (f.locked_until > $2
-                      OR (f.window_start > CASE WHEN f.scope = 'all' THEN $4 ELSE $3 END
-                          AND NOT (f.locked_until > 0 AND f.locked_until <= $2)
-                          AND f.failures >= CASE WHEN f.scope = 'all' THEN $6 ELSE $5 END)))
-             ON CONFLICT (person_uid, scope) DO UPDATE SET
-               failures = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
-                                 OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
-                               THEN 1 ELSE prp_failure.failures + 1 END,
-               window_start = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
-                                     OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
-                                   THEN $2 ELSE prp_failure.window_start END,
-               locked_until = CASE WHEN prp_failure.locked_until <= $2 THEN 0 ELSE prp_failure.locked_until END
-             WHERE prp_failure.locked_until <= $2
-               AND (prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
-                    OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
-                    OR prp_failure.failures < CASE WHEN prp_failure.scope = 'all' THEN $6 ELSE $5 END)
-             RETURNING scope",
-            values.join(", "),
-            placeholders(7, scopes.len())
-        );
-        let mut query = sqlx::query_scalar(&sql)
+        let mut query = query
             .bind(person_uid)
             .bind(now)
             .bind(now - p.window)
@@ -322,7 +435,7 @@ impl Store {
         for s in scopes {
             query = query.bind(s.name());
         }
-        Ok(query.fetch_all(self.db()).await?)
+        query
     }
 
     /// After a wrong secret: the attempt stays counted, and a scope whose tries are spent is
@@ -366,18 +479,8 @@ impl Store {
         person_uid: &str,
         scope: LockScope,
     ) -> Result<(), StoreError> {
-        // The scope's row is left with no failures, no lock and a window that ended long
-        // ago, which every rule reads exactly as no row at all: the next attempt starts a
-        // window of its own.
         for batch in self.row_batches(&both(scope)) {
-            let sql = format!(
-                "UPDATE prp_failure SET
-                   failures = CASE WHEN scope = $2 THEN 0 WHEN failures > 0 THEN failures - 1 ELSE 0 END,
-                   locked_until = CASE WHEN scope = $2 THEN 0 ELSE locked_until END,
-                   window_start = CASE WHEN scope = $2 THEN 0 ELSE window_start END
-                 WHERE person_uid = $1 AND scope IN ({})",
-                placeholders(3, batch.len())
-            );
+            let sql = settle_success_sql(1, batch.len());
             let mut query = sqlx::query(&sql).bind(person_uid).bind(scope.name());
             for s in batch {
                 query = query.bind(s.name());
@@ -385,6 +488,17 @@ impl Store {
             query.execute(self.db()).await?;
         }
         Ok(())
+    }
+
+    /// What a right secret does to the person's counters ([`Settlement`]).
+    pub async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError> {
+        if settlement.counted {
+            self.settle_success(&settlement.person_uid, settlement.scope)
+                .await
+        } else {
+            self.clear_failures(&settlement.person_uid, settlement.scope)
+                .await
+        }
     }
 
     /// Takes an attempt back from both counters (it was neither right nor wrong).
@@ -474,12 +588,108 @@ fn both(scope: LockScope) -> Vec<LockScope> {
     }
 }
 
+/// The first parameter of [`reserve_rows_sql`]'s scopes.
+const RESERVE_FIRST: usize = 7;
+
+/// Where [`reserve_rows_sql`]'s row filter ends: a further condition goes before it.
+const RESERVE_GUARD_AT: &str = "ON CONFLICT (person_uid, scope) DO UPDATE SET";
+
+/// The reservation of `n` scopes' rows ([`Store::reserve_attempt`]): `$1` the person, `$2`
+/// now, `$3`/`$4` the start of the scope's and of `all`'s window, `$5`/`$6` their limits,
+/// `$7…` the scopes. All or nothing: no row is written while any of them refuses (locked, or
+/// out of tries in its window), so a refused attempt is counted nowhere, not even for the
+/// moment until it would be taken back. The conflict's `WHERE` checks the same again on the
+/// row as it is when written: a concurrent attempt (PostgreSQL) may have counted since the
+/// `NOT EXISTS` read it. Returns the scopes counted.
+fn reserve_rows_sql(n: usize) -> String {
+    let values: Vec<String> = (0..n)
+        .map(|i| format!("($1, ${}, $2, 1, 0)", i + RESERVE_FIRST))
+        .collect();
+    format!(
+        "INSERT INTO prp_failure (person_uid, scope, window_start, failures, locked_until)
+         SELECT * FROM (VALUES {}) AS v
+         WHERE NOT EXISTS (
+           SELECT 1 FROM prp_failure f
+           WHERE f.person_uid = $1 AND f.scope IN ({})
+             AND (f.locked_until > $2
+                  OR (f.window_start > CASE WHEN f.scope = 'all' THEN $4 ELSE $3 END
+                      AND NOT (f.locked_until > 0 AND f.locked_until <= $2)
+                      AND f.failures >= CASE WHEN f.scope = 'all' THEN $6 ELSE $5 END)))
+         ON CONFLICT (person_uid, scope) DO UPDATE SET
+           failures = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
+                             OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
+                           THEN 1 ELSE prp_failure.failures + 1 END,
+           window_start = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
+                                 OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
+                               THEN $2 ELSE prp_failure.window_start END,
+           locked_until = CASE WHEN prp_failure.locked_until <= $2 THEN 0 ELSE prp_failure.locked_until END
+         WHERE prp_failure.locked_until <= $2
+           AND (prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
+                OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
+                OR prp_failure.failures < CASE WHEN prp_failure.scope = 'all' THEN $6 ELSE $5 END)
+         RETURNING scope",
+        values.join(", "),
+        placeholders(RESERVE_FIRST, n)
+    )
+}
+
 /// `$first, $first+1, …`: `n` placeholders.
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What a right secret does to the person's counters: with the attempt counted against the
+/// person, the method's counter starts afresh and the attempt is taken back from `all`
+/// ([`Store::settle_success`]); let through on the person's device or a paid proof of work,
+/// the method's counter and lock are cleared ([`Store::clear_failures`]). A login defers it
+/// to its grant (`login::defer_settlement`), which writes it with the name's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub person_uid: String,
+    pub scope: LockScope,
+    /// The attempt was counted against the person.
+    pub counted: bool,
+}
+
+impl Settlement {
+    /// The settlement's statement with its parameters from `$first` (SQLite, where one
+    /// statement writes every row of a person; see [`Store::row_batches`]), and its
+    /// parameters in order.
+    pub(super) fn sqlite_statement(&self, first: usize) -> (String, Vec<&'static str>) {
+        if self.counted {
+            let scopes = both(self.scope);
+            let mut names = vec![self.scope.name()];
+            names.extend(scopes.iter().map(|s| s.name()));
+            (settle_success_sql(first, scopes.len()), names)
+        } else {
+            (
+                format!(
+                    "DELETE FROM prp_failure WHERE person_uid = ${first} AND scope = ${}",
+                    first + 1
+                ),
+                vec![self.scope.name()],
+            )
+        }
+    }
+}
+
+/// The statement of [`Store::settle_success`] for `n` scopes: `$first` the person, `$first+1`
+/// the scope that starts afresh, then the `n` scopes' names. The scope's row is left with no
+/// failures, no lock and a window that ended long ago, which every rule reads exactly as no
+/// row at all: the next attempt starts a window of its own.
+fn settle_success_sql(first: usize, n: usize) -> String {
+    let scope = first + 1;
+    format!(
+        "UPDATE prp_failure SET
+           failures = CASE WHEN scope = ${scope} THEN 0 WHEN failures > 0 THEN failures - 1 ELSE 0 END,
+           locked_until = CASE WHEN scope = ${scope} THEN 0 ELSE locked_until END,
+           window_start = CASE WHEN scope = ${scope} THEN 0 ELSE window_start END
+         WHERE person_uid = ${first} AND scope IN ({})",
+        placeholders(first + 2, n)
+    )
 }
 
 /// Whether a counter appears twice.

@@ -26,11 +26,11 @@ pub use import::{
 pub use items::{
     AccountTable, ItemChange, PasswordChange, TableAccount, ACCOUNT_TABLES, DISPLAY_COLUMN,
 };
-pub use lockout::{Counter, LockScope, LockoutPolicy};
+pub use lockout::{Counter, LockScope, LockoutPolicy, Settlement};
 pub use notify::{DeliveryState, OutboxEntry, OutboxMessage, OutboxState, Recipient};
 pub use params::{ApiKeyScope, ApiKeyValue, Parameter, ParameterSnapshot, ParameterView};
 pub use secrets::{AnswerOutcome, Consumption, PasscodeOutcome, QuestionRow, StoredPassword};
-pub use sessions::{NewSession, Session, SessionKind};
+pub use sessions::{Afresh, NewSession, Session, SessionKind};
 pub use warm::WarmConnections;
 
 use crate::clock::Clock;

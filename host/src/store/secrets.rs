@@ -87,6 +87,22 @@ pub(crate) async fn purge_passcode_half(
     Ok(())
 }
 
+/// The read of one credential's stored hash (`hash`, `normalized`), with the positions of its
+/// parameters: the source, the account and the person it must belong to.
+pub(super) fn stored_password_sql(source: usize, account: usize, person: usize) -> String {
+    format!(
+        "SELECT hash, normalized FROM prp_credential WHERE source = ${source} AND account_uid = ${account} AND person_uid = ${person} AND external = 0"
+    )
+}
+
+/// A row of [`stored_password_sql`].
+pub(super) fn stored_password_from(r: &sqlx::any::AnyRow) -> Result<StoredPassword, StoreError> {
+    Ok(StoredPassword {
+        hash: r.try_get("hash")?,
+        normalized: r.try_get::<i64, _>("normalized")? != 0,
+    })
+}
+
 impl Store {
     /// Stores a passcode's hash, replacing any earlier one of the person (and purging the
     /// second half of the earlier one from the outbox).
@@ -433,21 +449,15 @@ impl Store {
         account_uid: &str,
         person_uid: &str,
     ) -> Result<Option<StoredPassword>, StoreError> {
-        let row = sqlx::query(
-            "SELECT hash, normalized FROM prp_credential WHERE source = $1 AND account_uid = $2 AND person_uid = $3 AND external = 0",
-        )
-        .bind(source)
-        .bind(account_uid)
-        .bind(person_uid)
-        .fetch_optional(self.db())
-        .await?;
-        row.map(|r| {
-            Ok(StoredPassword {
-                hash: r.try_get("hash")?,
-                normalized: r.try_get::<i64, _>("normalized")? != 0,
-            })
-        })
-        .transpose()
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| stored_password_sql(1, 2, 3));
+        let row = sqlx::query(&SQL)
+            .bind(source)
+            .bind(account_uid)
+            .bind(person_uid)
+            .fetch_optional(self.db())
+            .await?;
+        row.as_ref().map(stored_password_from).transpose()
     }
 
     /// Replaces a credential's hash by a new hash of the same password's NFKC form (after a

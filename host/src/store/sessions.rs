@@ -127,6 +127,15 @@ fn insert_session_sql(first: usize) -> String {
     )
 }
 
+/// The failure counters a granted login starts afresh, since a right secret was given: the
+/// name's (`name` and the subjects under it, `name@…`, in every scope, deleted) and the
+/// person's (the right secret's [`Settlement`](super::Settlement), when the login deferred it).
+#[derive(Debug, Clone, Copy)]
+pub struct Afresh<'a> {
+    pub name: &'a str,
+    pub person: Option<&'a super::Settlement>,
+}
+
 impl Store {
     /// Opens a session that ends at `lifetime` seconds from now at the latest.
     pub async fn create_session(
@@ -145,15 +154,17 @@ impl Store {
     }
 
     /// Opens a session for a granted login that consumed nothing (a password), with what the
-    /// grant writes besides: the login's audit record, and the counters of `cleared` and of
-    /// the subjects under it (`cleared@…`, every scope) deleted, since a right secret starts
-    /// them afresh. The counters are cleared only once the record is committed.
+    /// grant writes besides: the login's audit record, and the counters it starts afresh
+    /// ([`Afresh`]). The counters are cleared and
+    /// settled only once the record is committed.
     ///
-    /// On PostgreSQL it is one statement: all of it is written or none. On SQLite the session
-    /// and the record are two statements in one call, session first, and the counters are
-    /// cleared after them. A failure there leaves at most a session whose token is never
-    /// handed out (the caller answers `503`), as when [`Store::create_session`] is followed by
-    /// a failed audit write. A failure to clear the counters is logged, and the login stands.
+    /// On PostgreSQL the session, the record and the name's counters are one statement: all of
+    /// it is written or none; the person's counters are settled after it. On SQLite the session
+    /// and the record are two statements in one call, session first, and the name's counters
+    /// cleared and the person's settled in a second call. A failure there leaves at most a
+    /// session whose token is never handed out (the caller answers `503`), as when
+    /// [`Store::create_session`] is followed by a failed audit write; the person's attempt then
+    /// stays counted. A failure to clear or settle the counters is logged, and the login stands.
     pub async fn open_session_audited(
         &self,
         person_uid: &str,
@@ -161,8 +172,12 @@ impl Store {
         kind: SessionKind,
         lifetime: i64,
         event: &super::AuditEvent<'_>,
-        cleared: &str,
+        afresh: Afresh<'_>,
     ) -> Result<NewSession, StoreError> {
+        let Afresh {
+            name: cleared,
+            person: settled,
+        } = afresh;
         let now = self.now();
         let session = NewSession::fresh(now, lifetime);
         let event = super::audit::OwnedEvent::from(event);
@@ -184,6 +199,15 @@ impl Store {
                     .bind(super::LockScope::All.name());
                 let query = session.bind(query, person_uid, method, kind, now);
                 event.bind(query).execute(self.db()).await?;
+                // Apart: a statement that writes several of a person's counters on PostgreSQL
+                // could deadlock with another doing the same (see `Store::row_batches`).
+                if let Some(settled) = settled {
+                    if let Err(e) = self.settle(settled).await {
+                        tracing::warn!(
+                            "settling the person's counters of a granted login failed: {e}"
+                        );
+                    }
+                }
             }
             super::Dialect::Sqlite => {
                 // $1–$7 the session (its creation time, $5, is the record's time), $8–$15
@@ -197,7 +221,27 @@ impl Store {
                 });
                 let query = session.bind(sqlx::query(&SQL), person_uid, method, kind, now);
                 event.bind(query).execute(self.db()).await?;
-                if let Err(e) = self.clear_subject(cleared, super::LockScope::All).await {
+                // Then the name's counters, and the person's settled, in one call.
+                let mut sql = String::from(super::lockout::DELETE_SUBJECT);
+                let mut names = Vec::new();
+                let mut person = None;
+                if let Some(settled) = settled {
+                    let (settle, bound) = settled.sqlite_statement(4);
+                    sql = format!("{sql};\n{settle}");
+                    person = Some(settled.person_uid.as_str());
+                    names = bound;
+                }
+                let mut query = sqlx::query(&sql)
+                    .bind(cleared)
+                    .bind(super::lockout::subject_prefix(cleared))
+                    .bind(super::LockScope::All.name());
+                if let Some(person) = person {
+                    query = query.bind(person);
+                }
+                for name in names {
+                    query = query.bind(name);
+                }
+                if let Err(e) = query.execute(self.db()).await {
                     tracing::warn!("clearing the failure counters of a granted login failed: {e}");
                 }
             }
