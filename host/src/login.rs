@@ -88,10 +88,12 @@ pub struct AttemptContext {
 }
 
 /// Called by the host services after a right password in a login: records what it does to the
-/// person's counters, for the login service to write with the grant (one round trip for
-/// both) or, when the login isn't granted, at once after the decision. Outside a login on
-/// this thread it gives the settlement back: the caller must write it at once. A login whose
-/// call fails or runs out of time drops it, so the attempt stays counted (fail closed).
+/// person's counters, for the login service to write after the decision: with the grant's
+/// counters when the login is granted and consumed nothing (on SQLite in the same call), at
+/// once otherwise (a denial, a grant that consumes a passcode or answers, a flow's step,
+/// more than one settlement). Outside a login on this thread it gives the settlement back:
+/// the caller must write it at once. A login whose call fails or runs out of time, or whose
+/// grant can't be written, drops it, so the attempt stays counted (fail closed).
 pub fn defer_settlement(s: Settlement) -> Result<(), Settlement> {
     with_attempt(|a| match a {
         Some(a) if !a.challenge => {
@@ -560,9 +562,9 @@ impl LoginService {
             .as_ref()
             .map(|p| p.to_string())
             .into_option();
-        // A right password's settlement goes with the grant when the grant writes no
-        // transaction (one round trip for the name's counters and the person's); any other
-        // is written now.
+        // A right password's settlement goes with the grant's counters when the grant writes
+        // no transaction (on SQLite one call for the name's counters and the person's); any
+        // other is written now.
         let mut settled = std::mem::take(&mut attempt.settled);
         let with_grant =
             (outcome.granted && person.is_some() && consumed.is_empty() && settled.len() == 1)
@@ -1001,10 +1003,7 @@ impl LoginService {
                 .reserve_unless_over(&own, scope, policy, guards, !pow_paid)
                 .await?
         };
-        let over = guards
-            .iter()
-            .zip(&failures)
-            .any(|((_, limit), f)| f >= limit)
+        let over = crate::store::any_over(guards, &failures)
             || (guarded
                 && challenge
                 && self

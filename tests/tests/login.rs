@@ -1152,7 +1152,16 @@ prp_tests::on_each_backend! {
             !audit.iter().any(|e| e.outcome == "success"),
             "[{tag}] no success is recorded: {audit:?}"
         );
+        // The right password's settlement goes with the grant: not written, the attempt
+        // stays counted against her (fail closed), with the wrong one before it.
+        let counted = |scope: LockScope| {
+            let store = p.store.clone();
+            async move { store.failures("P-CAROL", scope, 24 * 3600).await.expect("failures") }
+        };
+        assert_eq!(counted(LockScope::Password).await, 2, "[{tag}] not settled");
         prp_tests::allow_inserts(&p.store, "prp_audit").await;
         assert_eq!(p.password("carol", CAROL_CENTRAL).0, 200, "[{tag}] and once it can be");
+        assert_eq!(counted(LockScope::Password).await, 0, "[{tag}] settled with its grant");
+        assert_eq!(counted(LockScope::All).await, 2, "[{tag}] the right try taken back");
     }
 }

@@ -448,6 +448,28 @@ prp_tests::on_each_backend! {
             (vec![2, 0], false),
             "[{tag}] the name at its limit"
         );
+        // `own` out of tries while the guards are under their limits: refused, and the guards
+        // read as they are (the caller then denies without asking for a proof of work).
+        policy.password.max_failures = 1;
+        let other = [(
+            Counter {
+                subject: "n:y",
+                scope: pw,
+                window: 600,
+            },
+            2,
+        )];
+        let reserve = |policy: LockoutPolicy| {
+            let store = store.clone();
+            async move {
+                store
+                    .reserve_unless_over("n:y@10.0.0.1", pw, &policy, &other, true)
+                    .await
+                    .expect("reserve")
+            }
+        };
+        assert_eq!(reserve(policy).await, (vec![0], true), "[{tag}]");
+        assert_eq!(reserve(policy).await, (vec![0], false), "[{tag}] own refused");
     }
 }
 

@@ -207,8 +207,9 @@ impl Services {
     }
 
     /// [`Self::reserve`], reading the stored hash of the person's credential `read` (source,
-    /// account) in the same round trip when the attempt is counted against the person (its
-    /// hash, `Some`); `None` when it wasn't read.
+    /// account) with the reservation (in the same round trip on SQLite): `Some(hash)` when
+    /// it was read (the attempt counted against the person, or let through by a paid proof
+    /// of work), `None` when it wasn't (the person's device, which reserves nothing here).
     fn reserve_reading(
         &self,
         store: &Store,
@@ -444,7 +445,7 @@ impl Services {
             self.ctx.hasher.dummy_verify();
         }
         if ok {
-            // In a login, written with its grant (one round trip for both).
+            // In a login, written by the login service (with the grant when it can be).
             let settled = settlement(person_uid, LockScope::Password, reserved);
             if let Err(settled) = crate::login::defer_settlement(settled) {
                 self.block(store.settle(&settled))?;

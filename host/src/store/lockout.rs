@@ -265,7 +265,7 @@ impl Store {
         scopes: &[LockScope],
         policy: &LockoutPolicy,
     ) -> Result<Vec<String>, StoreError> {
-        let sql = reserve_rows_sql(scopes.len());
+        let sql = reserve_rows_sql(scopes.len(), "");
         let query = self.bind_reservation(sqlx::query(&sql), person_uid, scopes, policy);
         let rows = query.fetch_all(self.db()).await?;
         Ok(rows
@@ -296,7 +296,7 @@ impl Store {
         let first = RESERVE_FIRST + scopes.len();
         let sql = format!(
             "{};\n{}",
-            reserve_rows_sql(scopes.len()),
+            reserve_rows_sql(scopes.len(), ""),
             super::secrets::stored_password_sql(first, first + 1, 1)
         );
         let query = self
@@ -322,7 +322,11 @@ impl Store {
     ///
     /// On SQLite the guards are read and `own` reserved in one call: the reservation checks
     /// the guards again as it writes, so a guard that reached its limit between the two
-    /// statements counts nothing either. Elsewhere they are read, then reserved.
+    /// statements counts nothing either (and a refusal the read doesn't explain reads the
+    /// guards again). A request over a guard's limit then runs a reservation that writes
+    /// nothing, and so takes SQLite's write lock for a statement as every login's reservation
+    /// does; admission (`Host:MaxPendingLogins`) and the failure time floor bound how often.
+    /// Elsewhere the guards are read, then `own` reserved only when they allow it.
     pub async fn reserve_unless_over(
         &self,
         own: &str,
@@ -334,11 +338,7 @@ impl Store {
         let counters: Vec<Counter<'_>> = guards.iter().map(|(c, _)| *c).collect();
         if self.dialect() == super::Dialect::Postgres || guards.is_empty() {
             let failures = self.failures_of(&counters).await?;
-            let over = guards
-                .iter()
-                .zip(&failures)
-                .any(|((_, limit), f)| f >= limit);
-            if over && enforce {
+            if enforce && any_over(guards, &failures) {
                 return Ok((failures, false));
             }
             let counted = self.reserve_attempt(own, scope, policy).await?;
@@ -367,19 +367,11 @@ impl Store {
                 format!("{cond} AND failures >= ${limit})")
             })
             .collect();
-        let reserve = reserve_rows_sql(scopes.len());
-        let reserve = if enforce {
-            reserve.replacen(
-                RESERVE_GUARD_AT,
-                &format!(
-                    "AND NOT EXISTS (SELECT 1 FROM prp_failure WHERE {})\n{RESERVE_GUARD_AT}",
-                    over.join(" OR ")
-                ),
-                1,
-            )
-        } else {
-            reserve
-        };
+        let guarded = format!(
+            "AND NOT EXISTS (SELECT 1 FROM prp_failure WHERE {})",
+            over.join(" OR ")
+        );
+        let reserve = reserve_rows_sql(scopes.len(), if enforce { &guarded } else { "" });
         let sql = format!(
             "SELECT person_uid, scope, failures FROM prp_failure WHERE {};\n{reserve}",
             read.join(" OR ")
@@ -400,7 +392,14 @@ impl Store {
         for r in rows.iter().filter(|r| r.len() == 3) {
             read.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
         }
-        Ok((in_order(&counters, &read), counted))
+        let failures = in_order(&counters, &read);
+        if enforce && !counted && !any_over(guards, &failures) {
+            // Refused, though the guards read under their limits: `own` is locked, or a
+            // guard reached its limit between the two statements. Read them again, so that
+            // the caller asks for a proof of work when a guard is what refused.
+            return Ok((self.failures_of(&counters).await?, false));
+        }
+        Ok((failures, counted))
     }
 
     /// Binds [`reserve_rows_sql`]'s parameters.
@@ -591,17 +590,15 @@ fn both(scope: LockScope) -> Vec<LockScope> {
 /// The first parameter of [`reserve_rows_sql`]'s scopes.
 const RESERVE_FIRST: usize = 7;
 
-/// Where [`reserve_rows_sql`]'s row filter ends: a further condition goes before it.
-const RESERVE_GUARD_AT: &str = "ON CONFLICT (person_uid, scope) DO UPDATE SET";
-
 /// The reservation of `n` scopes' rows ([`Store::reserve_attempt`]): `$1` the person, `$2`
 /// now, `$3`/`$4` the start of the scope's and of `all`'s window, `$5`/`$6` their limits,
 /// `$7…` the scopes. All or nothing: no row is written while any of them refuses (locked, or
 /// out of tries in its window), so a refused attempt is counted nowhere, not even for the
 /// moment until it would be taken back. The conflict's `WHERE` checks the same again on the
 /// row as it is when written: a concurrent attempt (PostgreSQL) may have counted since the
-/// `NOT EXISTS` read it. Returns the scopes counted.
-fn reserve_rows_sql(n: usize) -> String {
+/// `NOT EXISTS` read it. `guard`, when not empty, is one more condition (`AND …`) every row
+/// must meet to be written. Returns the scopes counted.
+fn reserve_rows_sql(n: usize, guard: &str) -> String {
     let values: Vec<String> = (0..n)
         .map(|i| format!("($1, ${}, $2, 1, 0)", i + RESERVE_FIRST))
         .collect();
@@ -615,6 +612,7 @@ fn reserve_rows_sql(n: usize) -> String {
                   OR (f.window_start > CASE WHEN f.scope = 'all' THEN $4 ELSE $3 END
                       AND NOT (f.locked_until > 0 AND f.locked_until <= $2)
                       AND f.failures >= CASE WHEN f.scope = 'all' THEN $6 ELSE $5 END)))
+         {guard}
          ON CONFLICT (person_uid, scope) DO UPDATE SET
            failures = CASE WHEN prp_failure.window_start <= CASE WHEN prp_failure.scope = 'all' THEN $4 ELSE $3 END
                              OR (prp_failure.locked_until > 0 AND prp_failure.locked_until <= $2)
@@ -631,6 +629,15 @@ fn reserve_rows_sql(n: usize) -> String {
         values.join(", "),
         placeholders(RESERVE_FIRST, n)
     )
+}
+
+/// Whether any of `guards` (a counter and its limit) read `failures` (in the same order) at or
+/// over its limit.
+pub fn any_over(guards: &[(Counter<'_>, i64)], failures: &[i64]) -> bool {
+    guards
+        .iter()
+        .zip(failures)
+        .any(|((_, limit), f)| f >= limit)
 }
 
 /// `$first, $first+1, …`: `n` placeholders.

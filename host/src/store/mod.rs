@@ -26,7 +26,7 @@ pub use import::{
 pub use items::{
     AccountTable, ItemChange, PasswordChange, TableAccount, ACCOUNT_TABLES, DISPLAY_COLUMN,
 };
-pub use lockout::{Counter, LockScope, LockoutPolicy, Settlement};
+pub use lockout::{any_over, Counter, LockScope, LockoutPolicy, Settlement};
 pub use notify::{DeliveryState, OutboxEntry, OutboxMessage, OutboxState, Recipient};
 pub use params::{ApiKeyScope, ApiKeyValue, Parameter, ParameterSnapshot, ParameterView};
 pub use secrets::{AnswerOutcome, Consumption, PasscodeOutcome, QuestionRow, StoredPassword};

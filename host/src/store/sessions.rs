@@ -242,7 +242,7 @@ impl Store {
                     query = query.bind(name);
                 }
                 if let Err(e) = query.execute(self.db()).await {
-                    tracing::warn!("clearing the failure counters of a granted login failed: {e}");
+                    tracing::warn!("clearing the name's failure counters of a granted login (and settling the person's) failed: {e}");
                 }
             }
         }
