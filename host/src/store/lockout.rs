@@ -236,25 +236,43 @@ impl Store {
         policy: &LockoutPolicy,
     ) -> Result<bool, StoreError> {
         let scopes = both(scope);
-        let mut counted: Vec<String> = Vec::new();
-        for batch in self.row_batches(&scopes) {
-            let got = self.reserve_rows(person_uid, batch, policy).await?;
-            let complete = got.len() == batch.len();
-            counted.extend(got);
+        let batches = self.row_batches(&scopes);
+        let counted = self.reserve_rows(person_uid, batches[0], policy).await?;
+        self.finish_reservation(person_uid, &scopes, counted, policy)
+            .await
+    }
+
+    /// Counts the rows of `scopes` left after the first statement of a reservation, which
+    /// counted `counted` (the first of [`Store::row_batches`]; on PostgreSQL one row per
+    /// statement). Refused (a statement writes all of its rows or none): what was counted is
+    /// taken back. Returns whether every row was counted.
+    async fn finish_reservation(
+        &self,
+        person_uid: &str,
+        scopes: &[LockScope],
+        mut counted: Vec<String>,
+        policy: &LockoutPolicy,
+    ) -> Result<bool, StoreError> {
+        let batches = self.row_batches(scopes);
+        let mut complete = counted.len() == batches[0].len();
+        for batch in batches.iter().skip(1) {
             if !complete {
-                // Refused (a statement writes all of its rows or none): take back what an
-                // earlier statement counted (PostgreSQL writes one row per statement).
-                for s in scopes
-                    .iter()
-                    .filter(|s| counted.iter().any(|c| c == s.name()))
-                {
-                    self.uncount_rows(person_uid, std::slice::from_ref(s))
-                        .await?;
-                }
-                return Ok(false);
+                break;
+            }
+            let got = self.reserve_rows(person_uid, batch, policy).await?;
+            complete = got.len() == batch.len();
+            counted.extend(got);
+        }
+        if !complete {
+            for s in scopes
+                .iter()
+                .filter(|s| counted.iter().any(|c| c == s.name()))
+            {
+                self.uncount_rows(person_uid, std::slice::from_ref(s))
+                    .await?;
             }
         }
-        Ok(true)
+        Ok(complete)
     }
 
     /// One upsert of the rows of `scopes`, each under its own scope's window and limit: all of
@@ -275,9 +293,9 @@ impl Store {
     }
 
     /// [`Self::reserve_attempt`] for a password, with the stored hash of the credential
-    /// `(source, account_uid)` of the person read in the same round trip on SQLite (where
-    /// one statement counts every row, see [`Store::row_batches`]); after the reservation on
-    /// PostgreSQL. The hash is read whether or not the attempt is let through.
+    /// `(source, account_uid)` of the person read by the reservation's first statement (on
+    /// SQLite a second statement in the same call, on PostgreSQL a `WITH` around it), so in
+    /// the same round trip. The hash is read whether or not the attempt is let through.
     pub async fn reserve_attempt_reading(
         &self,
         person_uid: &str,
@@ -285,33 +303,32 @@ impl Store {
         policy: &LockoutPolicy,
         (source, account_uid): (&str, &str),
     ) -> Result<(bool, Option<StoredPassword>), StoreError> {
-        if self.dialect() == super::Dialect::Postgres {
-            let reserved = self.reserve_attempt(person_uid, scope, policy).await?;
-            let stored = self
-                .stored_password(source, account_uid, person_uid)
-                .await?;
-            return Ok((reserved, stored));
-        }
         let scopes = both(scope);
-        let first = RESERVE_FIRST + scopes.len();
-        let sql = format!(
-            "{};\n{}",
-            reserve_rows_sql(scopes.len(), ""),
-            super::secrets::stored_password_sql(first, first + 1, 1)
-        );
+        let n = self.row_batches(&scopes)[0].len();
+        let first = RESERVE_FIRST + n;
+        let read = super::secrets::stored_password_sql(first, first + 1, 1);
+        let reserve = reserve_rows_sql(n, "");
+        let sql = match self.dialect() {
+            super::Dialect::Sqlite => format!("{reserve};\n{read}"),
+            super::Dialect::Postgres => format!(
+                "WITH reserved AS ({reserve})
+                 SELECT hash, normalized, NULL AS scope FROM ({read}) AS c
+                 UNION ALL SELECT NULL, NULL, scope FROM reserved"
+            ),
+        };
         let query = self
-            .bind_reservation(sqlx::query(&sql), person_uid, &scopes, policy)
+            .bind_reservation(sqlx::query(&sql), person_uid, &scopes[..n], policy)
             .bind(source)
             .bind(account_uid);
-        let rows = query.fetch_all(self.db()).await?;
-        // The reservation's rows carry one column (a scope counted), the credential's two.
-        let counted = rows.iter().filter(|r| r.len() == 1).count();
-        let stored = match rows.iter().find(|r| r.len() == 2) {
+        let (counted, read) = split_reserved(query.fetch_all(self.db()).await?, "hash")?;
+        let stored = match read.first() {
             Some(r) => Some(super::secrets::stored_password_from(r)?),
             None => None,
         };
-        // One statement wrote all of the rows or none.
-        Ok((counted == scopes.len(), stored))
+        let complete = self
+            .finish_reservation(person_uid, &scopes, counted, policy)
+            .await?;
+        Ok((complete, stored))
     }
 
     /// The gate's reservation of `own` ([`Self::reserve_attempt`]) unless one of `guards`
@@ -320,13 +337,14 @@ impl Store {
     /// the guards read (the client paid with a proof of work). Returns each guard's failures
     /// in its window, in the order given, and whether `own` was counted.
     ///
-    /// On SQLite the guards are read and `own` reserved in one call: the reservation checks
-    /// the guards again as it writes, so a guard that reached its limit between the two
-    /// statements counts nothing either (and a refusal the read doesn't explain reads the
-    /// guards again). A request over a guard's limit then runs a reservation that writes
-    /// nothing, and so takes SQLite's write lock for a statement as every login's reservation
-    /// does; admission (`Host:MaxPendingLogins`) and the failure time floor bound how often.
-    /// Elsewhere the guards are read, then `own` reserved only when they allow it.
+    /// The guards are read by the reservation's first statement (on SQLite a statement before
+    /// it in the same call, on PostgreSQL the same statement, around it), so in the same
+    /// round trip, and the reservation checks them again as it writes. On SQLite a guard may
+    /// reach its limit between the two statements: it then counts nothing either, and a
+    /// refusal the read doesn't explain reads the guards again. A request over a guard's
+    /// limit still runs a reservation that writes nothing, and so takes SQLite's write lock
+    /// for a statement as every login's reservation does; admission
+    /// (`Host:MaxPendingLogins`) and the failure time floor bound how often.
     pub async fn reserve_unless_over(
         &self,
         own: &str,
@@ -335,20 +353,19 @@ impl Store {
         guards: &[(Counter<'_>, i64)],
         enforce: bool,
     ) -> Result<(Vec<i64>, bool), StoreError> {
-        let counters: Vec<Counter<'_>> = guards.iter().map(|(c, _)| *c).collect();
-        if self.dialect() == super::Dialect::Postgres || guards.is_empty() {
-            let failures = self.failures_of(&counters).await?;
-            if enforce && any_over(guards, &failures) {
-                return Ok((failures, false));
-            }
+        if guards.is_empty() {
             let counted = self.reserve_attempt(own, scope, policy).await?;
-            return Ok((failures, counted));
+            return Ok((Vec::new(), counted));
         }
+        let counters: Vec<Counter<'_>> = guards.iter().map(|(c, _)| *c).collect();
         let scopes = both(scope);
-        let first = RESERVE_FIRST + scopes.len();
-        // Guard i binds its subject, scope, the start of its window and its limit.
+        let n = self.row_batches(&scopes)[0].len();
+        let first = RESERVE_FIRST + n;
+        // Guard i binds its subject, scope and the start of its window, and its limit when
+        // enforced (PostgreSQL refuses a parameter a statement doesn't use).
+        let stride = if enforce { 4 } else { 3 };
         let guard_of = |i: usize| {
-            let at = first + 4 * i;
+            let at = first + stride * i;
             (
                 format!(
                     "(person_uid = ${at} AND scope = ${} AND window_start > ${}",
@@ -371,35 +388,51 @@ impl Store {
             "AND NOT EXISTS (SELECT 1 FROM prp_failure WHERE {})",
             over.join(" OR ")
         );
-        let reserve = reserve_rows_sql(scopes.len(), if enforce { &guarded } else { "" });
-        let sql = format!(
-            "SELECT person_uid, scope, failures FROM prp_failure WHERE {};\n{reserve}",
+        let reserve = reserve_rows_sql(n, if enforce { &guarded } else { "" });
+        let read = format!(
+            "SELECT person_uid, scope, failures FROM prp_failure WHERE {}",
             read.join(" OR ")
         );
+        let sql = match self.dialect() {
+            super::Dialect::Sqlite => format!("{read};\n{reserve}"),
+            super::Dialect::Postgres => format!(
+                "WITH reserved AS ({reserve})
+                 {read}
+                 UNION ALL SELECT NULL, scope, NULL FROM reserved"
+            ),
+        };
         let now = self.now();
-        let mut query = self.bind_reservation(sqlx::query(&sql), own, &scopes, policy);
+        let mut query = self.bind_reservation(sqlx::query(&sql), own, &scopes[..n], policy);
         for (c, limit) in guards {
             query = query
                 .bind(c.subject)
                 .bind(c.scope.name())
-                .bind(now - c.window)
-                .bind(*limit);
+                .bind(now - c.window);
+            if enforce {
+                query = query.bind(*limit);
+            }
         }
-        let rows = query.fetch_all(self.db()).await?;
-        // The guards' rows carry three columns, the reservation's one (a scope counted).
-        let counted = rows.iter().filter(|r| r.len() == 1).count() == scopes.len();
+        let (counted, rows) = split_reserved(query.fetch_all(self.db()).await?, "failures")?;
         let mut read = Vec::new();
-        for r in rows.iter().filter(|r| r.len() == 3) {
+        for r in &rows {
             read.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
         }
         let failures = in_order(&counters, &read);
-        if enforce && !counted && !any_over(guards, &failures) {
+        let first_counted = counted.len() == n;
+        let complete = self
+            .finish_reservation(own, &scopes, counted, policy)
+            .await?;
+        if enforce
+            && !first_counted
+            && self.dialect() == super::Dialect::Sqlite
+            && !any_over(guards, &failures)
+        {
             // Refused, though the guards read under their limits: `own` is locked, or a
             // guard reached its limit between the two statements. Read them again, so that
             // the caller asks for a proof of work when a guard is what refused.
             return Ok((self.failures_of(&counters).await?, false));
         }
-        Ok((failures, counted))
+        Ok((failures, complete))
     }
 
     /// Binds [`reserve_rows_sql`]'s parameters.
@@ -629,6 +662,27 @@ fn reserve_rows_sql(n: usize, guard: &str) -> String {
         values.join(", "),
         placeholders(RESERVE_FIRST, n)
     )
+}
+
+/// Splits the rows of a call that reads beside a reservation: the scopes the reservation
+/// counted (its rows: `scope` alone on SQLite, with `NULL` in the read's columns on
+/// PostgreSQL) and the read's rows (those whose column `marker` holds a value).
+fn split_reserved(
+    rows: Vec<sqlx::any::AnyRow>,
+    marker: &str,
+) -> Result<(Vec<String>, Vec<sqlx::any::AnyRow>), StoreError> {
+    use sqlx::ValueRef;
+    let mut counted = Vec::new();
+    let mut read = Vec::new();
+    for r in rows {
+        let is_read = r.try_get_raw(marker).is_ok_and(|v| !v.is_null());
+        if is_read {
+            read.push(r);
+        } else {
+            counted.push(r.try_get::<String, _>("scope")?);
+        }
+    }
+    Ok((counted, read))
 }
 
 /// Whether any of `guards` (a counter and its limit) read `failures` (in the same order) at or
