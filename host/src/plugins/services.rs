@@ -207,7 +207,7 @@ impl Services {
     }
 
     /// [`Self::reserve`], reading the stored hash of the person's credential `read` (source,
-    /// account) with the reservation (in the same round trip on SQLite): `Some(hash)` when
+    /// account) with the reservation, in the same round trip: `Some(hash)` when
     /// it was read (the attempt counted against the person, or let through by a paid proof
     /// of work), `None` when it wasn't (the person's device, which reserves nothing here).
     fn reserve_reading(
