@@ -58,9 +58,7 @@ async fn issue(store: &Store, person: &str, valid_for: i64) -> String {
 prp_tests::on_each_backend! {
     async fn a_passcode_expires_exactly_at_its_hour(b: Backend) {
         let tag = b.name();
-        let db = TestDb::new(&b).await;
-        let clock = ManualClock::at(T0);
-        let store = db.store_with(clock.clone()).await;
+        let (_db, clock, store) = at_t0(&b).await;
         let s = services(&store);
 
         let code = issue(&store, "P-1", 3600).await;
@@ -151,6 +149,15 @@ prp_tests::on_each_backend! {
     }
 }
 
+/// A database of the test's own, with a store whose clock starts at `T0` and moves only when
+/// the test moves it. Keep the database as long as the store.
+async fn at_t0(b: &prp_tests::Backend) -> (TestDb, Arc<ManualClock>, Store) {
+    let db = TestDb::new(b).await;
+    let clock = ManualClock::at(T0);
+    let store = db.store_with(clock.clone()).await;
+    (db, clock, store)
+}
+
 /// A failed attempt as the host services make one: reserved first, then settled as wrong.
 /// Returns `None` when the reservation was refused (locked or out of tries), else whether the
 /// failure locked.
@@ -178,9 +185,7 @@ async fn fail(
 prp_tests::on_each_backend! {
     async fn locks_follow_the_window_and_expire(b: Backend) {
         let tag = b.name();
-        let db = TestDb::new(&b).await;
-        let clock = ManualClock::at(T0);
-        let store = db.store_with(clock.clone()).await;
+        let (_db, clock, store) = at_t0(&b).await;
         let mut policy = LockoutPolicy::default();
         policy.password.max_failures = 3;
         policy.password.window = 600;
@@ -296,9 +301,7 @@ prp_tests::on_each_backend! {
 prp_tests::on_each_backend! {
     async fn a_password_reservation_reads_the_credential_in_the_same_call(b: Backend) {
         let tag = b.name();
-        let db = TestDb::new(&b).await;
-        let clock = ManualClock::at(T0);
-        let store = db.store_with(clock.clone()).await;
+        let (_db, clock, store) = at_t0(&b).await;
         let mut policy = LockoutPolicy::default();
         policy.password.max_failures = 2;
         policy.password.window = 600;
@@ -359,9 +362,7 @@ prp_tests::on_each_backend! {
 prp_tests::on_each_backend! {
     async fn the_gate_counts_an_attempt_only_while_its_guards_are_under_their_limits(b: Backend) {
         let tag = b.name();
-        let db = TestDb::new(&b).await;
-        let clock = ManualClock::at(T0);
-        let store = db.store_with(clock.clone()).await;
+        let (_db, clock, store) = at_t0(&b).await;
         let mut policy = LockoutPolicy::default();
         policy.password.max_failures = 5;
         policy.password.window = 600;
@@ -476,9 +477,7 @@ prp_tests::on_each_backend! {
 prp_tests::on_each_backend! {
     async fn counters_move_together_in_one_statement(b: Backend) {
         let tag = b.name();
-        let db = TestDb::new(&b).await;
-        let clock = ManualClock::at(T0);
-        let store = db.store_with(clock.clone()).await;
+        let (_db, clock, store) = at_t0(&b).await;
         let mut policy = LockoutPolicy::default();
         policy.password.max_failures = 5;
         policy.password.window = 600;
@@ -538,9 +537,7 @@ prp_tests::on_each_backend! {
 prp_tests::on_each_backend! {
     async fn counters_that_read_as_none_are_purged(b: Backend) {
         let tag = b.name();
-        let db = TestDb::new(&b).await;
-        let clock = ManualClock::at(T0);
-        let store = db.store_with(clock.clone()).await;
+        let (_db, clock, store) = at_t0(&b).await;
         let mut policy = LockoutPolicy::default();
         policy.password.max_failures = 1;
         policy.password.lock = 8 * 24 * 3600;
@@ -764,9 +761,7 @@ prp_tests::on_each_backend! {
     async fn sessions_end_when_idle_or_at_their_absolute_end(b: Backend) {
         use prp_host::store::SessionKind;
         let tag = b.name();
-        let db = TestDb::new(&b).await;
-        let clock = ManualClock::at(T0);
-        let store = db.store_with(clock.clone()).await;
+        let (_db, clock, store) = at_t0(&b).await;
         let idle = 900;
         let s = store
             .create_session("P-1", "password", SessionKind::Full, 3600)
@@ -1411,9 +1406,7 @@ async fn warm_connections_a_postgres_server_dropped_are_replaced() {
 prp_tests::on_each_backend! {
     async fn a_granted_logins_session_record_and_cleared_counters_are_written_together(b: Backend) {
         let tag = b.name();
-        let db = TestDb::new(&b).await;
-        let clock = ManualClock::at(T0);
-        let store = db.store_with(clock.clone()).await;
+        let (_db, clock, store) = at_t0(&b).await;
         let window = 600;
         let counted = [
             ("n:alice", LockScope::Password),
@@ -1571,9 +1564,7 @@ prp_tests::on_each_backend! {
 prp_tests::on_each_backend! {
     async fn a_grant_whose_audit_record_fails_keeps_the_counters(b: Backend) {
         let tag = b.name();
-        let db = TestDb::new(&b).await;
-        let clock = ManualClock::at(T0);
-        let store = db.store_with(clock.clone()).await;
+        let (_db, _clock, store) = at_t0(&b).await;
         prp_tests::fail_inserts(&store, "prp_audit", None, "the audit log is full").await;
         for subject in ["n:bob@10.0.0.1", "P-BOB"] {
             store
