@@ -155,8 +155,7 @@ impl Store {
 
     /// Opens a session for a granted login that consumed nothing (a password), with what the
     /// grant writes besides: the login's audit record, and the counters it starts afresh
-    /// ([`Afresh`]). The counters are cleared and
-    /// settled only once the record is committed.
+    /// ([`Afresh`]). The counters are cleared and settled only once the record is committed.
     ///
     /// On PostgreSQL the session, the record and the name's counters are one statement: all of
     /// it is written or none; the person's counters are settled after it. On SQLite the session
