@@ -92,8 +92,9 @@ pub struct AttemptContext {
 /// counters when the login is granted and consumed nothing (on SQLite in the same call), at
 /// once otherwise (a denial, a grant that consumes a passcode or answers, a flow's step,
 /// more than one settlement). Outside a login on this thread it gives the settlement back:
-/// the caller must write it at once. A login whose call fails or runs out of time, or whose
-/// grant can't be written, drops it, so the attempt stays counted (fail closed).
+/// the caller must write it at once. A login whose call fails or runs past its deadline
+/// writes it on the call's thread when the call ends; one whose grant can't be written drops
+/// it, so the attempt stays counted (fail closed).
 pub fn defer_settlement(s: Settlement) -> Result<(), Settlement> {
     with_attempt(|a| match a {
         Some(a) if !a.challenge => {
@@ -757,6 +758,7 @@ impl LoginService {
         let auth = Arc::clone(&self.authenticator);
         let hasher = Arc::clone(&self.hasher);
         let context = gate.context.clone();
+        let (store, runtime) = (self.store.clone(), tokio::runtime::Handle::current());
         self.gate
             .call(move || {
                 take_hash_count();
@@ -764,9 +766,23 @@ impl LoginService {
                 begin_attempt(context);
                 let outcome = scope.run("login", || auth.login(&request));
                 let consumed = take_deferred();
-                let attempt = take_attempt();
+                let mut attempt = take_attempt();
                 for _ in take_hash_count() as usize..hashes {
                     hasher.dummy_verify();
+                }
+                // A call that failed, or ran past its deadline (its caller has answered and
+                // drops what it returns), writes what its right secrets settled here rather
+                // than lose it: a right password is not counted against the person because
+                // the call around it failed.
+                let late = crate::plugins::call_time_left().is_some_and(|t| t.is_zero());
+                if late || matches!(outcome, RResult::RErr(_)) {
+                    for s in std::mem::take(&mut attempt.settled) {
+                        if let Err(e) = runtime.block_on(store.settle(&s)) {
+                            tracing::warn!(
+                                "settling the person's counters after a right secret failed: {e}"
+                            );
+                        }
+                    }
                 }
                 outcome.map(|o| (o, consumed, attempt))
             })

@@ -932,6 +932,26 @@ prp_tests::on_each_backend! {
             "[{tag}] the passcode of a login that was not granted is still there"
         );
 
+        // A right password whose login runs out of time is not counted against the person:
+        // the call's thread settles it when the check ends.
+        let normalized = prp_host::security::normalize_password(CAROL_CENTRAL);
+        let hash = slow.hash_async(&normalized).await.expect("hash");
+        p.store
+            .set_credential("Person", "P-CAROL", "P-CAROL", &hash)
+            .await
+            .expect("set");
+        let before = prp_tests::hash_count(&p.server);
+        assert_eq!(p.password("carol", CAROL_CENTRAL).0, 401, "[{tag}] timed out");
+        wait_for_hashes(&p.server, before, 1);
+        assert_eq!(
+            p.store
+                .failures("P-CAROL", LockScope::Password, 24 * 3600)
+                .await
+                .expect("failures"),
+            0,
+            "[{tag}] the right password is settled though its login timed out"
+        );
+
         // The same for questions with InvalidateUsedQuery.
         p.store
             .set_parameter(&format!(r"{ROOT}\InvalidateUsedQuery"), Some("1"))

@@ -7,6 +7,7 @@ mod policy;
 mod report;
 mod services;
 
+pub(crate) use gate::time_left as call_time_left;
 pub use gate::{CallError, CallGate};
 pub use loader::{
     candidates, load_all, select_resolvers, summarize_layout_error, LoadReport, LoadedPlugin,
