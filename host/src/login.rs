@@ -570,7 +570,7 @@ impl LoginService {
         let with_grant =
             (outcome.granted && person.is_some() && consumed.is_empty() && settled.len() == 1)
                 .then(|| settled.remove(0));
-        self.settle_now(settled).await;
+        settle_all(&self.store, settled).await;
         if !outcome.granted {
             if let Err(unavailable) = self
                 .record_decision(
@@ -629,12 +629,7 @@ impl LoginService {
             {
                 Ok(session) => {
                     self.settle_device(&gate).await;
-                    let device = self.new_device(&person_uid, gate.device.as_ref()).await;
-                    LoginResult::Granted {
-                        session,
-                        kind,
-                        device,
-                    }
+                    self.granted(&person_uid, &gate, session, kind).await
                 }
                 Err(e) => self.unavailable(
                     &input,
@@ -670,12 +665,7 @@ impl LoginService {
                 {
                     Ok(()) => {
                         self.after_success(&gate).await;
-                        let device = self.new_device(&person_uid, gate.device.as_ref()).await;
-                        LoginResult::Granted {
-                            session,
-                            kind,
-                            device,
-                        }
+                        self.granted(&person_uid, &gate, session, kind).await
                     }
                     // The session was stored, but its token is never handed out.
                     Err(unavailable) => unavailable,
@@ -776,13 +766,7 @@ impl LoginService {
                 // the call around it failed.
                 let late = crate::plugins::call_time_left().is_some_and(|t| t.is_zero());
                 if late || matches!(outcome, RResult::RErr(_)) {
-                    for s in std::mem::take(&mut attempt.settled) {
-                        if let Err(e) = runtime.block_on(store.settle(&s)) {
-                            tracing::warn!(
-                                "settling the person's counters after a right secret failed: {e}"
-                            );
-                        }
-                    }
+                    runtime.block_on(settle_all(&store, std::mem::take(&mut attempt.settled)));
                 }
                 outcome.map(|o| (o, consumed, attempt))
             })
@@ -1191,22 +1175,28 @@ impl LoginService {
         }
     }
 
-    /// Writes what right secrets deferred ([`defer_settlement`]) now, not with a grant. A
-    /// failure is logged: the attempt then stays counted (fail closed).
-    async fn settle_now(&self, settled: Vec<Settlement>) {
-        for s in &settled {
-            if let Err(e) = self.store.settle(s).await {
-                tracing::warn!("settling the person's counters after a right secret failed: {e}");
-            }
-        }
-    }
-
     /// After a granted login from a device: the device's counter starts afresh.
     async fn settle_device(&self, gate: &Gate) {
         if gate.device.is_some() {
             if let Err(e) = self.store.settle_success(&gate.own, gate.scope).await {
                 tracing::warn!("clearing the device counter of a granted login failed: {e}");
             }
+        }
+    }
+
+    /// A granted login's answer: its session, and a new device cookie for the person's client.
+    async fn granted(
+        &self,
+        person_uid: &str,
+        gate: &Gate,
+        session: NewSession,
+        kind: SessionKind,
+    ) -> LoginResult {
+        let device = self.new_device(person_uid, gate.device.as_ref()).await;
+        LoginResult::Granted {
+            session,
+            kind,
+            device,
         }
     }
 
@@ -1256,6 +1246,17 @@ impl LoginService {
         self.challenge_in(&login.login_name, gate.context)
             .await
             .map(ChallengeResult::Questions)
+    }
+}
+
+/// Writes what right secrets deferred ([`defer_settlement`]) now, not with a grant (or, on a
+/// call's own thread, for a call that failed or ran past its deadline). A failure is logged:
+/// the attempt then stays counted (fail closed).
+async fn settle_all(store: &Store, settled: Vec<Settlement>) {
+    for s in &settled {
+        if let Err(e) = store.settle(s).await {
+            tracing::warn!("settling the person's counters after a right secret failed: {e}");
+        }
     }
 }
 
@@ -1362,7 +1363,7 @@ impl LoginService {
             }
         };
         // A flow's session is opened after its last step: the settlement is written now.
-        self.settle_now(std::mem::take(&mut attempt.settled)).await;
+        settle_all(&self.store, std::mem::take(&mut attempt.settled)).await;
         let person = outcome
             .person_uid
             .as_ref()

@@ -1403,6 +1403,26 @@ async fn warm_connections_a_postgres_server_dropped_are_replaced() {
         .expect("the read after a failed one");
 }
 
+/// A granted password login's writes (a full session of an hour), as the login service makes
+/// them.
+async fn grant(
+    store: &Store,
+    person_uid: &str,
+    event: &AuditEvent<'_>,
+    afresh: Afresh<'_>,
+) -> Result<prp_host::store::NewSession, prp_host::store::StoreError> {
+    store
+        .open_session_audited(
+            person_uid,
+            "password",
+            SessionKind::Full,
+            3600,
+            event,
+            afresh,
+        )
+        .await
+}
+
 prp_tests::on_each_backend! {
     async fn a_granted_logins_session_record_and_cleared_counters_are_written_together(b: Backend) {
         let tag = b.name();
@@ -1461,20 +1481,17 @@ prp_tests::on_each_backend! {
             scope: LockScope::Password,
             counted: false,
         };
-        store
-            .open_session_audited(
-                "P-2",
-                "password",
-                SessionKind::Full,
-                3600,
-                &event,
-                Afresh {
-                    name: "n:alic_",
-                    person: Some(&on_device),
-                },
-            )
-            .await
-            .expect("grant");
+        grant(
+            &store,
+            "P-2",
+            &event,
+            Afresh {
+                name: "n:alic_",
+                person: Some(&on_device),
+            },
+        )
+        .await
+        .expect("grant");
         assert_eq!(failures("n:alice@10.0.0.1", LockScope::Password).await, 1, "[{tag}]");
         assert_eq!(failures("P-2", LockScope::Password).await, 0, "[{tag}] device: cleared");
         assert_eq!(failures("P-2", LockScope::All).await, 1, "[{tag}] device: all kept");
@@ -1487,20 +1504,17 @@ prp_tests::on_each_backend! {
             scope: LockScope::Password,
             counted: true,
         };
-        let s = store
-            .open_session_audited(
-                "P-1",
-                "password",
-                SessionKind::Full,
-                3600,
-                &event,
-                Afresh {
-                    name: "n:alice",
-                    person: Some(&counted),
-                },
-            )
-            .await
-            .expect("grant");
+        let s = grant(
+            &store,
+            "P-1",
+            &event,
+            Afresh {
+                name: "n:alice",
+                person: Some(&counted),
+            },
+        )
+        .await
+        .expect("grant");
         assert_eq!(failures("P-1", LockScope::Password).await, 0, "[{tag}] settled");
         assert_eq!(failures("P-1", LockScope::All).await, 2, "[{tag}] one taken back");
         assert_eq!(failures("P-2", LockScope::All).await, 1, "[{tag}] another person kept");
@@ -1583,19 +1597,16 @@ prp_tests::on_each_backend! {
             scope: LockScope::Password,
             counted: true,
         };
-        let refused = store
-            .open_session_audited(
-                "P-BOB",
-                "password",
-                SessionKind::Full,
-                3600,
-                &event,
-                Afresh {
-                    name: "n:bob",
-                    person: Some(&settled),
-                },
-            )
-            .await;
+        let refused = grant(
+            &store,
+            "P-BOB",
+            &event,
+            Afresh {
+                name: "n:bob",
+                person: Some(&settled),
+            },
+        )
+        .await;
         assert!(refused.is_err(), "[{tag}] the record can't be written");
         for subject in ["n:bob@10.0.0.1", "P-BOB"] {
             assert_eq!(

@@ -577,7 +577,9 @@ impl Store {
         person_uid: &str,
         scope: LockScope,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM prp_failure WHERE person_uid = $1 AND scope = $2")
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| clear_failures_sql(1));
+        sqlx::query(&SQL)
             .bind(person_uid)
             .bind(scope.name())
             .execute(self.db())
@@ -726,15 +728,17 @@ impl Settlement {
             names.extend(scopes.iter().map(|s| s.name()));
             (settle_success_sql(first, scopes.len()), names)
         } else {
-            (
-                format!(
-                    "DELETE FROM prp_failure WHERE person_uid = ${first} AND scope = ${}",
-                    first + 1
-                ),
-                vec![self.scope.name()],
-            )
+            (clear_failures_sql(first), vec![self.scope.name()])
         }
     }
+}
+
+/// The statement of [`Store::clear_failures`]: `$first` the person, `$first+1` the scope.
+fn clear_failures_sql(first: usize) -> String {
+    format!(
+        "DELETE FROM prp_failure WHERE person_uid = ${first} AND scope = ${}",
+        first + 1
+    )
 }
 
 /// The statement of [`Store::settle_success`] for `n` scopes: `$first` the person, `$first+1`
