@@ -2,7 +2,9 @@
 //! cores busy, as they do in a saturation run. A login's CPU beyond its hash is mostly such
 //! hand-offs (a SQL statement is a round trip to the SQLite connection's thread, a plugin call
 //! one to a blocking thread); this prices each kind against one hash, measured side by side in
-//! the same run, so that a login's floor can be read off its counts of each.
+//! the same run, so that a login's floor can be read off its counts of each. On SQLite it also
+//! prices the same statements run on the calling thread (rusqlite on the same file), which is
+//! what a driver without sqlx's thread per connection would cost.
 
 use crate::portal::{live_threads_cpu, threads_cpu};
 use crate::scratch::ScratchDatabase;
@@ -161,6 +163,41 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 }
             },
         )?);
+        if *name == "SQLite" {
+            // The same file through a driver that runs each statement on the calling thread
+            // (rusqlite, the same libsqlite3 as sqlx's): what a statement would cost without
+            // sqlx's thread per connection, with the store's own settings.
+            let inline = rusqlite::Connection::open(dir.path().join("hops.db"))?;
+            inline.busy_timeout(Duration::from_secs(5))?;
+            inline.pragma_update(None, "synchronous", "NORMAL")?;
+            let inline = Arc::new(std::sync::Mutex::new(inline));
+            // The same statements as the warm cases above, so the two read side by side.
+            let cases = [
+                ("SELECT 1", "SELECT 1"),
+                (
+                    "UPDATE of one row",
+                    "UPDATE prp_bench_hops SET n = n + 1 WHERE id = 1",
+                ),
+            ];
+            for (what, sql) in cases {
+                let inline = Arc::clone(&inline);
+                priced.push(measure(
+                    &rt,
+                    &load,
+                    &format!("{name}: {what} on the calling thread (rusqlite, no driver thread)"),
+                    run,
+                    move || {
+                        // A read steps to its row; a write, which returns none, to its end.
+                        let ok = inline.lock().is_ok_and(|conn| {
+                            conn.prepare_cached(sql)
+                                .and_then(|mut st| st.raw_query().next().map(|_| ()))
+                                .is_ok()
+                        });
+                        async move { ok }
+                    },
+                )?);
+            }
+        }
         let real = store.clone();
         priced.push(measure(
             &rt,
