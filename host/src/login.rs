@@ -176,6 +176,9 @@ pub enum LoginResult {
     /// A failure, like `Denied`, after which the next attempt for this name must carry a
     /// solution of this proof of work.
     Challenged(crate::api::PowChallenge),
+    /// The password was right, but the person has an active factor, which a login flow must
+    /// ask for before a full session is opened.
+    FactorRequired,
     /// Too many logins in progress: try again shortly.
     Busy,
     /// The database is away (or the decision could not be audited): nothing was decided that
@@ -599,6 +602,32 @@ impl LoginService {
         } else {
             SessionKind::Reset
         };
+        if kind == SessionKind::Full {
+            // A person with an active factor gets a full session only from a flow that asks
+            // for it (`crate::flows`): this endpoint can't, so it says so, and only to a
+            // client that knew the password.
+            match self.store.has_active_factor(&person_uid).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    settle_all(&self.store, with_grant.into_iter().collect()).await;
+                    let reason = "the password is right, but a second factor is enrolled: a full session needs a login flow that asks for it";
+                    return match self
+                        .record_decision(&input, Some(&person_uid), "failure", reason)
+                        .await
+                    {
+                        Ok(()) => LoginResult::FactorRequired,
+                        Err(unavailable) => unavailable,
+                    };
+                }
+                Err(e) => {
+                    return self.unavailable(
+                        &input,
+                        Some(&person_uid),
+                        &format!("cannot read whether the person has a factor: {e}"),
+                    )
+                }
+            }
+        }
         let lifetime = match kind {
             SessionKind::Full => self.session_seconds,
             SessionKind::Reset => self.reset_session_seconds,
@@ -1062,19 +1091,25 @@ impl LoginService {
     /// Clears the locks of the person `login_name` resolves to, in `scope` (`All`: every
     /// method): the person's counters, the name's from every source, and for questions the
     /// locked questions. For the help desk (`prp-host unlock`).
+    /// The person a login name stands for, for the help desk: refused accounts included;
+    /// none or several is an error that says so.
+    pub(crate) async fn person_of_name(&self, login_name: &str) -> Result<String, String> {
+        let candidates = self.resolve(login_name).await?;
+        match rules::resolve(&candidates) {
+            rules::Resolution::Nobody => Err(format!("\"{login_name}\" matches no person")),
+            rules::Resolution::Ambiguous(n) => Err(ambiguous(login_name, n)),
+            rules::Resolution::Person { uid, .. } => Ok(uid.to_owned()),
+        }
+    }
+
     pub async fn unlock(
         &self,
         login_name: &str,
         scope: LockScope,
     ) -> Result<throttle::Unlocked, String> {
-        let candidates = self.resolve(login_name).await?;
         // Refused accounts are unlocked too: the help desk may clear a lock before the account
         // is enabled again.
-        let person_uid = match rules::resolve(&candidates) {
-            rules::Resolution::Nobody => return Err(format!("\"{login_name}\" matches no person")),
-            rules::Resolution::Ambiguous(n) => return Err(ambiguous(login_name, n)),
-            rules::Resolution::Person { uid, .. } => uid.to_owned(),
-        };
+        let person_uid = self.person_of_name(login_name).await?;
         let store = &self.store;
         let fail = |e: crate::store::StoreError| e.to_string();
         let name_key = store.server_key(throttle::NAME_KEY).await.map_err(fail)?;

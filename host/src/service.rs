@@ -359,6 +359,26 @@ impl Service {
         self.login.unlock(name, scope).await
     }
 
+    /// The help desk removes the factor `method` of the person `name` stands for (who lost
+    /// it); audited with `actor`, and the person is told. Returns the person's id.
+    pub async fn remove_factor_of_name(
+        &self,
+        name: &str,
+        method: &str,
+        actor: &str,
+    ) -> Result<String, String> {
+        let person_uid = self.login.person_of_name(name).await?;
+        crate::flows::remove_for(self, &person_uid, method, actor)
+            .await
+            .map_err(|e| match e {
+                crate::flows::FlowError::NotEnrolled => {
+                    format!("person {person_uid} has no {method} factor")
+                }
+                e => format!("person {person_uid}: {e}"),
+            })?;
+        Ok(person_uid)
+    }
+
     /// How a login name resolves and what each way of logging in would do, in lines for
     /// people; never a secret.
     pub async fn explain_login(&self, name: &str) -> Result<Vec<String>, String> {

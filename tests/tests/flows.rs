@@ -5,7 +5,8 @@
 
 use prp_host::store::Store;
 use prp_tests::{
-    artifacts, hash_count, seed, Backend, Client, Scene, Server, TestDb, CAROL_CENTRAL, TEST_TOKEN,
+    artifacts, hash_count, seed, Backend, Client, Scene, Server, TestDb, CAROL_CENTRAL,
+    MARTA_CENTRAL, TEST_TOKEN,
 };
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ struct Portal {
     server: Server,
     store: Store,
     config: PathBuf,
-    _scene: Scene,
+    scene: Scene,
     _db: TestDb,
 }
 
@@ -48,7 +49,7 @@ async fn portal(backend: &Backend) -> Portal {
         server,
         store,
         config,
-        _scene: scene,
+        scene,
         _db: db,
     }
 }
@@ -183,6 +184,87 @@ prp_tests::on_each_backend! {
         // A used attempt token is gone.
         let (status, _) = step(&p.server, &attempt, "totp", json!({"code": code_now}));
         assert_eq!(status, 401);
+    }
+}
+
+prp_tests::on_each_backend! {
+    /// Both reviews found a person's TOTP never asked for: the built-in `password` flow and
+    /// `POST /api/login/password` granted full sessions on the password alone.
+    async fn an_enrolled_factor_is_asked_for_by_every_full_login(b: Backend) {
+        let p = portal(&b).await;
+        prp_tests::marta_manages_carol(&p.store).await;
+        let secret = enroll_carol(&p);
+        // The classic endpoint can't ask: a right password answers 403, with no session.
+        let (status, body) = p.server.post(
+            "/api/login/password",
+            &json!({"login_name": "carol", "password": CAROL_CENTRAL}),
+        );
+        assert_eq!(status, 403, "{body}");
+        let v = json_of(&body);
+        assert_eq!(v["error"], "factor_required", "{body}");
+        assert!(v.get("token").is_none(), "{body}");
+        // A wrong password still looks like any failure.
+        let (status, body) = p.server.post(
+            "/api/login/password",
+            &json!({"login_name": "carol", "password": "not her password"}),
+        );
+        assert_eq!(status, 401, "{body}");
+
+        // The built-in `password` flow goes on to the factor step, which offers every
+        // enrollable method.
+        let start_password = || {
+            let (status, body) = p.server.post(
+                "/api/login/start",
+                &json!({"flow": "password", "login_name": "carol"}),
+            );
+            assert_eq!(status, 200, "{body}");
+            let attempt = json_of(&body)["attempt"].as_str().unwrap().to_owned();
+            let (status, next) = step(&p.server, &attempt, "password", json!({"password": CAROL_CENTRAL}));
+            assert_eq!(status, 200, "{next}");
+            assert!(next.get("token").is_none(), "no session before the factor: {next}");
+            assert_eq!(next["step"]["index"], 1, "{next}");
+            assert_eq!(next["step"]["methods"][0]["id"], "totp", "{next}");
+            next["attempt"].as_str().unwrap().to_owned()
+        };
+        let attempt = start_password();
+        let (status, body) = step(&p.server, &attempt, "totp", json!({"code": "12345"}));
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "login_failed");
+        let attempt = start_password();
+        let (status, done) = step(&p.server, &attempt, "totp", json!({"code": code(&secret, now() + 30)}));
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["session_kind"], "full");
+        let client = Client::from_login(p.server.addr, &done.to_string());
+        let (status, me) = client.call("GET", "/api/session", None);
+        assert_eq!(status, 200);
+        assert_eq!(me["person_uid"], "P-CAROL");
+
+        // Someone without the factor: the built-in flow grants at once, as before.
+        let (status, body) = p.server.post(
+            "/api/login/start",
+            &json!({"flow": "password", "login_name": "marta"}),
+        );
+        assert_eq!(status, 200, "{body}");
+        let attempt = json_of(&body)["attempt"].as_str().unwrap().to_owned();
+        let (status, done) = step(&p.server, &attempt, "password", json!({"password": MARTA_CENTRAL}));
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["session_kind"], "full", "{done}");
+
+        // The help desk removes a lost factor: audited, the person told, and the password
+        // alone is a full login again.
+        let out = p.scene.run(&p.config, &["flows", "remove-factor", "CAROL", "totp"]);
+        assert!(out.status.success(), "{}", prp_tests::stderr(&out));
+        assert!(prp_tests::stdout(&out).contains("person P-CAROL: factor totp removed"), "{}", prp_tests::stdout(&out));
+        let out = p.scene.run(&p.config, &["flows", "remove-factor", "carol", "totp"]);
+        assert!(!out.status.success());
+        assert!(prp_tests::stderr(&out).contains("person P-CAROL has no totp factor"), "{}", prp_tests::stderr(&out));
+        let out = p.scene.run(&p.config, &["audit", "--limit", "20"]);
+        assert!(prp_tests::stdout(&out).contains("factor removed by the help desk"), "{}", prp_tests::stdout(&out));
+        let (status, body) = p.server.post(
+            "/api/login/password",
+            &json!({"login_name": "carol", "password": CAROL_CENTRAL}),
+        );
+        assert_eq!(status, 200, "{body}");
     }
 }
 
@@ -482,7 +564,7 @@ prp_tests::on_each_backend! {
         // Without a FactorKey nothing can be enrolled (and nothing stored in the clear).
         let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p.config).unwrap()).unwrap();
         v["ConnectionStrings"].as_object_mut().unwrap().remove("FactorKey");
-        let keyless = p._scene.write("keyless.json", &v.to_string());
+        let keyless = p.scene.write("keyless.json", &v.to_string());
         let server = Server::start(&keyless).expect("server without a FactorKey");
         let client = Client::password(&server, "carol", CAROL_CENTRAL);
         let (s, body) = client.call("POST", "/api/factors/totp/enroll", None);

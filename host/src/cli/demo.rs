@@ -34,9 +34,10 @@ pub async fn run(reset: bool, settings: &Settings, store: &Store) -> anyhow::Res
         .issue_passcode("P-BOB", &hash, 8 * 3600, "demo")
         .await?;
     let url = format!("http://{}", settings.listen);
-    println!("\nIn a browser: {url}/ (the web portal; sign in as alice / {}, or bob with the passcode below, or marta / {} to issue passcodes for her team)", DemoPeople::ALICE_PASSWORD, DemoPeople::MARTA_PASSWORD);
+    println!("\nIn a browser: {url}/ (the web portal; sign in as marta / {} to issue passcodes for her team, alice / {} (with the TOTP plugin loaded, her code follows), or bob with the passcode below)", DemoPeople::MARTA_PASSWORD, DemoPeople::ALICE_PASSWORD);
     println!("\nHow to log in ({url}):");
-    println!("  password:  curl -s {url}/api/login/password -H 'content-type: application/json' -d '{{\"login_name\":\"alice\",\"password\":\"{}\"}}'", DemoPeople::ALICE_PASSWORD);
+    println!("  password:  curl -s {url}/api/login/password -H 'content-type: application/json' -d '{{\"login_name\":\"marta\",\"password\":\"{}\"}}'", DemoPeople::MARTA_PASSWORD);
+    println!("             (Alice's password is {}; once she has a second factor, below, a full session for her needs it too)", DemoPeople::ALICE_PASSWORD);
     println!("  passcode:  curl -s {url}/api/login/passcode -H 'content-type: application/json' -d '{{\"login_name\":\"bob\",\"passcode\":\"{passcode}\"}}'");
     println!("  questions: curl -s {url}/api/login/questions/challenge -H 'content-type: application/json' -d '{{\"login_name\":\"alice\"}}'");
     println!("             then POST /api/login/questions with the ids; Alice's answers: first pet Rex, born in Lisbon, favourite book Dune");
@@ -99,6 +100,7 @@ async fn totp_demo(settings: &Settings, store: &Store, url: &str) {
         .unwrap_or_default();
     println!("  two steps, flow id {DEMO_FLOW}: password, then a TOTP code");
     println!("    Alice's totp secret (base32, add it to an authenticator app): {secret}");
+    println!("    Alice has this factor, so every full session of hers asks for it: the built-in flow `password` asks for her code after her password, and /api/login/password answers 403 factor_required");
     println!(
         "    POST {url}/api/login/start {{\"flow\":\"{DEMO_FLOW}\",\"login_name\":\"alice\"}}"
     );

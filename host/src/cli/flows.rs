@@ -1,5 +1,5 @@
 //! `prp-host flows list`: the flows in force, their steps and what each method asks for, and
-//! what is wrong with the others.
+//! what is wrong with the others; `flows remove-factor`: the help desk removes a lost factor.
 
 use prp_host::config::Settings;
 use prp_host::store::Store;
@@ -10,10 +10,28 @@ use std::process::ExitCode;
 pub(crate) enum FlowsCommand {
     /// The flows and their steps (the built-in single-step ones first), then any problem.
     List,
+    /// Removes a person's factor (they lost their authenticator app): audited, and the person
+    /// is told. Until they enroll again, their full sessions ask for no factor.
+    RemoveFactor {
+        /// A login name of the person (as they log in with it)
+        name: String,
+        /// The factor's method, e.g. totp
+        method: String,
+    },
 }
 
 pub async fn run(c: FlowsCommand, settings: Settings, store: Store) -> anyhow::Result<ExitCode> {
     match c {
+        FlowsCommand::RemoveFactor { name, method } => {
+            let service = Service::for_admin(settings, store).await?;
+            let method = method.to_ascii_lowercase();
+            let person = service
+                .remove_factor_of_name(&name, &method, &super::actor())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!("person {person}: factor {method} removed (through login name \"{name}\"); they were told");
+            Ok(ExitCode::SUCCESS)
+        }
         FlowsCommand::List => {
             let service = Service::for_admin(settings, store).await?;
             let set = prp_host::flows::flow_set_of(&service).await?;

@@ -290,8 +290,13 @@ impl FlowSet {
         self.flows.iter().find(|f| f.id == id)
     }
 
-    /// The descriptors of a step's methods.
+    /// The descriptors of a step's methods. The step after a flow's last one is the factor
+    /// step ([`FlowSet::factor_methods`]), which a person's active factor adds to a flow that
+    /// would otherwise grant a full session on its first step alone.
     pub fn step_methods(&self, flow: &Flow, index: usize) -> Vec<MethodDescriptor> {
+        if index == flow.steps.len() {
+            return self.factor_methods();
+        }
         flow.steps
             .get(index)
             .into_iter()
@@ -299,6 +304,25 @@ impl FlowSet {
             .filter_map(|id| self.catalog.get(id))
             .map(|m| m.descriptor.clone())
             .collect()
+    }
+
+    /// The methods of the factor step: every offered method a person enrolls in (TOTP).
+    /// Each is offered, not only the person's own, so that the step shows nobody which
+    /// factors a person has; one the person hasn't enrolled in fails like a wrong code.
+    pub fn factor_methods(&self) -> Vec<MethodDescriptor> {
+        self.catalog
+            .methods
+            .iter()
+            .filter(|m| m.descriptor.enrollable && m.descriptor.role == MethodRole::CONTINUES)
+            .map(|m| m.descriptor.clone())
+            .collect()
+    }
+
+    /// Whether step `index` of the flow offers `method` (the factor step included).
+    pub fn offers(&self, flow: &Flow, index: usize, method: &str) -> bool {
+        self.step_methods(flow, index)
+            .iter()
+            .any(|m| m.id.as_str() == method)
     }
 
     /// What a failure anywhere in the flow costs: the highest cost of its steps.
@@ -571,10 +595,7 @@ async fn decide_step(
     // identifies the person, costs the flow's either way).
     let cost = set.step_cost(flow, attempt.step);
     let fail_cost = set.flow_cost(flow);
-    let allowed = flow
-        .steps
-        .get(attempt.step)
-        .is_some_and(|s| s.iter().any(|m| m == method));
+    let allowed = set.offers(flow, attempt.step, method);
     let too_much = values.len() > MAX_VALUES
         || values
             .iter()
@@ -645,7 +666,33 @@ async fn decide_step(
         }
     };
     let next = attempt.step + 1;
-    if next < flow.steps.len() {
+    // A full session for a person with an active factor needs a factor passed in the same
+    // attempt: a flow that would grant one on its first step alone (the built-in `password`)
+    // goes on to the factor step. Passcodes and questions grant reset sessions and don't.
+    let factor_step = next == flow.steps.len()
+        && attempt.step == 0
+        && flow.session == SessionKind::Full
+        && full_grant
+        && match svc.store().has_active_factor(&person_uid).await {
+            Ok(has) => has,
+            Err(e) => {
+                tracing::error!("cannot read whether the person has a factor: {e}");
+                return StepResult::Unavailable;
+            }
+        };
+    if factor_step && set.factor_methods().is_empty() {
+        // Fail closed: the factor can't be asked, so no full session.
+        audit
+            .write(
+                login,
+                Some(&person_uid),
+                "failure",
+                "a second factor is enrolled, but no loaded plugin offers it",
+            )
+            .await;
+        return StepResult::Denied;
+    }
+    if next < flow.steps.len() || factor_step {
         // More steps: what the first step verified is consumed now (fail closed: a passcode
         // is used up even if a later step fails), and a new token carries the attempt on.
         for c in &consumed {
@@ -1075,17 +1122,42 @@ pub async fn confirm(
 
 /// Removes the person's factor (the handler allows it to full sessions only) and tells them.
 pub async fn remove(svc: &Service, person_uid: &str, method: &str) -> Result<(), FlowError> {
+    remove_by(svc, person_uid, method, person_uid, "factor removed").await
+}
+
+/// Removes the person's factor for the help desk (`prp-host flows remove-factor`), for a
+/// person who lost it: their next full session asks for none until they enroll again.
+pub async fn remove_for(
+    svc: &Service,
+    person_uid: &str,
+    method: &str,
+    actor: &str,
+) -> Result<(), FlowError> {
+    remove_by(
+        svc,
+        person_uid,
+        method,
+        actor,
+        "factor removed by the help desk",
+    )
+    .await
+}
+
+async fn remove_by(
+    svc: &Service,
+    person_uid: &str,
+    method: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<(), FlowError> {
     if !svc.store().delete_factor(person_uid, method).await? {
         return Err(FlowError::NotEnrolled);
     }
     svc.login
-        .audit_event(&person_event(
-            "factor.remove",
-            "success",
-            method,
-            person_uid,
-            "factor removed",
-        ))
+        .audit_event(&AuditEvent {
+            actor: Some(actor),
+            ..person_event("factor.remove", "success", method, person_uid, reason)
+        })
         .await;
     notify_factor(svc, person_uid, method, false).await;
     Ok(())

@@ -102,6 +102,18 @@ impl Store {
             .collect()
     }
 
+    /// Whether the person has an active (confirmed) factor: a full session then needs one of
+    /// them passed in the same attempt.
+    pub async fn has_active_factor(&self, person_uid: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS active FROM prp_factor WHERE person_uid = $1 AND data IS NOT NULL LIMIT 1",
+        )
+        .bind(person_uid)
+        .fetch_optional(self.db())
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// One factor row of a person.
     pub async fn factor(
         &self,

@@ -47,6 +47,16 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "login_failed", LOGIN_FAILED)
     }
 
+    /// A right password for a person with an active factor, at an endpoint that can't ask
+    /// for it.
+    pub(crate) fn factor_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "factor_required",
+            "This account has a second factor: log in through a flow that asks for it (GET /api/login/flows, then POST /api/login/start).",
+        )
+    }
+
     pub(crate) fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -85,6 +85,7 @@ fn check_login_name(name: &str) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "Logged in: a full session (also set as cookies)", body = LoginResponse),
         (status = 401, description = "Any failure, whatever the reason", body = ErrorBody),
+        (status = 403, description = "The password is right, but the person has a second factor: log in through a flow that asks for it (`factor_required`)", body = ErrorBody),
         (status = 503, description = "Too many logins in progress, or the database is unavailable (Retry-After)", body = ErrorBody),
     ))]
 pub(crate) async fn password(
@@ -199,6 +200,7 @@ async fn login(
         LoginResult::Denied => ("failure", Err(ApiError::login_failed())),
         LoginResult::Unavailable => ("unavailable", Err(ApiError::unavailable())),
         LoginResult::Challenged(pow) => ("failure", Err(ApiError::login_failed().with_pow(pow))),
+        LoginResult::FactorRequired => ("factor_required", Err(ApiError::factor_required())),
         LoginResult::Busy => (
             "busy",
             Err(ApiError::busy(

@@ -481,7 +481,9 @@ pub(crate) async fn step_form(
     let (csrf, jar) = pre_token(&svc, jar);
     let title = text.f("signin.title", &[&flow_label(text, &set, flow)]);
     let content = html! {
-        @if flow.steps.len() > 1 {
+        @if carried.index >= flow.steps.len() {
+            p.muted { (text.t("signin.factor")) }
+        } @else if flow.steps.len() > 1 {
             p.muted { (text.f("signin.step", &[&(carried.index + 1), &flow.steps.len()])) }
         }
         @if methods.len() > 1 { p { (text.t("signin.choose")) } }
