@@ -364,6 +364,18 @@ prp_tests::on_each_backend! {
     }
 }
 
+/// `id` is a version 4, RFC 4122 UUID in its lowercase hyphenated form.
+fn is_uuid_v4(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            14 => *c == b'4',
+            19 => matches!(c, b'8' | b'9' | b'a' | b'b'),
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        })
+}
+
 prp_tests::on_each_backend! {
     async fn questions_decoys_locks_and_invalidation(b: Backend) {
         let p = Portal::start(&b).await;
@@ -379,12 +391,11 @@ prp_tests::on_each_backend! {
                 p.challenge(name),
                 "[{tag}] {name}: the same decoys every time"
             );
-            assert!(
-                d.iter()
-                    .all(|(id, _)| id.len() == 36 && id.matches('-').count() == 4),
-                "[{tag}] {d:?}"
-            );
+            // Shaped like a real question's id (a version 4 UUID) to the last bit: the new-user
+            // trial told real names from made-up ones by the version digit alone.
+            assert!(d.iter().all(|(id, _)| is_uuid_v4(id)), "[{tag}] {d:?}");
         }
+        assert!(first.iter().all(|(id, _)| is_uuid_v4(id)), "[{tag}] {first:?}");
         assert_ne!(
             p.challenge("nobody-here"),
             p.challenge("nobody-else"),

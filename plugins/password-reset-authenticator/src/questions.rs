@@ -40,14 +40,45 @@ fn as_id(hex: &str) -> String {
     if h.len() < 32 {
         return h.to_owned();
     }
+    // The version (4) and variant (RFC 4122) bits of a real question's id, which is a random
+    // version 4 UUID: otherwise those two digits alone would tell a decoy from a real question.
+    let variant = match u8::from_str_radix(&h[16..17], 16) {
+        Ok(n) => ["8", "9", "a", "b"][usize::from(n & 3)],
+        Err(_) => "8",
+    };
     format!(
-        "{}-{}-{}-{}-{}",
+        "{}-{}-4{}-{variant}{}-{}",
         &h[0..8],
         &h[8..12],
-        &h[12..16],
-        &h[16..20],
+        &h[13..16],
+        &h[17..20],
         &h[20..32]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_id;
+
+    #[test]
+    fn a_decoy_id_is_shaped_like_a_version_4_uuid() {
+        for hex in [
+            "0123456789abcdef0123456789abcdef",
+            "ffffffffffffffffffffffffffffffff",
+            "00000000000000000000000000000000",
+        ] {
+            let id = as_id(hex);
+            let b = id.as_bytes();
+            assert_eq!(id.len(), 36, "{id}");
+            assert_eq!(b[14], b'4', "{id}");
+            assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "{id}");
+            assert_eq!(id.replace('-', "").len(), 32, "{id}");
+        }
+        assert_eq!(
+            as_id("0123456789abcdef0123456789abcdef"),
+            "01234567-89ab-4def-8123-456789abcdef"
+        );
+    }
 }
 
 /// The `count` unlocked questions to ask, in a stable keyed order.
