@@ -975,10 +975,12 @@ impl LoginService {
             .and_then(|a| a.parse::<std::net::IpAddr>().ok())
             .map_or_else(|| "unknown".to_owned(), throttle::source_of);
         let source = format!("s:{src}");
+        // A device cookie counts only for the name it was issued for.
         let device = match input.device.as_deref() {
             Some(token) => {
                 let key = self.store.server_key(throttle::DEVICE_KEY).await?;
                 throttle::device_from(&key, token, now)
+                    .filter(|d| name.strip_prefix("n:") == Some(d.name.as_str()))
             }
             None => None,
         };
@@ -1227,7 +1229,8 @@ impl LoginService {
         session: NewSession,
         kind: SessionKind,
     ) -> LoginResult {
-        let device = self.new_device(person_uid, gate.device.as_ref()).await;
+        let name = gate.name.strip_prefix("n:").unwrap_or(&gate.name);
+        let device = self.new_device(person_uid, name).await;
         LoginResult::Granted {
             session,
             kind,
@@ -1235,10 +1238,16 @@ impl LoginService {
         }
     }
 
-    /// A new device cookie for the person's client.
-    async fn new_device(&self, person_uid: &str, _old: Option<&Device>) -> Option<String> {
+    /// A new device cookie for the person's client, for the name (its keyed digest) they
+    /// logged in with.
+    async fn new_device(&self, person_uid: &str, name: &str) -> Option<String> {
         match self.store.server_key(throttle::DEVICE_KEY).await {
-            Ok(key) => Some(throttle::device_token(&key, person_uid, self.store.now())),
+            Ok(key) => Some(throttle::device_token(
+                &key,
+                person_uid,
+                name,
+                self.store.now(),
+            )),
             Err(e) => {
                 tracing::warn!("cannot issue a device cookie: {e}");
                 None
@@ -1459,9 +1468,18 @@ impl LoginService {
         self.new_pow(&name, bits).await.ok()
     }
 
-    /// A device cookie for the client that completed a flow for the person.
-    pub(crate) async fn device_for(&self, person_uid: &str) -> Option<String> {
-        self.new_device(person_uid, None).await
+    /// A device cookie for the client that completed a flow for the person, who started it
+    /// with `login_name`.
+    pub(crate) async fn device_for(&self, person_uid: &str, login_name: &str) -> Option<String> {
+        let key = match self.store.server_key(throttle::NAME_KEY).await {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::warn!("cannot issue a device cookie: {e}");
+                return None;
+            }
+        };
+        let name = throttle::name_key(&key, login_name);
+        self.new_device(person_uid, &name).await
     }
 
     /// One request's scope, for a flow step's plugin calls.

@@ -149,18 +149,23 @@ pub fn solve_pow(challenge: &str, bits: u32, max_tries: u64) -> Option<String> {
         .find(|s| work_bits(challenge, s) >= bits)
 }
 
-/// A device the person logged in from before: the device cookie names the person and a
-/// random device id, signed with the server key.
+/// A device the person logged in from before: the device cookie names the person, the login
+/// name they used (its keyed digest, [`name_key`]) and a random device id, signed with the
+/// server key. It vouches for the client only for that name (OWASP's device cookies): a
+/// cookie of one's own account must not lift the limits on everybody else's names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
     pub person_uid: String,
+    /// The keyed digest of the login name the cookie was issued for.
+    pub name: String,
     pub id: String,
 }
 
-/// A new device cookie value for `person_uid`: `person.id.issued.mac`.
-pub fn device_token(key: &str, person_uid: &str, now: i64) -> String {
+/// A new device cookie value for `person_uid`, who logged in with the name whose keyed
+/// digest is `name`: `person.name.id.issued.mac`.
+pub fn device_token(key: &str, person_uid: &str, name: &str, now: i64) -> String {
     let id = crate::security::random_token();
-    let body = format!("{}.{id}.{now}", hex::encode(person_uid.as_bytes()));
+    let body = format!("{}.{name}.{id}.{now}", hex::encode(person_uid.as_bytes()));
     let mac = crate::security::keyed_digest(key, &body);
     format!("{body}.{mac}")
 }
@@ -176,9 +181,13 @@ pub fn device_from(key: &str, token: &str, now: i64) -> Option<Device> {
         return None;
     }
     let mut parts = body.split('.');
-    let (Some(person), Some(id), Some(issued), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(person), Some(name), Some(id), Some(issued), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return None;
     };
     let issued: i64 = issued.parse().ok()?;
@@ -188,6 +197,7 @@ pub fn device_from(key: &str, token: &str, now: i64) -> Option<Device> {
     let person_uid = String::from_utf8(hex::decode(person).ok()?).ok()?;
     Some(Device {
         person_uid,
+        name: name.to_owned(),
         id: id.to_owned(),
     })
 }
@@ -293,12 +303,13 @@ mod tests {
 
     #[test]
     fn device_cookies_are_signed_and_expire() {
-        let t = device_token("k", "person.1", 100);
+        let t = device_token("k", "person.1", "abc123", 100);
         let d = device_from("k", &t, 200).unwrap();
         assert_eq!(d.person_uid, "person.1");
+        assert_eq!(d.name, "abc123");
         assert!(device_from("k2", &t, 200).is_none());
         assert!(device_from("k", &t, 100 + DEVICE_LIFETIME).is_none());
-        let other = device_token("k", "person.2", 100);
+        let other = device_token("k", "person.2", "abc123", 100);
         let (body, _) = t.rsplit_once('.').unwrap();
         let (_, mac) = other.rsplit_once('.').unwrap();
         assert!(device_from("k", &format!("{body}.{mac}"), 200).is_none());

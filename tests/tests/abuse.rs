@@ -252,6 +252,43 @@ on_each_backend! {
 }
 
 on_each_backend! {
+    /// The security review found that any valid device cookie lifted the name's and the
+    /// source's limits for every name: an attacker with an account of their own could spray
+    /// guesses at everybody else's without ever being asked a proof of work. A cookie now
+    /// vouches only for the name it was issued for.
+    async fn a_device_cookie_vouches_only_for_its_own_name(b: Backend) {
+        let p = portal(&b, &[]).await;
+        let own = p.login(
+            "password",
+            ATTACKER,
+            None,
+            json!({"login_name": "carol", "password": CAROL_CENTRAL}),
+        );
+        assert_eq!(own.status, 200, "{}", own.body);
+        let device = own.device.expect("device cookie");
+        let asked = (0..12).any(|n| {
+            let a = p.post(
+                "/api/login/password",
+                ATTACKER,
+                Some(&device),
+                &json!({"login_name": "dan", "password": format!("guess-{n}")}),
+            );
+            assert_eq!(a.status, 401, "{}", a.body);
+            a.body.get("pow").is_some()
+        });
+        assert!(asked, "[{}] another name's guesses were never asked a proof of work", b.name());
+        // For its own name (in any case of A-Z) the cookie still vouches: no proof of work.
+        let a = p.post(
+            "/api/login/password",
+            ATTACKER,
+            Some(&device),
+            &json!({"login_name": "CAROL", "password": CAROL_CENTRAL}),
+        );
+        assert_eq!(a.status, 200, "[{}] {}", b.name(), a.body);
+    }
+}
+
+on_each_backend! {
     /// Wrong guesses for a real name and for a name nobody has get the same answers, the
     /// proof of work included, as they add up.
     async fn real_and_unknown_names_get_the_same_answers_as_failures_add_up(b: Backend) {

@@ -762,7 +762,7 @@ async fn decide_step(
                     "flow completed: session opened",
                 )
                 .await;
-            let device = login.device_for(&person_uid).await;
+            let device = login.device_for(&person_uid, &attempt.login_name).await;
             StepResult::Granted {
                 session,
                 kind,
