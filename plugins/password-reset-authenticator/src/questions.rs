@@ -56,31 +56,6 @@ fn as_id(hex: &str) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::as_id;
-
-    #[test]
-    fn a_decoy_id_is_shaped_like_a_version_4_uuid() {
-        for hex in [
-            "0123456789abcdef0123456789abcdef",
-            "ffffffffffffffffffffffffffffffff",
-            "00000000000000000000000000000000",
-        ] {
-            let id = as_id(hex);
-            let b = id.as_bytes();
-            assert_eq!(id.len(), 36, "{id}");
-            assert_eq!(b[14], b'4', "{id}");
-            assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "{id}");
-            assert_eq!(id.replace('-', "").len(), 32, "{id}");
-        }
-        assert_eq!(
-            as_id("0123456789abcdef0123456789abcdef"),
-            "01234567-89ab-4def-8123-456789abcdef"
-        );
-    }
-}
-
 /// The `count` unlocked questions to ask, in a stable keyed order.
 pub fn select(
     host: &HostServicesBox,
@@ -127,4 +102,29 @@ pub fn decoys(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_id;
+
+    #[test]
+    fn a_decoy_id_is_shaped_like_a_version_4_uuid() {
+        for hex in [
+            "0123456789abcdef0123456789abcdef",
+            "ffffffffffffffffffffffffffffffff",
+            "00000000000000000000000000000000",
+        ] {
+            let id = as_id(hex);
+            let b = id.as_bytes();
+            assert_eq!(id.len(), 36, "{id}");
+            assert_eq!(b[14], b'4', "{id}");
+            assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "{id}");
+            assert_eq!(id.replace('-', "").len(), 32, "{id}");
+        }
+        assert_eq!(
+            as_id("0123456789abcdef0123456789abcdef"),
+            "01234567-89ab-4def-8123-456789abcdef"
+        );
+    }
 }
