@@ -451,11 +451,23 @@ impl LoginService {
         let started = std::time::Instant::now();
         let (result, hashes) = self.decide_login(input).await;
         if matches!(result, LoginResult::Denied | LoginResult::Challenged(_)) {
-            let kind = u32::try_from(hashes).unwrap_or(u32::MAX);
-            let wait = self.floor.hold(kind, started.elapsed());
-            tokio::time::sleep(wait).await;
+            self.hold_failure(hashes, started).await;
         }
         result
+    }
+
+    /// Holds a failure that started at `started` and costs `hashes` hashes to the time floor
+    /// of every failure of that cost ([`throttle::FailureFloor`]): classic logins, flow steps
+    /// (`crate::flows::step`) and question challenges (0) alike.
+    pub(crate) async fn hold_failure(&self, hashes: usize, started: std::time::Instant) {
+        let kind = u32::try_from(hashes).unwrap_or(u32::MAX);
+        let wait = self.floor.hold(kind, started.elapsed());
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Failures held to the time floor so far (`/metrics`).
+    pub fn failures_held(&self) -> u64 {
+        self.floor.held()
     }
 
     /// Decides a login; with the number of hashes every failure of it costs.
@@ -1261,8 +1273,7 @@ impl LoginService {
     pub async fn challenge_for(&self, input: ChallengeInput) -> Result<ChallengeResult, String> {
         let started = std::time::Instant::now();
         let result = self.challenge_throttled(input).await;
-        let wait = self.floor.hold(0, started.elapsed());
-        tokio::time::sleep(wait).await;
+        self.hold_failure(0, started).await;
         result
     }
 

@@ -1,5 +1,5 @@
 //! Prometheus metrics: logins by method and outcome, login latency, hash queue depth, logins in
-//! progress, password changes, crossings of the plugin boundary. Rendered by hand in the text
+//! progress, failures held to the time floor, password changes, crossings of the plugin boundary. Rendered by hand in the text
 //! exposition format: a few counters don't need a metrics framework.
 
 use std::collections::BTreeMap;
@@ -46,6 +46,7 @@ impl Metrics {
         hash_queue_depth: usize,
         hashes_total: u64,
         logins_in_progress: usize,
+        failures_held: u64,
         crossings: &Crossings,
     ) -> String {
         let mut out = String::new();
@@ -100,6 +101,12 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE prp_logins_in_progress gauge");
         let _ = writeln!(out, "prp_logins_in_progress {logins_in_progress}");
+        let _ = writeln!(
+            out,
+            "# HELP prp_failures_held_total Failed logins, flow steps and question challenges held to the failure time floor before their answer."
+        );
+        let _ = writeln!(out, "# TYPE prp_failures_held_total counter");
+        let _ = writeln!(out, "prp_failures_held_total {failures_held}");
         let _ = writeln!(
             out,
             "# HELP prp_password_changes_total Password changes by outcome."
@@ -222,7 +229,7 @@ mod tests {
         let m = Metrics::default();
         m.login("password", "success", 0.03);
         m.login("password", "failure", 0.2);
-        let text = m.render(3, 9, 1, &Crossings::default());
+        let text = m.render(3, 9, 1, 4, &Crossings::default());
         assert!(
             text.contains("prp_logins_total{method=\"password\",outcome=\"success\"} 1"),
             "{text}"
@@ -240,6 +247,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("prp_hash_queue_depth 3"), "{text}");
+        assert!(text.contains("prp_failures_held_total 4"), "{text}");
     }
 
     #[test]
@@ -253,7 +261,7 @@ mod tests {
         c.callback("verify_password");
         c.callback("no such callback");
         assert_eq!((c.calls_total(), c.callbacks_total()), (3, 2));
-        let text = Metrics::default().render(0, 0, 0, &c);
+        let text = Metrics::default().render(0, 0, 0, 0, &c);
         assert!(
             text.contains("prp_plugin_calls_total{method=\"resolve\"} 2"),
             "{text}"

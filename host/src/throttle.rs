@@ -226,13 +226,21 @@ const FLOOR_CAP: Duration = Duration::from_secs(3);
 #[derive(Default)]
 pub struct FailureFloor {
     recent: Mutex<HashMap<u32, VecDeque<Duration>>>,
+    /// Failures held so far (`prp_failures_held_total`).
+    held: std::sync::atomic::AtomicU64,
 }
 
 impl FailureFloor {
+    /// How many failures were held so far.
+    pub fn held(&self) -> u64 {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Records how long a failure of `kind` took by itself, and returns how long to wait
     /// before answering it. The kind is the number of hashes the request costs (password and
     /// passcode failures share one floor), 0 for question challenges.
     pub fn hold(&self, kind: u32, took: Duration) -> Duration {
+        self.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Ok(mut recent) = self.recent.lock() else {
             return Duration::ZERO;
         };

@@ -280,6 +280,10 @@ prp_tests::on_each_backend! {
             assert_eq!(status, 401, "{body}");
             body.clone()
         };
+        // Every failed step is held to the failure time floor, as a classic login's failure
+        // is (the security review found flows and the web sign-in answered at once).
+        let held = || prp_tests::metric(&p.server, "prp_failures_held_total");
+        let held_before = held();
         // First step: an unknown name and a wrong password answer alike, for one hash each.
         let before = hash_count(&p.server);
         let attempt = start(&p.server, "nobody-at-all");
@@ -300,6 +304,7 @@ prp_tests::on_each_backend! {
         assert_eq!(hash_count(&p.server) - after_wrong, 1, "the endpoint costs what the step costs");
         assert_eq!(after_unknown - before, 1);
         assert_eq!(after_wrong - after_unknown, 1);
+        assert_eq!(held() - held_before, 3, "two failed steps and one failed login, each held");
         // That attempt is over: its token doesn't take the step again, even with the password.
         let (s, again) = step(&p.server, &attempt, "password", json!({"password": CAROL_CENTRAL}));
         assert_eq!(failed(s, &again), wrong);
@@ -315,6 +320,7 @@ prp_tests::on_each_backend! {
         assert_eq!(hash_count(&p.server) - before, 1);
         let (s, after) = step(&p.server, &attempt, "totp", json!({"code": code(&secret, now() + 30)}));
         assert_eq!(failed(s, &after), wrong);
+        assert_eq!(held() - held_before, 6, "a used token twice and a failed second step, each held");
         let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
         let before = hash_count(&p.server);
         let (s, other) = step(&p.server, &attempt, "password", json!({"password": CAROL_CENTRAL}));

@@ -33,7 +33,7 @@ use prp_plugin_api::{
     StepRequest,
 };
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The branch of the configuration store that holds the flows.
@@ -510,9 +510,20 @@ pub async fn step(
     values: Vec<(String, String)>,
     client: StepClient,
 ) -> StepResult {
+    let started = std::time::Instant::now();
     let failed = AtomicBool::new(false);
+    // What a failure of this attempt costs, once decide_step knows its flow: one hash until
+    // then (an unknown token pads one).
+    let cost = AtomicUsize::new(1);
     let remote = client.remote.clone();
-    let result = decide_step(svc, token, method, values, client, &failed).await;
+    let result = decide_step(svc, token, method, values, client, &failed, &cost).await;
+    if matches!(result, StepResult::Denied | StepResult::Challenged(_)) {
+        // Held to the same time floor as a classic login's failure of the same cost, so that
+        // what a failed step did (or didn't do) for a real name doesn't show in its timing.
+        svc.login
+            .hold_failure(cost.load(Ordering::Relaxed), started)
+            .await;
+    }
     if failed.load(Ordering::Relaxed) && !matches!(result, StepResult::Busy) {
         // The record it could not commit is kept, and written when the database is back.
         tracing::error!("a login step answered 503: its audit record could not be written");
@@ -540,6 +551,7 @@ async fn decide_step(
     values: Vec<(String, String)>,
     client: StepClient,
     failed: &AtomicBool,
+    cost_of_failure: &AtomicUsize,
 ) -> StepResult {
     let remote = client.remote.as_deref();
     let login = &svc.login;
@@ -595,6 +607,7 @@ async fn decide_step(
     // identifies the person, costs the flow's either way).
     let cost = set.step_cost(flow, attempt.step);
     let fail_cost = set.flow_cost(flow);
+    cost_of_failure.store(fail_cost, Ordering::Relaxed);
     let allowed = set.offers(flow, attempt.step, method);
     let too_much = values.len() > MAX_VALUES
         || values

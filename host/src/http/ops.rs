@@ -94,6 +94,7 @@ pub(crate) async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoRespons
             svc.portal.hasher.queue_depth(),
             svc.portal.hasher.total(),
             svc.login.pending(),
+            svc.login.failures_held(),
             svc.login.crossings(),
         ),
     )
