@@ -344,3 +344,28 @@ async fn the_outbox_lists_queued_mails_without_their_secrets() {
     assert_eq!(shown[0].event, "notification.shown");
     assert_eq!(shown[0].person_uid.as_deref(), Some("P-MARTA"));
 }
+
+/// Output into a pipe that closes early ends the verb quietly (the new-user trial's
+/// `prp-host audit | head -1` panicked with a backtrace).
+#[test]
+fn a_closed_pipe_ends_a_verb_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let (_scene, config) = demo_scene();
+    let mut child = prp_tests::host_command(&config, &["params", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prp-host runs");
+    // The reading end closes before the verb writes its first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("prp-host ends");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "ended by SIGPIPE: {:?} {err}",
+        out.status
+    );
+}

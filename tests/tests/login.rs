@@ -480,6 +480,17 @@ prp_tests::on_each_backend! {
         assert!(out.status.success());
         let got = stdout(&p.cli(&["keys", "get", "EnablePasscodeLogin"]));
         assert_eq!(got.trim(), "EnablePasscodeLogin = true  (local)", "[{tag}]");
+        // Both changes are audited, an unset too (the new-user trial found it wasn't).
+        let out = p.cli(&["keys", "unset", "EnablePasscodeLogin", "--local"]);
+        assert!(out.status.success(), "[{tag}] {}", prp_tests::stderr(&out));
+        let audit = stdout(&p.cli(&["audit", "--limit", "5"]));
+        assert!(
+            audit.contains("apikey.set") && audit.contains("apikey.unset"),
+            "[{tag}] {audit}"
+        );
+        assert!(audit.contains("EnablePasscodeLogin (local to server"), "[{tag}] {audit}");
+        let out = p.cli(&["keys", "set", "EnablePasscodeLogin", "true", "--local"]);
+        assert!(out.status.success());
         let bad = p.cli(&["keys", "set", "EnablePasscodeLogin", "perhaps"]);
         assert_eq!(bad.status.code(), Some(1));
         assert!(

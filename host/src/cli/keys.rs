@@ -74,7 +74,7 @@ pub async fn run(
                 .audit(&AuditEvent {
                     event: "apikey.set",
                     outcome: "success",
-                    reason: Some(&format!("{name} ({s:?})")),
+                    reason: Some(&format!("{name} ({})", scope_name(&s))),
                     actor: Some(&super::actor()),
                     ..Default::default()
                 })
@@ -87,6 +87,17 @@ pub async fn run(
         KeysCommand::Unset { name, scope } => {
             let s = scope_of(&scope);
             let removed = store.unset_api_key(&s, &name).await?;
+            if removed {
+                store
+                    .audit(&AuditEvent {
+                        event: "apikey.unset",
+                        outcome: "success",
+                        reason: Some(&format!("{name} ({})", scope_name(&s))),
+                        actor: Some(&super::actor()),
+                        ..Default::default()
+                    })
+                    .await?;
+            }
             println!(
                 "{name} {} ({})",
                 if removed { "unset" } else { "was not set" },
