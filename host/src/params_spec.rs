@@ -154,7 +154,7 @@ pub const HOST_PARAMETERS: &[ParamSpec] = &[
 
 /// Branches where every parameter is in the table: a path under them that isn't is refused
 /// when set (a misspelt name would otherwise be stored and silently ignored).
-pub const CLOSED_BRANCHES: &[&str] = &[r"PRP\Lockout", r"PRP\PasswordPolicy"];
+pub const CLOSED_BRANCHES: &[&str] = &[r"PRP\Lockout", r"PRP\PasswordPolicy", r"PRP\Portal"];
 
 /// The row for a normalised path.
 pub fn spec_for(path: &str) -> Option<&'static ParamSpec> {
@@ -277,6 +277,14 @@ mod tests {
         let e = check_value(r"PRP\Lockout\All\MaxFailure", "5").unwrap_err();
         assert!(e.contains(r"PRP\Lockout\All\MaxFailures"), "{e}");
         assert!(check_value(r"PRP\Portal\AccountTables", "ADSAccount|X").is_ok());
+        assert!(check_value(r"PRP\Portal\DisplayColumn\ADSAccount", "CN").is_ok());
+        // A misspelt name under PRP\Portal is refused, naming what is known there (the
+        // new-user trial stored `AcountTables`, which nothing reads).
+        let e = check_value(r"PRP\Portal\AcountTables", "ADSAccount").unwrap_err();
+        assert!(
+            e.contains(r"known under PRP\Portal: PRP\Portal\AccountTables"),
+            "{e}"
+        );
         assert!(check_value(r"QER\Person\PasswordResetAuthenticator\SearchTable", "x").is_ok());
     }
 

@@ -521,7 +521,20 @@ fn check_give_up(v: &str) -> Result<(), String> {
     parse_give_up_hours(v).map(drop)
 }
 
+const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
 fn check_level(v: &str) -> Result<(), String> {
+    // A bare word that isn't a level is a target to tracing, which then logs nothing else:
+    // almost always a misspelt level ("loud" turned every log off), so it is refused.
+    for directive in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains('=') && !directive.contains('[');
+        if bare && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
+            return Err(format!(
+                "\"{directive}\" is not a log level ({}); a filter names its target, as target=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
     tracing_subscriber::EnvFilter::try_new(v.trim())
         .map(drop)
         .map_err(|e| format!("\"{v}\" is not a log level or filter: {e}"))
@@ -552,6 +565,26 @@ mod tests {
             validate(r"connectionstrings:QER\X", "v").as_deref(),
             Ok(r"ConnectionStrings:QER\X")
         );
+    }
+
+    #[test]
+    fn a_misspelt_log_level_is_refused() {
+        for ok in [
+            "info",
+            "WARN",
+            "info,sqlx=warn",
+            "prp_host=debug",
+            "off",
+            "info,[span]=debug",
+        ] {
+            assert!(check_level(ok).is_ok(), "{ok}");
+        }
+        let e = check_level("loud").unwrap_err();
+        assert!(
+            e.contains("\"loud\" is not a log level (error, warn"),
+            "{e}"
+        );
+        assert!(check_level("info,verbose").is_err());
     }
 
     #[test]
