@@ -253,6 +253,15 @@ async fn a_half_sent_request_is_closed() {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    // A web form that stalls halfway: the same (the security review found a page's form
+    // could be trickled forever, holding a connection slot).
+    let mut s = TcpStream::connect(p.server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    s.write_all(b"POST /sign-in HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nflow=pass")
+        .expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -115,7 +115,7 @@ pub(crate) fn public_router(svc: Arc<Service>) -> Router {
     let doc = Arc::new(doc);
     let router = router
         // The web portal's pages (not part of the OpenAPI document).
-        .merge(crate::web::routes())
+        .merge(crate::web::routes(Arc::clone(&svc)))
         .fallback(not_found)
         .layer(axum::Extension(doc))
         .with_state(Arc::clone(&svc));

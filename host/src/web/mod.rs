@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub(crate) use layout::page_csp;
 
 /// The page routes, merged into the public router (not part of the OpenAPI document).
-pub(crate) fn routes() -> Router<Arc<Service>> {
+pub(crate) fn routes(svc: Arc<Service>) -> Router<Arc<Service>> {
     Router::new()
         .route("/", get(signin::home))
         .route("/sign-in", get(signin::form).post(signin::submit))
@@ -50,6 +50,33 @@ pub(crate) fn routes() -> Router<Arc<Service>> {
         .route("/team/{uid}/passcode", post(account::issue_passcode))
         .route("/static/portal.css", get(layout::css))
         .route("/static/portal.js", get(layout::js))
+        .route_layer(axum::middleware::from_fn_with_state(svc, form_in_time))
+}
+
+/// The largest form a page posts (the proof of work and every question's answer included).
+const MAX_FORM: usize = 64 * 1024;
+
+/// A page's form arrives whole within `Host:BodyTimeoutMs`, as an API body does: a client that
+/// trickles one is answered 408 and closed, not left holding a connection.
+async fn form_in_time(
+    axum::extract::State(svc): axum::extract::State<Arc<Service>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, MAX_FORM);
+    match tokio::time::timeout(svc.settings().host.body_timeout, read).await {
+        Ok(Ok(bytes)) => {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(req).await
+        }
+        Ok(Err(_)) => axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }
 
 /// The language of a request, from `Accept-Language`.
