@@ -434,6 +434,19 @@ async fn sign_in_with_password_questions() {
         b.click("nav a[href='/questions']").await?;
         b.wait_text("#question-rules", "Keep at least 3").await?;
         b.axe("My password questions").await?;
+        // A stale page's form, for a question that is gone: a notice that says so, not an
+        // outage (the new-user trial was told "the portal can't do this right now").
+        b.client
+            .execute(
+                "const f = document.querySelector(\"form[action$='/delete']\"); \
+                 f.action = '/questions/00000000-0000-4000-8000-000000000000/delete'; f.submit();",
+                vec![],
+            )
+            .await
+            .map_err(err("post a stale form"))?;
+        b.wait_text("#live", "That is no longer on this page")
+            .await?;
+        b.wait_text("#question-rules", "Keep at least 3").await?;
         // 320 px wide: nothing scrolls sideways.
         b.client
             .set_window_size(320, 900)

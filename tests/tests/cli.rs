@@ -60,6 +60,27 @@ fn params_show_documented_defaults() {
     assert!(text.contains("allowed"), "{text}");
     let unknown = scene.run(&config, &["params", "get", r"No\Such\Thing"]);
     assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        !stdout(&unknown).contains("keys list"),
+        "{}",
+        stdout(&unknown)
+    );
+    // A key's name asked of `params` points to `keys` (the new-user trial looked there).
+    let key = scene.run(&config, &["params", "get", "EnablePasscodeLogin"]);
+    assert_eq!(key.status.code(), Some(1));
+    assert!(
+        stdout(&key).contains("see `prp-host keys list`"),
+        "{}",
+        stdout(&key)
+    );
+    // A value is stored as it is read, without the spaces around it.
+    let set = scene.run(
+        &config,
+        &["params", "set", r"PRP\Lockout\All\MaxFailures", " 50 "],
+    );
+    assert!(set.status.success(), "{}", stderr(&set));
+    let got = stdout(&scene.run(&config, &["params", "get", r"PRP\Lockout\All\MaxFailures"]));
+    assert!(got.contains(r"PRP\Lockout\All\MaxFailures = 50  "), "{got}");
 }
 
 #[test]

@@ -50,7 +50,14 @@ pub async fn run(command: ParamsCommand, store: &Store) -> anyhow::Result<ExitCo
         ParamsCommand::Get { path } => match store.parameter_view(&path).await? {
             Some(view) => println!("{}", show_view(&view, true)),
             None => {
-                println!("{path}: not set, and not a parameter the host documents");
+                // Parameters are paths; a bare name is more likely an API configuration key
+                // (EnablePasscodeLogin), which the README mentions beside them.
+                let hint = if path.contains('\\') {
+                    ""
+                } else {
+                    "; a name without a path may be an API configuration key: see `prp-host keys list`"
+                };
+                println!("{path}: not set, and not a parameter the host documents{hint}");
                 return Ok(ExitCode::FAILURE);
             }
         },

@@ -275,7 +275,7 @@ impl FromRequestParts<Arc<Service>> for Authed {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "csrf",
-                    "This request lacks the session's CSRF token (X-CSRF-Token).",
+                    "This request has no valid CSRF token for its session: send X-CSRF-Token with the csrf_token the login answered.",
                 ));
             }
         }

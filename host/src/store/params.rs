@@ -303,6 +303,8 @@ impl Store {
     /// must not make a policy's MinLength exceed its MaxLength.
     pub async fn set_parameter(&self, path: &str, value: Option<&str>) -> Result<(), StoreError> {
         let path = normalize_path(path)?;
+        // Stored as it is read: spaces around a value (` 50`) are a typing accident.
+        let value = value.map(str::trim);
         if let Some(v) = value {
             params_spec::check_value(&path, v).map_err(StoreError::Invalid)?;
         }

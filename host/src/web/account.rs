@@ -70,10 +70,10 @@ fn portal_error(text: Text, e: &PortalError) -> String {
         PortalError::Unknown(_) => text.t("pw.unknown").to_owned(),
         PortalError::Partial(m) => text.f("pw.partial", &[m]),
         PortalError::Busy => text.t("msg.busy").to_owned(),
-        PortalError::NotFound(_)
-        | PortalError::Store(_)
-        | PortalError::Internal(_)
-        | PortalError::Unavailable(_) => {
+        // A stale page (an item or question that changed since it was shown), or an id that
+        // isn't the person's: nothing changed, and nothing is wrong with the portal.
+        PortalError::NotFound(_) => text.t("msg.not_found").to_owned(),
+        PortalError::Store(_) | PortalError::Internal(_) | PortalError::Unavailable(_) => {
             tracing::error!("self-service request failed: {e}");
             text.t("msg.unavailable").to_owned()
         }
