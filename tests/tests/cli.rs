@@ -73,6 +73,21 @@ fn params_show_documented_defaults() {
         "{}",
         stdout(&key)
     );
+    // `enable` of a parameter without a value says what it did and didn't do.
+    let on = scene.run(
+        &config,
+        &[
+            "params",
+            "enable",
+            r"QER\Person\PasswordResetAuthenticator\PasscodeSplit",
+        ],
+    );
+    assert!(on.status.success(), "{}", stderr(&on));
+    assert!(
+        stdout(&on).contains("to turn a flag on: prp-host params set"),
+        "{}",
+        stdout(&on)
+    );
     // A value is stored as it is read, without the spaces around it.
     let set = scene.run(
         &config,

@@ -78,6 +78,15 @@ pub async fn run(command: ParamsCommand, store: &Store) -> anyhow::Result<ExitCo
             store.set_parameter_enabled(&path, true).await?;
             super::audit_admin(store, "parameter.enabled", &path).await?;
             println!("{path} enabled");
+            // `enable` switches whether a parameter is in force, not a flag's value: say so
+            // when there is no value (the new-user trial took `enable PasscodeSplit` for "on").
+            let unset = store
+                .parameter_view(&path)
+                .await?
+                .is_none_or(|v| v.stored.is_none_or(|p| p.value.is_none()));
+            if unset {
+                println!("  (it has no value: enable and disable say whether it is in force, not what it is; to turn a flag on: prp-host params set '{path}' true)");
+            }
         }
         ParamsCommand::Disable { path } => {
             store.set_parameter_enabled(&path, false).await?;

@@ -277,6 +277,17 @@ pub fn validate(key: &str, value: &str) -> Result<String, String> {
             return Ok(canonical);
         }
     }
+    // A list written as one value (`"Required": "x"`) reaches here as `Plugins:Required`.
+    let mut as_list = segments.clone();
+    as_list.push("0");
+    if SETTINGS
+        .iter()
+        .any(|s| s.pattern.ends_with(":#") && match_pattern(s.pattern, &as_list).is_some())
+    {
+        return Err(format!(
+            "\"{key}\" is a list: write it as [\"{value}\"], not as one value"
+        ));
+    }
     let known: Vec<String> = SETTINGS
         .iter()
         .filter(|s| s.pattern.starts_with(section))
@@ -564,6 +575,17 @@ mod tests {
         assert_eq!(
             validate(r"connectionstrings:QER\X", "v").as_deref(),
             Ok(r"ConnectionStrings:QER\X")
+        );
+    }
+
+    #[test]
+    fn a_list_written_as_one_value_says_so() {
+        let e = validate("Plugins:Required", "password-reset-authenticator").unwrap_err();
+        assert!(
+            e.contains(
+                r#""Plugins:Required" is a list: write it as ["password-reset-authenticator"]"#
+            ),
+            "{e}"
         );
     }
 
