@@ -112,14 +112,7 @@ pub fn check_pow(
     {
         return Err(PowRefusal::Malformed);
     }
-    let mut parts = challenge.split('.');
-    let (Some(nonce), Some(expires), Some(bits), Some(mac), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let Some([nonce, expires, bits, mac]) = dot_parts(challenge) else {
         return Err(PowRefusal::Malformed);
     };
     let (Ok(expires_at), Ok(bits)) = (expires.parse::<i64>(), bits.parse::<u32>()) else {
@@ -147,6 +140,11 @@ pub fn solve_pow(challenge: &str, bits: u32, max_tries: u64) -> Option<String> {
     (0..max_tries)
         .map(|n| n.to_string())
         .find(|s| work_bits(challenge, s) >= bits)
+}
+
+/// The `N` dot-separated parts of a signed value, or `None` when it has another number.
+fn dot_parts<const N: usize>(value: &str) -> Option<[&str; N]> {
+    value.split('.').collect::<Vec<_>>().try_into().ok()
 }
 
 /// A device the person logged in from before: the device cookie names the person, the login
@@ -180,16 +178,7 @@ pub fn device_from(key: &str, token: &str, now: i64) -> Option<Device> {
     if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
         return None;
     }
-    let mut parts = body.split('.');
-    let (Some(person), Some(name), Some(id), Some(issued), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
+    let [person, name, id, issued] = dot_parts(body)?;
     let issued: i64 = issued.parse().ok()?;
     if issued + DEVICE_LIFETIME <= now {
         return None;

@@ -212,15 +212,20 @@ prp_tests::on_each_backend! {
 
         // The built-in `password` flow goes on to the factor step, which offers every
         // enrollable method.
-        let start_password = || {
+        // The built-in `password` flow's first step, by the right password.
+        let by_password = |name: &str, password: &str| {
             let (status, body) = p.server.post(
                 "/api/login/start",
-                &json!({"flow": "password", "login_name": "carol"}),
+                &json!({"flow": "password", "login_name": name}),
             );
             assert_eq!(status, 200, "{body}");
             let attempt = json_of(&body)["attempt"].as_str().unwrap().to_owned();
-            let (status, next) = step(&p.server, &attempt, "password", json!({"password": CAROL_CENTRAL}));
+            let (status, next) = step(&p.server, &attempt, "password", json!({"password": password}));
             assert_eq!(status, 200, "{next}");
+            next
+        };
+        let start_password = || {
+            let next = by_password("carol", CAROL_CENTRAL);
             assert!(next.get("token").is_none(), "no session before the factor: {next}");
             assert_eq!(next["step"]["index"], 1, "{next}");
             assert_eq!(next["step"]["methods"][0]["id"], "totp", "{next}");
@@ -240,14 +245,7 @@ prp_tests::on_each_backend! {
         assert_eq!(me["person_uid"], "P-CAROL");
 
         // Someone without the factor: the built-in flow grants at once, as before.
-        let (status, body) = p.server.post(
-            "/api/login/start",
-            &json!({"flow": "password", "login_name": "marta"}),
-        );
-        assert_eq!(status, 200, "{body}");
-        let attempt = json_of(&body)["attempt"].as_str().unwrap().to_owned();
-        let (status, done) = step(&p.server, &attempt, "password", json!({"password": MARTA_CENTRAL}));
-        assert_eq!(status, 200, "{done}");
+        let done = by_password("marta", MARTA_CENTRAL);
         assert_eq!(done["session_kind"], "full", "{done}");
 
         // The help desk removes a lost factor: audited, the person told, and the password

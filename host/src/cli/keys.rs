@@ -70,15 +70,7 @@ pub async fn run(
         KeysCommand::Set { name, value, scope } => {
             let s = scope_of(&scope);
             store.set_api_key(&s, &name, &value).await?;
-            store
-                .audit(&AuditEvent {
-                    event: "apikey.set",
-                    outcome: "success",
-                    reason: Some(&format!("{name} ({})", scope_name(&s))),
-                    actor: Some(&super::actor()),
-                    ..Default::default()
-                })
-                .await?;
+            audit(store, "apikey.set", &name, &s).await?;
             println!(
                 "{name} set ({}); servers apply it at their next request",
                 scope_name(&s)
@@ -88,15 +80,7 @@ pub async fn run(
             let s = scope_of(&scope);
             let removed = store.unset_api_key(&s, &name).await?;
             if removed {
-                store
-                    .audit(&AuditEvent {
-                        event: "apikey.unset",
-                        outcome: "success",
-                        reason: Some(&format!("{name} ({})", scope_name(&s))),
-                        actor: Some(&super::actor()),
-                        ..Default::default()
-                    })
-                    .await?;
+                audit(store, "apikey.unset", &name, &s).await?;
             }
             println!(
                 "{name} {} ({})",
@@ -106,6 +90,20 @@ pub async fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The audit record of a key's change, with the operator.
+async fn audit(store: &Store, event: &str, name: &str, s: &ApiKeyScope) -> anyhow::Result<()> {
+    store
+        .audit(&AuditEvent {
+            event,
+            outcome: "success",
+            reason: Some(&format!("{name} ({})", scope_name(s))),
+            actor: Some(&super::actor()),
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
 }
 
 fn scope_name(s: &ApiKeyScope) -> String {
