@@ -621,7 +621,11 @@ impl LoginService {
             match self.store.has_active_factor(&person_uid).await {
                 Ok(false) => {}
                 Ok(true) => {
+                    // The password was right: the person's counter and the name's (and the
+                    // device's) start afresh, as after a flow's first step, so that these
+                    // answers never lock the person out of the flow that asks for the factor.
                     settle_all(&self.store, with_grant.into_iter().collect()).await;
+                    self.after_success(&gate).await;
                     let reason = "the password is right, but a second factor is enrolled: a full session needs a login flow that asks for it";
                     return match self
                         .record_decision(&input, Some(&person_uid), "failure", reason)
@@ -1102,9 +1106,6 @@ impl LoginService {
         Ok(Ok(gate))
     }
 
-    /// Clears the locks of the person `login_name` resolves to, in `scope` (`All`: every
-    /// method): the person's counters, the name's from every source, and for questions the
-    /// locked questions. For the help desk (`prp-host unlock`).
     /// The person a login name stands for, for the help desk: refused accounts included;
     /// none or several is an error that says so.
     pub(crate) async fn person_of_name(&self, login_name: &str) -> Result<String, String> {
@@ -1116,6 +1117,9 @@ impl LoginService {
         }
     }
 
+    /// Clears the locks of the person `login_name` resolves to, in `scope` (`All`: every
+    /// method): the person's counters, the name's from every source, and for questions the
+    /// locked questions. For the help desk (`prp-host unlock`).
     pub async fn unlock(
         &self,
         login_name: &str,
@@ -1354,14 +1358,19 @@ impl LoginService {
     /// the decision (limits, resolution, the authenticator's call, padding to at least
     /// `min_hashes` hashes, the audit record of a denial), without opening a session. The
     /// caller admitted it ([`LoginService::admit_step`]).
-    pub(crate) async fn identify(&self, input: &LoginInput, min_hashes: usize) -> Identified {
+    ///
+    /// `cost` holds the fewest hashes a failure costs on entry, and on return the hashes a
+    /// failure of this step costs (a questions step pads to the questions it asks), which is
+    /// the time floor its failure is held to.
+    pub(crate) async fn identify(&self, input: &LoginInput, cost: &AtomicUsize) -> Identified {
         let (scope, policy) = self.scope_and_policy().await;
         let own = if input.method == LoginMethod::QUESTIONS {
             self.questions_asked(&scope).await
         } else {
             1
         };
-        let hashes = own.max(min_hashes);
+        let hashes = own.max(cost.load(Ordering::Relaxed));
+        cost.store(hashes, Ordering::Relaxed);
         let too_long = input.over_limits(own);
         if too_long || input.login_name.trim().is_empty() {
             self.pad(hashes).await;

@@ -8,9 +8,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    if !args.serves() {
-        restore_sigpipe();
-    }
+    quiet_on_closed_stdout();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,12 +29,21 @@ fn main() -> ExitCode {
 }
 
 /// A verb whose output goes into a pipe that closes early (`prp-host audit | head -1`) ends
-/// quietly, as other command-line tools do, instead of panicking in `println!`: Rust ignores
-/// SIGPIPE by default, which is right for `serve` only.
-fn restore_sigpipe() {
-    // SAFETY: called first in `main`, before any other thread exists, and SIG_DFL is a valid
-    // disposition for SIGPIPE.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+/// quietly with 141, as a shell reports a tool ended by SIGPIPE, instead of a panic's
+/// backtrace. SIGPIPE itself stays ignored (Rust's default): a verb that talks to a
+/// directory over TLS must not be killed by a peer that closed its socket.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -203,6 +203,15 @@ prp_tests::on_each_backend! {
         let v = json_of(&body);
         assert_eq!(v["error"], "factor_required", "{body}");
         assert!(v.get("token").is_none(), "{body}");
+        // Right passwords answered so don't count against the client: more of them than the
+        // password limit leave the flow open (the review of the fix found they did).
+        for _ in 0..11 {
+            let (status, body) = p.server.post(
+                "/api/login/password",
+                &json!({"login_name": "carol", "password": CAROL_CENTRAL}),
+            );
+            assert_eq!(status, 403, "{body}");
+        }
         // A wrong password still looks like any failure.
         let (status, body) = p.server.post(
             "/api/login/password",
@@ -243,6 +252,7 @@ prp_tests::on_each_backend! {
         let (status, me) = client.call("GET", "/api/session", None);
         assert_eq!(status, 200);
         assert_eq!(me["person_uid"], "P-CAROL");
+        assert_eq!(me["method"], "password+totp");
 
         // Someone without the factor: the built-in flow grants at once, as before.
         let done = by_password("marta", MARTA_CENTRAL);
@@ -334,9 +344,9 @@ prp_tests::on_each_backend! {
         let (s, expired) = step(&p.server, &attempt, "totp", json!({"code": code(&secret, now() + 30)}));
         assert_eq!(failed(s, &expired), wrong);
 
-        // The wrong codes counted towards Carol's lock like any failure.
+        // The wrong codes counted towards Carol's factor lock like any failure.
         let failures: i64 = sqlx::query_scalar(
-            "SELECT failures FROM prp_failure WHERE person_uid = 'P-CAROL' AND scope = 'passcode'",
+            "SELECT failures FROM prp_failure WHERE person_uid = 'P-CAROL' AND scope = 'factor'",
         )
         .fetch_one(p.store.pool())
         .await
@@ -655,12 +665,32 @@ prp_tests::on_each_backend! {
 prp_tests::on_each_backend! {
     async fn wrong_codes_lock_the_code_step_like_any_method(b: Backend) {
         let p = portal(&b).await;
+        let secret = enroll_carol(&p);
+        // Anyone's wrong passcodes for Carol lock her passcode logins, but not the step every
+        // full login of hers now takes (the review of the factor fix found they did).
+        for _ in 0..6 {
+            let (s, _) = p.server.post(
+                "/api/login/passcode",
+                &json!({"login_name": "carol", "passcode": "0000-0000-0000-0000"}),
+            );
+            assert_eq!(s, 401);
+        }
+        let passcode_lock: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM prp_failure WHERE person_uid = 'P-CAROL' AND scope = 'passcode' AND locked_until > 0",
+        )
+        .fetch_one(p.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(passcode_lock, 1, "the passcode lock is set");
+        let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
+        let (s, body) = step(&p.server, &attempt, "totp", json!({"code": code(&secret, now() + 30)}));
+        assert_eq!(s, 200, "{body}");
+        // Its own lock: two wrong codes with Factor\MaxFailures at 2.
         p.store
-            .set_parameter(r"PRP\Lockout\Passcode\MaxFailures", Some("2"))
+            .set_parameter(r"PRP\Lockout\Factor\MaxFailures", Some("2"))
             .await
             .unwrap();
-        let secret = enroll_carol(&p);
-        let right = code(&secret, now() + 30);
+        let right = code(&secret, now() + 60);
         let bad = if right == "000000" { "111111" } else { "000000" };
         for _ in 0..2 {
             let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
@@ -675,6 +705,6 @@ prp_tests::on_each_backend! {
             .fetch_one(p.store.pool())
             .await
             .unwrap();
-        assert!(last.is_some_and(|l| l < (now() + 30) / 30), "{last:?}");
+        assert!(last.is_some_and(|l| l < (now() + 60) / 30), "{last:?}");
     }
 }

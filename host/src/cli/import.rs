@@ -48,7 +48,8 @@ pub async fn run(command: ImportCommand, store: &Store) -> anyhow::Result<ExitCo
     };
     match import(store, &target, &file, options.dry_run).await {
         Ok(report) => {
-            print_report(&report, options.verbose);
+            // Audited before anything is printed: output into a pipe that closes early must
+            // not cost the record of what was written.
             if !report.dry_run && (!report.added.is_empty() || !report.changed.is_empty()) {
                 let reason = format!(
                     "{} from {}: {}",
@@ -58,6 +59,7 @@ pub async fn run(command: ImportCommand, store: &Store) -> anyhow::Result<ExitCo
                 );
                 super::audit_admin(store, "identity.imported", &reason).await?;
             }
+            print_report(&report, options.verbose);
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ (ImportError::Store(_) | ImportError::Read { .. })) => Err(e.into()),

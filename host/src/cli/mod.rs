@@ -122,13 +122,6 @@ pub(crate) enum OutputFormat {
     Json,
 }
 
-impl Cli {
-    /// Whether the verb is `serve`, which writes to sockets and must outlive a closed one.
-    pub(crate) fn serves(&self) -> bool {
-        matches!(self.command, Command::Serve)
-    }
-}
-
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let env = Environment::from_process();
     match cli.command {

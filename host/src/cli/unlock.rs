@@ -11,6 +11,8 @@ pub enum Method {
     Password,
     Passcode,
     Questions,
+    /// A flow's later step (a second factor such as TOTP)
+    Factor,
     All,
 }
 
@@ -19,6 +21,7 @@ impl Method {
         match self {
             Self::Password => LockScope::Password,
             Self::Passcode => LockScope::Passcode,
+            Self::Factor => LockScope::Factor,
             Self::Questions => LockScope::Questions,
             Self::All => LockScope::All,
         }

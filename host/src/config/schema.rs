@@ -539,7 +539,8 @@ fn check_level(v: &str) -> Result<(), String> {
     // almost always a misspelt level ("loud" turned every log off), so it is refused.
     for directive in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let bare = !directive.contains('=') && !directive.contains('[');
-        if bare && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
+        let numeric = matches!(directive, "0" | "1" | "2" | "3" | "4" | "5");
+        if bare && !numeric && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
             return Err(format!(
                 "\"{directive}\" is not a log level ({}); a filter names its target, as target=level",
                 LEVELS.join(", ")

@@ -632,7 +632,7 @@ async fn decide_step(
             login.pad_hashes(fail_cost).await;
             return StepResult::Denied;
         };
-        match login.identify(&input, fail_cost).await {
+        match login.identify(&input, cost_of_failure).await {
             Identified::Denied => return StepResult::Denied,
             Identified::Challenged(pow) => return StepResult::Challenged(pow),
             Identified::Unavailable => return StepResult::Unavailable,
@@ -757,10 +757,13 @@ async fn decide_step(
     } else {
         SessionKind::Reset
     };
-    let session_method = if flow.builtin {
-        method.to_owned()
-    } else {
+    let session_method = if !flow.builtin {
         format!("flow:{}", flow.id)
+    } else if attempt.step >= flow.steps.len() {
+        // A built-in flow's factor step: both methods (`password+totp`).
+        format!("{}+{method}", flow.id)
+    } else {
+        method.to_owned()
     };
     match login
         .open_session(&person_uid, &session_method, kind, &consumed)
@@ -877,7 +880,7 @@ async fn continue_step(
         }
     };
     match store
-        .reserve_attempt(person_uid, LockScope::Passcode, &policy)
+        .reserve_attempt(person_uid, LockScope::Factor, &policy)
         .await
     {
         Ok(true) => {}

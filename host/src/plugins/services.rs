@@ -274,6 +274,7 @@ impl Services {
                     LockScope::Password => "password",
                     LockScope::Passcode => "passcode",
                     LockScope::Questions => "password questions",
+                    LockScope::Factor => "second factor",
                     LockScope::All => "login methods",
                 }
             );

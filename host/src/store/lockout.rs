@@ -11,6 +11,10 @@ pub enum LockScope {
     Password,
     Questions,
     Passcode,
+    /// A flow's later step (a factor such as TOTP): its own counter, so that nobody's wrong
+    /// passcodes or answers can lock a person out of the step every full login of theirs
+    /// takes once they enrolled a factor.
+    Factor,
 }
 
 impl LockScope {
@@ -20,6 +24,7 @@ impl LockScope {
             Self::Password => "password",
             Self::Questions => "questions",
             Self::Passcode => "passcode",
+            Self::Factor => "factor",
         }
     }
     fn param(self) -> &'static str {
@@ -28,6 +33,7 @@ impl LockScope {
             Self::Password => "Password",
             Self::Questions => "Questions",
             Self::Passcode => "Passcode",
+            Self::Factor => "Factor",
         }
     }
 }
@@ -49,6 +55,7 @@ pub struct LockoutPolicy {
     pub password: ScopePolicy,
     pub questions: ScopePolicy,
     pub passcode: ScopePolicy,
+    pub factor: ScopePolicy,
     /// Wrong guesses after which a passcode is invalidated.
     pub passcode_max_guesses: i64,
     /// Wrong answers after which a question is locked.
@@ -60,11 +67,12 @@ pub struct LockoutPolicy {
     pub source_max_failures: i64,
 }
 
-const SCOPES: [LockScope; 4] = [
+const SCOPES: [LockScope; 5] = [
     LockScope::All,
     LockScope::Password,
     LockScope::Questions,
     LockScope::Passcode,
+    LockScope::Factor,
 ];
 
 /// Each setting of a scope: parameter name and seconds per unit.
@@ -86,6 +94,7 @@ impl Default for LockoutPolicy {
             password: ScopePolicy::default(),
             questions: ScopePolicy::default(),
             passcode: ScopePolicy::default(),
+            factor: ScopePolicy::default(),
             passcode_max_guesses: default_of(&format!(r"{}\PasscodeMaxGuesses", Self::ROOT)),
             question_max_failures: default_of(&format!(r"{}\QuestionMaxFailures", Self::ROOT)),
             pow_bits: default_of(&format!(r"{}\ProofOfWorkBits", Self::ROOT)),
@@ -110,6 +119,7 @@ impl LockoutPolicy {
             LockScope::Password => &mut self.password,
             LockScope::Questions => &mut self.questions,
             LockScope::Passcode => &mut self.passcode,
+            LockScope::Factor => &mut self.factor,
         };
         match name {
             "MaxFailures" => &mut p.max_failures,
@@ -177,6 +187,7 @@ impl LockoutPolicy {
             LockScope::Password => self.password,
             LockScope::Questions => self.questions,
             LockScope::Passcode => self.passcode,
+            LockScope::Factor => self.factor,
         }
     }
 }

@@ -74,7 +74,17 @@ async fn form_in_time(
             let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
             next.run(req).await
         }
-        Ok(Err(_)) => axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Ok(Err(e)) => {
+            let too_large = e
+                .into_inner()
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            if too_large {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response()
+            } else {
+                axum::http::StatusCode::BAD_REQUEST.into_response()
+            }
+        }
         Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
     }
 }
