@@ -1356,7 +1356,7 @@ impl LoginService {
 
     /// The first step of a flow, by a classic method: what [`LoginService::login`] does up to
     /// the decision (limits, resolution, the authenticator's call, padding to at least
-    /// `min_hashes` hashes, the audit record of a denial), without opening a session. The
+    /// `cost` hashes, the audit record of a denial), without opening a session. The
     /// caller admitted it ([`LoginService::admit_step`]).
     ///
     /// `cost` holds the fewest hashes a failure costs on entry, and on return the hashes a
