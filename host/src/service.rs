@@ -438,6 +438,7 @@ impl Service {
                 crate::store::LockScope::Password,
                 crate::store::LockScope::Questions,
                 crate::store::LockScope::Passcode,
+                crate::store::LockScope::Factor,
             ] {
                 if let Some(until) = store.locked_until(&p, scope).await.map_err(err)? {
                     out.push(format!(
@@ -454,6 +455,29 @@ impl Service {
                 )),
                 Some(_) => out.push(format!("  person {p} has an expired passcode")),
                 None => out.push(format!("  person {p} has no passcode")),
+            }
+            // Whether a full login of theirs asks for a factor (the help desk removes a lost
+            // one with `prp-host flows remove-factor`).
+            let factors = store.factors(&p).await.map_err(err)?;
+            for f in &factors {
+                out.push(match (&f.data, f.enrolled_at) {
+                    (Some(_), Some(at)) => format!(
+                        "  person {p} has the second factor {} (active since {}): every full login asks for it",
+                        f.method,
+                        rfc3339(at)
+                    ),
+                    (Some(_), None) => format!(
+                        "  person {p} has the second factor {}: every full login asks for it",
+                        f.method
+                    ),
+                    (None, _) => format!(
+                        "  person {p} began enrolling in {} but hasn't confirmed it",
+                        f.method
+                    ),
+                });
+            }
+            if factors.iter().all(|f| f.data.is_none()) {
+                out.push(format!("  person {p} has no second factor"));
             }
             let qs = store.questions(&p).await.map_err(err)?;
             let locked = qs.iter().filter(|q| q.locked).count();

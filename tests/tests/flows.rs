@@ -504,7 +504,16 @@ fn demo_flows_list_check_and_explain_login() {
         explained.contains("flow password-totp (password then totp): P-ALICE can complete it"),
         "{explained}"
     );
+    assert!(
+        explained.contains("person P-ALICE has the second factor totp (active since"),
+        "{explained}"
+    );
     let out = scene.run(&config, &["explain-login", "bob"]);
+    assert!(
+        stdout(&out).contains("person P-BOB has no second factor"),
+        "{}",
+        stdout(&out)
+    );
     assert!(
         stdout(&out).contains("flow password-totp (password then totp): P-BOB can't complete it: not enrolled in totp"),
         "{}",
