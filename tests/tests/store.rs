@@ -1283,7 +1283,7 @@ prp_tests::on_each_backend! {
             .list_parameter_views(Some(r"PRP\Lockout"))
             .await
             .expect("list");
-        assert_eq!(lockout.len(), 16, "[{tag}]");
+        assert_eq!(lockout.len(), 19, "[{tag}]");
         assert!(lockout.iter().all(|v| v.is_default()), "[{tag}]");
     }
 }
