@@ -126,6 +126,17 @@ fn step(server: &Server, attempt: &str, method: &str, values: Value) -> (u16, Va
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// A step's answer that granted a full session: its person and method, as the session says.
+fn full_session_of(server: &Server, status: u16, done: &Value) -> (String, String) {
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["session_kind"], "full", "{done}");
+    let client = Client::from_login(server.addr, &done.to_string());
+    let (status, me) = client.call("GET", "/api/session", None);
+    assert_eq!(status, 200, "{me}");
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (text(&me["person_uid"]), text(&me["method"]))
+}
+
 /// The first step by password; returns the next attempt token.
 fn password_step(server: &Server, name: &str, password: &str) -> String {
     let attempt = start(server, name);
@@ -168,13 +179,7 @@ prp_tests::on_each_backend! {
         let code_now = code(&secret, now() + 30);
         let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
         let (status, done) = step(&p.server, &attempt, "totp", json!({"code": code_now}));
-        assert_eq!(status, 200, "{done}");
-        assert_eq!(done["session_kind"], "full");
-        let client = Client::from_login(p.server.addr, &done.to_string());
-        let (status, me) = client.call("GET", "/api/session", None);
-        assert_eq!(status, 200);
-        assert_eq!(me["person_uid"], "P-CAROL");
-        assert_eq!(me["method"], "flow:mfa");
+        assert_eq!(full_session_of(&p.server, status, &done), ("P-CAROL".into(), "flow:mfa".into()));
 
         // The same code again, in a new attempt: refused, like any failure.
         let attempt = password_step(&p.server, "carol", CAROL_CENTRAL);
@@ -246,13 +251,10 @@ prp_tests::on_each_backend! {
         assert_eq!(body["error"], "login_failed");
         let attempt = start_password();
         let (status, done) = step(&p.server, &attempt, "totp", json!({"code": code(&secret, now() + 30)}));
-        assert_eq!(status, 200, "{done}");
-        assert_eq!(done["session_kind"], "full");
-        let client = Client::from_login(p.server.addr, &done.to_string());
-        let (status, me) = client.call("GET", "/api/session", None);
-        assert_eq!(status, 200);
-        assert_eq!(me["person_uid"], "P-CAROL");
-        assert_eq!(me["method"], "password+totp");
+        assert_eq!(
+            full_session_of(&p.server, status, &done),
+            ("P-CAROL".into(), "password+totp".into())
+        );
 
         // Someone without the factor: the built-in flow grants at once, as before.
         let done = by_password("marta", MARTA_CENTRAL);
